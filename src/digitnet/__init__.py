@@ -1,0 +1,31 @@
+"""digitnet: the 784-16-16-10 network of 3Blue1Brown's video, trained on MNIST.
+
+>>> from digitnet import Network, load_mnist, train, TrainConfig
+>>> data = load_mnist()
+>>> net, history = train(data.train_images, data.train_labels, TrainConfig())
+>>> net.predict(data.test_images[:5])
+"""
+
+from .data import DataError, load_mnist, read_idx
+from .modelfile import Model, ModelFileError, load, save
+from .network import Network
+from .train import History, TrainConfig, TrainingDiverged, evaluate, fit, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataError",
+    "History",
+    "Model",
+    "ModelFileError",
+    "Network",
+    "TrainConfig",
+    "TrainingDiverged",
+    "evaluate",
+    "fit",
+    "load",
+    "load_mnist",
+    "read_idx",
+    "save",
+    "train",
+]

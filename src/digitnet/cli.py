@@ -1,0 +1,384 @@
+"""The ``digitnet`` command: a thin layer over the library.
+
+This is the only module that prints or exits.  Library errors (bad files, bad
+arguments) become one line on stderr and exit code 2; a training run that diverges
+exits 1; Ctrl-C exits 130 after keeping what can be kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
+from .data import DataError, load_mnist, load_split
+from .modelfile import ModelFileError, load, save
+from .train import (
+    OPTIMIZERS,
+    SCHEDULES,
+    Epoch,
+    TrainConfig,
+    TrainingDiverged,
+    evaluate,
+    seeded_generators,
+)
+
+DEFAULTS = TrainConfig()
+EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class UsageError(ValueError):
+    """Arguments that do not fit together."""
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer sizes such as 784,16,16,10, got {text!r}"
+        ) from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"need at least two positive sizes, got {text!r}")
+    return sizes
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _non_negative(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value >= 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="digitnet",
+        description="Train, evaluate and inspect the 784-16-16-10 network of the video.",
+    )
+    parser.add_argument("--version", action="version", version=f"digitnet {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = commands.add_parser("train", help="train a network on MNIST and save it")
+    t.add_argument(
+        "--out",
+        type=Path,
+        default=Path("model.safetensors"),
+        help="where to save the model (default: %(default)s)",
+    )
+    t.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=DEFAULTS.sizes,
+        help="layer sizes, input first (default: 784,16,16,10)",
+    )
+    t.add_argument(
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        default=DEFAULTS.activation,
+        help="hidden-layer squashing function (default: %(default)s)",
+    )
+    t.add_argument(
+        "--output",
+        choices=sorted(OUTPUTS),
+        default=DEFAULTS.output,
+        help="output layer (default: %(default)s)",
+    )
+    t.add_argument(
+        "--loss",
+        choices=LOSS_NAMES,
+        default=DEFAULTS.loss,
+        help="cost function (default: %(default)s)",
+    )
+    t.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        default=DEFAULTS.optimizer,
+        help="(default: %(default)s)",
+    )
+    t.add_argument(
+        "--lr",
+        type=_positive(float),
+        default=DEFAULTS.lr,
+        help="peak learning rate (default: %(default)s)",
+    )
+    t.add_argument(
+        "--momentum",
+        type=_non_negative(float),
+        default=DEFAULTS.momentum,
+        help="momentum, or Adam's beta1 (default: %(default)s)",
+    )
+    t.add_argument(
+        "--batch-size",
+        type=_positive(int),
+        default=DEFAULTS.batch_size,
+        help="(default: %(default)s)",
+    )
+    t.add_argument(
+        "--epochs", type=_positive(int), default=DEFAULTS.epochs, help="(default: %(default)s)"
+    )
+    t.add_argument(
+        "--weight-decay",
+        type=_non_negative(float),
+        default=DEFAULTS.weight_decay,
+        help="L2 penalty on weights (default: %(default)s)",
+    )
+    t.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=DEFAULTS.schedule,
+        help="learning-rate schedule (default: %(default)s)",
+    )
+    t.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.normalize,
+        help="train on standardised pixels (folded into the saved model)",
+    )
+    t.add_argument(
+        "--validation",
+        type=_non_negative(int),
+        default=DEFAULTS.validation,
+        help="training images held out to pick the best epoch (default: %(default)s)",
+    )
+    t.add_argument(
+        "--patience",
+        type=_non_negative(int),
+        default=DEFAULTS.patience,
+        help="stop after this many epochs without improvement; 0 never stops early",
+    )
+    t.add_argument("--seed", type=int, default=DEFAULTS.seed, help="(default: %(default)s)")
+    t.add_argument("--data", type=Path, help="folder of MNIST-style IDX files (default: MNIST)")
+    t.add_argument("--quiet", action="store_true", help="print only the final result")
+
+    e = commands.add_parser("evaluate", help="score a model on the test set")
+    e.add_argument("model", type=Path, metavar="PATH")
+    e.add_argument("--data", type=Path, help="folder of MNIST-style IDX files (default: MNIST)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    i = commands.add_parser("info", help="show a model's architecture and training record")
+    i.add_argument("model", type=Path, metavar="PATH")
+    i.add_argument("--json", action="store_true", help="print the model's metadata as JSON")
+    return parser
+
+
+# -- train ------------------------------------------------------------------------------
+
+
+def _epoch_line(record: Epoch, epochs: int) -> str:
+    val = "" if record.val_accuracy is None else f"  val {record.val_accuracy:7.2%}"
+    return (
+        f"epoch {record.epoch:>{len(str(epochs))}}/{epochs}  loss {record.loss:.4f}  "
+        f"train {record.accuracy:7.2%}{val}  lr {record.lr:.2e}  {record.seconds:.2f}s"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .network import Network
+    from .train import fit
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    data = load_mnist(args.data)
+    if config.sizes[0] != data.train_images.shape[1]:
+        raise UsageError(
+            f"--sizes starts with {config.sizes[0]} inputs but the images have "
+            f"{data.train_images.shape[1]} pixels"
+        )
+    n_classes = int(data.train_labels.max()) + 1
+    if config.sizes[-1] < n_classes:
+        raise UsageError(f"--sizes ends with {config.sizes[-1]} outputs for {n_classes} classes")
+    if not args.out.parent.is_dir():
+        raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
+
+    say = (lambda *a, **k: None) if args.quiet else print
+    say(
+        f"training {'-'.join(map(str, config.sizes))} ({config.activation} hidden, "
+        f"{config.output} output, {config.loss}, {config.optimizer} lr {config.lr:g}, "
+        f"batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}) on "
+        f"{len(data.train_images) - config.validation:,} images, "
+        f"validating on {config.validation:,}"
+    )
+    bar = None
+
+    def on_batch(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(
+                total=total,
+                unit="img",
+                unit_scale=True,
+                leave=False,
+                disable=None if not args.quiet else True,
+                file=sys.stderr,
+            )
+        bar.update(done - bar.n)
+
+    def on_epoch(record: Epoch) -> None:
+        nonlocal bar
+        if bar is not None:
+            bar.close()
+            bar = None
+        say(_epoch_line(record, config.epochs), flush=True)
+
+    init_rng, data_rng = seeded_generators(config.seed)
+    net = Network(config.sizes, config.activation, config.output, rng=init_rng)
+    start = time.perf_counter()
+    try:
+        history = fit(
+            net,
+            data.train_images,
+            data.train_labels,
+            config,
+            data_rng,
+            on_batch=on_batch,
+            on_epoch=on_epoch,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    if not history.epochs:
+        print("interrupted before the first epoch ended: no model saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    result = evaluate(net, data.test_images, data.test_labels)
+    info = {
+        "loss": config.loss,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "history": history.to_dict(),
+        "test_accuracy": result.accuracy,
+        "data": "MNIST" if args.data is None else str(args.data),
+        "train_seconds": round(seconds, 3),
+        "digitnet_version": __version__,
+    }
+    save(args.out, net, info)
+    if history.stopped == "interrupted":
+        print(
+            f"interrupted: kept the best model so far (epoch {history.best_epoch})", file=sys.stderr
+        )
+    elif history.stopped == "early-stopped":
+        say(f"stopped early: no better validation accuracy for {config.patience} epochs")
+    print(
+        f"test accuracy {result.accuracy:.2%} ({round(result.accuracy * result.n)}/{result.n}) "
+        f"with the weights of epoch {history.best_epoch}; trained in {seconds:.1f}s; "
+        f"saved {args.out}"
+    )
+    return EXIT_INTERRUPTED if history.stopped == "interrupted" else 0
+
+
+# -- evaluate and info ------------------------------------------------------------------
+
+
+def _table(confusion: np.ndarray) -> str:
+    k = len(confusion)
+    lines = ["true\\guess " + "".join(f"{d:>6}" for d in range(k))]
+    for t in range(k):
+        lines.append(f"{t:>10} " + "".join(f"{n:>6}" for n in confusion[t]))
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model = load(args.model)
+    images, labels = load_split(args.data, "test")
+    if images.shape[1] != model.network.sizes[0]:
+        raise UsageError(
+            f"{args.model} takes {model.network.sizes[0]} inputs but the test images "
+            f"have {images.shape[1]} pixels"
+        )
+    result = evaluate(model.network, images, labels)
+    if args.json:
+        print(json.dumps({"model": str(args.model), **result.to_dict()}))
+        return 0
+    correct = round(result.accuracy * result.n)
+    print(f"{args.model}: test accuracy {result.accuracy:.2%} ({correct}/{result.n})")
+    print("per digit: " + "  ".join(f"{d}: {a:.1%}" for d, a in enumerate(result.per_digit)))
+    print("confusion matrix (rows: true digit, columns: the network's guess)")
+    print(_table(np.array(result.confusion)))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    model = load(args.model)
+    info, net = model.info, model.network
+    if args.json:
+        print(json.dumps({**info, "n_parameters": net.n_parameters}))
+        return 0
+    print(f"{args.model}")
+    print(
+        f"  architecture  {'-'.join(map(str, net.sizes))}: {net.activation_name} hidden "
+        f"layers, {net.output_name} output"
+    )
+    print(f"  parameters    {net.n_parameters:,}")
+    config = info.get("config") or {}
+    if config:
+        print(
+            f"  trained with  {config.get('loss')} cost, {config.get('optimizer')} "
+            f"lr {config.get('lr')} ({config.get('schedule')}), batch "
+            f"{config.get('batch_size')}, weight decay {config.get('weight_decay')}, "
+            f"seed {config.get('seed')}"
+        )
+    if info.get("test_accuracy") is not None:
+        print(f"  test accuracy {info['test_accuracy']:.2%}")
+    history = info.get("history") or {}
+    epochs = history.get("epochs") or []
+    if epochs:
+        print(
+            f"  training      {len(epochs)} epochs ({history.get('stopped')}), kept epoch "
+            f"{history.get('best_epoch')}, {info.get('train_seconds', '?')}s"
+        )
+        print("  epoch   loss    train     val")
+        for e in epochs:
+            val = "     -" if e.get("val_accuracy") is None else f"{e['val_accuracy']:7.2%}"
+            print(f"  {e['epoch']:>5} {e['loss']:.4f} {e['accuracy']:7.2%} {val}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, DataError, ModelFileError) as e:
+        print(f"digitnet {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDiverged as e:
+        print(f"digitnet {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except ValueError as e:
+        print(f"digitnet {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,204 @@
+"""The command line, run as a user runs it: a real process, real files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from digitnet.modelfile import load
+
+
+def run(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "digitnet", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def default_model(tmp_path_factory):
+    """`digitnet train` with every default, seeded: the run the README promises."""
+    path = tmp_path_factory.mktemp("default") / "model.safetensors"
+    result = run("train", "--seed", "0", "--out", path)
+    assert result.returncode == 0, result.stderr
+    return path, result
+
+
+def test_default_training_reaches_96_percent(default_model):
+    path, result = default_model
+    info = load(path).info
+    assert info["test_accuracy"] >= 0.96, result.stdout
+    assert info["config"]["sizes"] == [784, 16, 16, 10]
+    assert info["config"]["activation"] == "sigmoid"
+    assert "test accuracy" in result.stdout
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == info["config"]["epochs"] == len(info["history"]["epochs"])
+    assert "val" in epoch_lines[0] and "loss" in epoch_lines[0]
+
+
+def independent_accuracy(path, images, labels):
+    """Recompute the test accuracy from the raw tensors with nothing but NumPy."""
+    tensors = load_file(path)
+    a = images.astype(np.float64) / 255
+    n_layers = len(tensors) // 2
+    for i in range(n_layers):
+        z = a @ tensors[f"layers.{i}.weight"].T.astype(np.float64) + tensors[f"layers.{i}.bias"]
+        a = 1 / (1 + np.exp(-z)) if i < n_layers - 1 else z  # sigmoid, then logits
+    return float(np.mean(a.argmax(axis=1) == labels))
+
+
+def test_evaluate_json_agrees_with_independent_recomputation(default_model, mnist):
+    path, _ = default_model
+    result = run("evaluate", path, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    expected = independent_accuracy(path, mnist.test_images, mnist.test_labels)
+    assert report["accuracy"] == pytest.approx(expected, abs=1e-4)
+    assert report["accuracy"] == pytest.approx(load(path).test_accuracy)
+    confusion = np.array(report["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 10_000
+    assert np.trace(confusion) == round(report["accuracy"] * 10_000)
+    assert np.allclose(report["per_digit"], np.diag(confusion) / confusion.sum(axis=1))
+
+
+def test_evaluate_and_info_text(default_model):
+    path, _ = default_model
+    text = run("evaluate", path)
+    assert text.returncode == 0 and "confusion matrix" in text.stdout
+    info = run("info", path)
+    assert info.returncode == 0
+    assert "784-16-16-10" in info.stdout and "13,002" in info.stdout
+    assert "test accuracy" in info.stdout
+    as_json = json.loads(run("info", path, "--json").stdout)
+    assert as_json["n_parameters"] == 13_002
+
+
+def test_classic_recipe_is_one_set_of_flags_away(tmp_path):
+    """Nielsen's network.py recipe: quadratic cost, sigmoid output, SGD η=3, batch 10."""
+    path = tmp_path / "classic.safetensors"
+    result = run(
+        "train",
+        "--loss",
+        "quadratic",
+        "--output",
+        "sigmoid",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "3",
+        "--batch-size",
+        "10",
+        "--schedule",
+        "constant",
+        "--weight-decay",
+        "0",
+        "--epochs",
+        "1",
+        "--out",
+        path,
+    )
+    assert result.returncode == 0, result.stderr
+    info = load(path).info
+    assert (info["loss"], info["output"]) == ("quadratic", "sigmoid")
+    assert info["config"]["optimizer"] == "sgd" and info["config"]["lr"] == 3
+    assert info["test_accuracy"] > 0.85  # one epoch of the classic recipe
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--sizes", "784,x,10"], "comma-separated"),
+        (["train", "--activation", "swish"], "invalid choice"),
+        (["train", "--lr", "0"], "positive"),
+        (["train", "--epochs", "1.5"], "positive int"),
+        (["train", "--sizes", "100,10"], "images have 784 pixels"),
+        (["train", "--sizes", "784,5"], "5 outputs for 10 classes"),
+        (["train", "--out", "/nonexistent/dir/m.safetensors"], "does not exist"),
+        (["train", "--data", "/nonexistent"], "not a directory"),
+        (["train", "--validation", "60000"], "leaves no training images"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_arguments_exit_2(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"\x00" * 64])
+def test_bad_model_files_exit_2(tmp_path, content):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    for command in ("evaluate", "info"):
+        result = run(command, path)
+        assert result.returncode == 2
+        assert f"{path}: not a valid safetensors file" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_missing_model_file_exits_2(tmp_path):
+    result = run("evaluate", tmp_path / "missing.safetensors")
+    assert result.returncode == 2 and "cannot open" in result.stderr
+
+
+def test_divergence_exits_1_without_a_model(tmp_path):
+    path = tmp_path / "m.safetensors"
+    result = run(
+        "train",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--activation",
+        "relu",
+        "--loss",
+        "quadratic",
+        "--epochs",
+        "1",
+        "--out",
+        path,
+    )
+    assert result.returncode == 1
+    assert "learning rate" in result.stderr and "Traceback" not in result.stderr
+    assert not path.exists()
+
+
+def test_ctrl_c_keeps_the_best_model_so_far(tmp_path):
+    path = tmp_path / "m.safetensors"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digitnet", "train", "--epochs", "200", "--out", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    for line in process.stdout:  # wait until two epochs have finished
+        if line.split()[:2] == ["epoch", "2/200"]:
+            break
+    time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "kept the best model so far" in err and "Traceback" not in err
+    model = load(path)
+    history = model.info["history"]
+    assert history["stopped"] == "interrupted"
+    assert 2 <= len(history["epochs"]) < 200
+    assert model.test_accuracy > 0.8
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left
+
+
+def test_python_dash_m_and_console_script_agree():
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.startswith("digitnet ")

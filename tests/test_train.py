@@ -1,0 +1,164 @@
+"""Training: optimisers, schedules, reproducibility, divergence, validation split."""
+
+import numpy as np
+import pytest
+
+from digitnet.network import Network
+from digitnet.train import (
+    OPTIMIZERS,
+    TrainConfig,
+    TrainingDiverged,
+    evaluate,
+    fit,
+    lr_at,
+    one_hot,
+    seeded_generators,
+    train,
+)
+
+
+@pytest.fixture(scope="module")
+def small(mnist):
+    """6,000 training images: enough to learn, quick to train on."""
+    return mnist.train_images[:6000], mnist.train_labels[:6000]
+
+
+def test_default_config_is_the_videos_network():
+    config = TrainConfig()
+    assert config.sizes == (784, 16, 16, 10)
+    assert config.activation == "sigmoid"
+    assert config.validation > 0  # the test set never picks the epoch
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_every_optimizer_learns(small, mnist, optimizer):
+    lr = {"sgd": 0.5, "momentum": 0.05, "adam": 0.01}[optimizer]
+    config = TrainConfig(optimizer=optimizer, lr=lr, epochs=3, validation=1000)
+    net, history = train(*small, config)
+    losses = [e.loss for e in history.epochs]
+    assert losses[-1] < losses[0]
+    accuracy = evaluate(net, mnist.test_images, mnist.test_labels).accuracy
+    assert accuracy > 0.7, f"{optimizer}: {accuracy:.2%} after 3 epochs on 5,000 images"
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+@pytest.mark.parametrize(
+    "loss, output",
+    [
+        ("quadratic", "sigmoid"),
+        ("cross-entropy", "softmax"),
+        ("cross-entropy", "sigmoid"),
+        ("quadratic", "softmax"),
+    ],
+)
+def test_every_combination_learns(small, mnist, activation, loss, output):
+    config = TrainConfig(
+        activation=activation,
+        loss=loss,
+        output=output,
+        epochs=4,
+        validation=0,
+        lr=0.01 if activation == "sigmoid" else 0.003,
+    )
+    net, _ = train(*small, config)
+    accuracy = evaluate(net, mnist.test_images[:2000], mnist.test_labels[:2000]).accuracy
+    assert accuracy > 0.7, f"{accuracy:.2%} after 4 epochs on 6,000 images"
+
+
+def test_same_seed_same_weights_bit_for_bit(small):
+    config = TrainConfig(epochs=2, seed=7)
+    a, history_a = train(*small, config)
+    b, history_b = train(*small, config)
+    assert a.params.tobytes() == b.params.tobytes()
+    assert [e.loss for e in history_a.epochs] == [e.loss for e in history_b.epochs]
+    c, _ = train(*small, TrainConfig(epochs=2, seed=8))
+    assert not np.array_equal(a.params, c.params)
+
+
+def test_divergence_is_an_error_that_names_the_learning_rate(small):
+    net = Network(rng=np.random.default_rng(0))
+    config = TrainConfig(
+        optimizer="sgd",
+        lr=1e6,
+        loss="quadratic",
+        output="softmax",
+        activation="relu",
+        epochs=2,
+        validation=0,
+    )
+    with pytest.raises(TrainingDiverged, match="learning rate 1e\\+06"):
+        fit(net, *small, config, np.random.default_rng(0))
+    assert np.isfinite(net.params).all()
+
+
+def test_validation_split_picks_the_best_epoch(small):
+    config = TrainConfig(epochs=4, validation=1000)
+    _, history = train(*small, config)
+    accuracies = [e.val_accuracy for e in history.epochs]
+    assert history.best_epoch == 1 + int(np.argmax(accuracies))
+    assert all(e.val_loss is not None for e in history.epochs)
+
+
+def test_kept_weights_are_the_best_epochs(small):
+    """The returned network scores on the validation images what its epoch scored."""
+    images, labels = small
+    config = TrainConfig(epochs=3, validation=1000, seed=3)
+    net, history = train(images, labels, config)
+    _, data_rng = seeded_generators(3)
+    held_out = data_rng.permutation(len(images))[:1000]
+    accuracy = evaluate(net, images[held_out], labels[held_out]).accuracy
+    assert accuracy == pytest.approx(history.epochs[history.best_epoch - 1].val_accuracy)
+
+
+def test_patience_stops_early(small):
+    # a learning rate of almost nothing never improves on epoch 1
+    config = TrainConfig(epochs=10, lr=1e-12, validation=500, patience=2, schedule="constant")
+    _, history = train(*small, config)
+    assert history.stopped == "early-stopped"
+    assert len(history.epochs) == 3 and history.best_epoch == 1
+
+
+def test_normalisation_is_folded_into_the_first_layer(small):
+    """Trained on standardised pixels, the saved net reads raw [0, 1] pixels."""
+    images, labels = small
+    net, history = train(images, labels, TrainConfig(epochs=2, normalize=True, validation=1000))
+    assert history.epochs[-1].val_accuracy > 0.85
+    assert evaluate(net, images[:1000], labels[:1000]).accuracy > 0.85
+
+
+def test_cosine_schedule():
+    config = TrainConfig(lr=0.1, schedule="cosine")
+    assert lr_at(config, 0, 100) == pytest.approx(0.1)
+    assert lr_at(config, 50, 100) == pytest.approx(0.05)
+    assert lr_at(config, 100, 100) == pytest.approx(0.0, abs=1e-12)
+    assert lr_at(TrainConfig(lr=0.1, schedule="constant"), 70, 100) == 0.1
+
+
+def test_weight_decay_touches_weights_not_biases():
+    net = Network((4, 3, 2), rng=np.random.default_rng(0))
+    mask = net.weight_mask()
+    assert mask.sum() == 4 * 3 + 3 * 2
+    for b in net.b:
+        b[...] = 5
+    assert not (mask * net.params == 5).any()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lr": 0}, "lr must be a positive"),
+        ({"batch_size": -1}, "batch_size must be a positive"),
+        ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
+        ({"loss": "hinge"}, "unknown loss/output pair"),
+        ({"schedule": "step"}, "unknown schedule"),
+        ({"momentum": 1.5}, "momentum"),
+        ({"weight_decay": -1}, "weight_decay"),
+    ],
+)
+def test_bad_config_is_a_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_one_hot():
+    np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
