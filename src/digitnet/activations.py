@@ -19,9 +19,10 @@ import numpy as np
 Array = np.ndarray
 
 
-def sigmoid(z: Array) -> Array:
-    """σ(z) = 1 / (1 + e^(-z)), computed as ½ tanh(z/2) + ½ so it never overflows."""
-    a = np.multiply(z, 0.5)
+def sigmoid(z: Array, out: Array | None = None) -> Array:
+    """σ(z) = 1 / (1 + e^(-z)), computed as ½ tanh(z/2) + ½ so it never overflows.
+    ``out`` may be z itself."""
+    a = np.multiply(z, 0.5, out=out)
     np.tanh(a, out=a)
     a *= 0.5
     a += 0.5
@@ -33,9 +34,9 @@ def sigmoid_prime(a: Array) -> Array:
     return a * (1 - a)
 
 
-def relu(z: Array) -> Array:
+def relu(z: Array, out: Array | None = None) -> Array:
     """ReLU(z) = max(0, z)."""
-    return np.maximum(z, 0)
+    return np.maximum(z, 0, out=out)
 
 
 def relu_prime(a: Array) -> Array:
@@ -43,9 +44,9 @@ def relu_prime(a: Array) -> Array:
     return (a > 0).astype(a.dtype)
 
 
-def tanh(z: Array) -> Array:
+def tanh(z: Array, out: Array | None = None) -> Array:
     """tanh(z), the sigmoid stretched to (-1, 1)."""
-    return np.tanh(z)
+    return np.tanh(z, out=out)
 
 
 def tanh_prime(a: Array) -> Array:
@@ -75,10 +76,11 @@ def log_sigmoid(z: Array) -> Array:
 
 @dataclass(frozen=True)
 class Activation:
-    """A hidden-layer squashing function f and its derivative f'(z) written in a = f(z)."""
+    """A hidden-layer squashing function f (``f(z, out=None)``) and its derivative
+    f'(z) written in a = f(z)."""
 
     name: str
-    f: Callable[[Array], Array]
+    f: Callable[..., Array]
     prime: Callable[[Array], Array]
 
 
@@ -118,8 +120,13 @@ def quadratic_delta_softmax(z: Array, a: Array, y: Array) -> Array:
 
 
 def cross_entropy_value_softmax(z: Array, a: Array, y: Array) -> float:
-    """C = -Σ_j y_j log a_j with a = softmax(z), from z by log-sum-exp."""
-    return float(-np.sum(y * log_softmax(z)) / len(z))
+    """C = -Σ_j y_j log a_j with a = softmax(z).
+
+    a comes from the max-shifted softmax, so it is exact wherever it is above the
+    smallest normal float; below that (a neuron wrong by more than about 87 in z for
+    float32) log a is floored there, giving a large finite cost instead of inf."""
+    tiny = np.finfo(a.dtype).tiny
+    return float(-np.vdot(y, np.log(np.maximum(a, tiny))) / len(a))
 
 
 def cross_entropy_value_sigmoid(z: Array, a: Array, y: Array) -> float:

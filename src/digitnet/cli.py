@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="learning-rate schedule (default: %(default)s)",
     )
     t.add_argument(
+        "--augment",
+        type=_non_negative(int),
+        default=DEFAULTS.augment,
+        help="shift each batch by up to this many pixels; 0 turns it off (default: %(default)s)",
+    )
+    t.add_argument(
         "--normalize",
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS.normalize,

@@ -159,8 +159,9 @@ class Network:
         a, activations = x, [x]
         last = len(self.W) - 1
         for l, (W, b) in enumerate(zip(self.W, self.b, strict=True)):
-            z = a @ W.T + b  # (B, n_out): the row form of W a + b
-            a = self.output(z) if l == last else self.activation.f(z)
+            z = a @ W.T  # (B, n_out): the row form of W a + b
+            z += b
+            a = self.output(z) if l == last else self.activation.f(z, out=z)
             activations.append(a)
         return activations, z
 
@@ -198,12 +199,14 @@ class Network:
         a = activations[-1]
         cost = loss.value(z, a, y)
         delta = loss.delta(z, a, y)  # (B, n_L)
-        delta /= len(x)  # gradients of the mean cost over the batch
+        delta *= 1 / len(x)  # gradients of the mean cost over the batch
+        ones = np.ones(len(x), dtype=delta.dtype)
         for l in range(len(self.W) - 1, -1, -1):
             np.matmul(delta.T, activations[l], out=self.dW[l])  # (n_out, n_in)
-            np.sum(delta, axis=0, out=self.db[l])  # (n_out,)
+            np.matmul(ones, delta, out=self.db[l])  # Σ over the batch: (n_out,)
             if l:
-                delta = (delta @ self.W[l]) * self.activation.prime(activations[l])
+                delta = delta @ self.W[l]  # (B, n_in)
+                delta *= self.activation.prime(activations[l])
         return cost, a
 
     def weight_mask(self) -> Array:

@@ -106,9 +106,10 @@ class TrainConfig:
     lr: float = 0.02  # peak learning rate η (measured best of 0.001-0.03 for the default)
     momentum: float = 0.9  # μ for momentum, β₁ for Adam
     batch_size: int = 32
-    epochs: int = 30
+    epochs: int = 40  # with augment=1: 96.5-96.8% for seeds 0-2 (30 epochs: 96.5%)
     weight_decay: float = 1e-4  # L2 on weights (not biases): adds λ W to ∂C/∂W
     schedule: str = "cosine"  # η decays to 0 along a half cosine, or stays constant
+    augment: int = 1  # shift each batch up to this many pixels along one axis; 0: off
     normalize: bool = False  # train on (x - mean)/std, folded into layer 1 afterwards;
     # measured 0.5-1 point worse on the test set for the default network, so off
     validation: int = 5000  # training images held out to choose the best epoch; 0: none
@@ -125,7 +126,7 @@ class TrainConfig:
         for name, value in positive.items():
             if not value > 0 or not math.isfinite(value):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("weight_decay", "validation", "patience"):
+        for name in ("weight_decay", "validation", "patience", "augment"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be zero or more, got {getattr(self, name)!r}")
         if not 0 <= self.momentum < 1:
@@ -219,6 +220,28 @@ def scaled(images: Array, scale: float, shift: float, dtype: type = np.float32) 
     return x
 
 
+def shifts(k: int) -> list[tuple[int, int]]:
+    """The moves of augmentation: none, or up to k pixels along one axis."""
+    return (
+        [(0, 0)] + [(d, 0) for d in range(-k, k + 1) if d] + [(0, d) for d in range(-k, k + 1) if d]
+    )
+
+
+def shifted(x: Array, dy: int, dx: int, out: Array) -> Array:
+    """out = the square images x (m, side²) moved dy rows down and dx columns right,
+    the vacated pixels set to 0.  Moving a digit by a pixel leaves it the same digit,
+    so each move shows the network a new picture of it: a cheap guard against
+    learning the exact pixel positions of the training set."""
+    side = math.isqrt(x.shape[1])
+    src = x.reshape(-1, side, side)
+    dst = out.reshape(-1, side, side)
+    dst[...] = 0
+    rows = slice(max(dy, 0), side + min(dy, 0)), slice(max(-dy, 0), side + min(-dy, 0))
+    cols = slice(max(dx, 0), side + min(dx, 0)), slice(max(-dx, 0), side + min(-dx, 0))
+    dst[:, rows[0], cols[0]] = src[:, rows[1], cols[1]]
+    return out
+
+
 def _batched_cost(net: Network, x: Array, y: Array, loss_name: str) -> tuple[float, float]:
     """(mean cost, accuracy) of ``net`` on inputs x with one-hot targets y."""
     loss = LOSSES[(loss_name, net.output_name)]
@@ -228,7 +251,7 @@ def _batched_cost(net: Network, x: Array, y: Array, loss_name: str) -> tuple[flo
         activations, z = net._layers(xs)
         cost += loss.value(z, activations[-1], ys) * len(xs)
         acc += np.count_nonzero(activations[-1].argmax(1) == ys.argmax(1))
-    return cost / len(x), acc / len(x)
+    return float(cost / len(x)), float(acc / len(x))
 
 
 def fit(
@@ -256,6 +279,8 @@ def fit(
             f"expected images (N, {net.sizes[0]}) and labels (N,), "
             f"got {images.shape} and {labels.shape}"
         )
+    if config.augment and math.isqrt(images.shape[1]) ** 2 != images.shape[1]:
+        raise ValueError(f"augment needs square images, got {images.shape[1]} pixels")
     if config.validation >= len(images):
         raise ValueError(
             f"validation split of {config.validation} leaves no training images "
@@ -288,6 +313,9 @@ def fit(
     best_params, best_score, since_best = net.params.copy(), -1.0, 0
     step = 0
     x_scale, x_shift = dtype(scale / 255), dtype(shift)
+    x_buffer = np.empty((B, net.sizes[0]), dtype)
+    moves = shifts(config.augment) if config.augment else []
+    shift_buffer = np.empty((B, net.sizes[0]), np.uint8)
 
     try:
         # Overflow shows up as a non-finite cost, caught below with a clear message.
@@ -298,14 +326,19 @@ def fit(
             for epoch in range(1, config.epochs + 1):
                 start = time.perf_counter()
                 perm = rng.permutation(n)
+                # This epoch's images in batch order, as one contiguous uint8 block.
+                epoch_x, epoch_y, epoch_labels = train_x[perm], train_y[perm], train_labels[perm]
                 cost_sum = correct = 0.0
                 lr = lr_at(config, step, total_steps)
                 for i, s in enumerate(range(0, n, B)):
-                    idx = perm[s : s + B]
-                    x = train_x[idx].astype(dtype)
-                    x *= x_scale
-                    x += x_shift
-                    cost, a = net.backprop(x, train_y[idx], loss)
+                    batch = epoch_x[s : s + B]
+                    if moves:
+                        move = moves[rng.integers(len(moves))]
+                        batch = shifted(batch, *move, shift_buffer[: len(batch)])
+                    x = np.multiply(batch, x_scale, out=x_buffer[: len(batch)])
+                    if x_shift:
+                        x += x_shift
+                    cost, a = net.backprop(x, epoch_y[s : s + B], loss)
                     if not math.isfinite(cost):
                         net.params[...] = best_params
                         raise TrainingDiverged(
@@ -313,8 +346,8 @@ def fit(
                             f"became {cost}. The learning rate {config.lr:g} is probably "
                             f"too large for {config.optimizer}; try --lr {config.lr / 10:g}"
                         )
-                    cost_sum += cost * len(idx)
-                    correct += np.count_nonzero(a.argmax(1) == train_labels[idx])
+                    cost_sum += cost * len(x)
+                    correct += np.count_nonzero(a.argmax(1) == epoch_labels[s : s + B])
                     if config.weight_decay:
                         np.multiply(decay, net.params, out=decay_term)
                         net.grad += decay_term
@@ -335,7 +368,7 @@ def fit(
                 record = Epoch(
                     epoch,
                     cost_sum / n,
-                    correct / n,
+                    float(correct / n),
                     val_loss,
                     val_acc,
                     lr,
