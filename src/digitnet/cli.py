@@ -21,6 +21,7 @@ from . import __version__
 from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
 from .data import DataError, load_mnist, load_split
 from .modelfile import ModelFileError, load, save
+from .preprocess import PictureError
 from .train import (
     OPTIMIZERS,
     SCHEDULES,
@@ -187,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", type=Path, metavar="PATH")
     e.add_argument("--data", type=Path, help="folder of MNIST-style IDX files (default: MNIST)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = commands.add_parser("predict", help="read the digit in each picture")
+    p.add_argument("model", type=Path, metavar="MODEL")
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument(
+        "--save-input",
+        type=Path,
+        metavar="DIR",
+        help="save the 28x28 picture the network saw for each file, as DIR/NAME.png",
+    )
 
     i = commands.add_parser("info", help="show a model's architecture and training record")
     i.add_argument("model", type=Path, metavar="PATH")
@@ -367,14 +379,74 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info}
+def _input_png(pixels: np.ndarray) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .modelfile import atomic_write
+    from .preprocess import PictureError
+    from .recognise import predict_image
+
+    net = load(args.model).network
+    if net.sizes[0] != 784:
+        raise UsageError(f"{args.model} takes {net.sizes[0]} inputs; pictures give 784")
+    if args.save_input is not None:
+        if args.save_input.exists() and not args.save_input.is_dir():
+            raise UsageError(f"--save-input {args.save_input}: exists and is not a folder")
+        args.save_input.mkdir(parents=True, exist_ok=True)
+    results, failed, used = [], 0, set()
+    for path in args.images:
+        try:
+            prediction = predict_image(net, path)
+        except PictureError as e:
+            failed += 1
+            results.append({"file": str(path), "error": str(e)})
+            print(f"digitnet predict: error: {e}", file=sys.stderr)
+            continue
+        result = {
+            "file": str(path),
+            "digit": prediction.digit,
+            "confidence": prediction.confidence,
+            "probabilities": prediction.probabilities,
+            "top3": [{"digit": d, "probability": p} for d, p in prediction.top(3)],
+        }
+        if args.save_input is not None:
+            name, n = f"{path.stem}.png", 1
+            while name in used:
+                n += 1
+                name = f"{path.stem}-{n}.png"
+            used.add(name)
+            atomic_write(args.save_input / name, _input_png(prediction.input))
+            result["input_file"] = str(args.save_input / name)
+        results.append(result)
+        if not args.json:
+            top = ", ".join(f"{d} {p:.1%}" for d, p in prediction.top(3))
+            print(f"{path}: {prediction.digit} ({prediction.confidence:.1%})   top 3: {top}")
+    if args.json:
+        print(json.dumps(results))
+    return EXIT_USAGE if failed else 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "info": cmd_info,
+    "predict": cmd_predict,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, DataError, ModelFileError) as e:
+    except (UsageError, DataError, ModelFileError, PictureError) as e:
         print(f"digitnet {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except TrainingDiverged as e:
