@@ -44,9 +44,9 @@ class DataError(ValueError):
     """A data file is missing, corrupt or not what was expected."""
 
 
-def _read_exactly(stream, n: int, path: Path, what: str) -> bytes:
+def _read_exactly(stream, n: int, path: Path, what: str) -> bytearray:
     """Read n bytes, in chunks (so a lying header cannot make us allocate), or fail."""
-    chunks, got = [], 0
+    data, got = bytearray(), 0
     while got < n:
         try:
             chunk = stream.read(min(_CHUNK, n - got))
@@ -54,9 +54,9 @@ def _read_exactly(stream, n: int, path: Path, what: str) -> bytes:
             raise DataError(f"{path}: not a readable gzip or IDX file ({e})") from None
         if not chunk:
             raise DataError(f"{path}: truncated {what}: expected {n} bytes, found {got}")
-        chunks.append(chunk)
+        data += chunk
         got += len(chunk)
-    return b"".join(chunks)
+    return data
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -114,7 +114,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raise DataError(
                 f"{path}: more data than the header's shape {shape} declares ({size} bytes)"
             )
-    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    values = np.frombuffer(payload, dtype=dtype).reshape(shape)  # shares the bytearray
+    return values if dtype.itemsize == 1 else values.astype(dtype.newbyteorder("="))
 
 
 @dataclass(frozen=True)

@@ -293,8 +293,7 @@ def fit(
 
     order = rng.permutation(len(images))
     train_idx, val_idx = order[config.validation :], order[: config.validation]
-    train_x, train_y, train_labels = images[train_idx], targets[train_idx], labels[train_idx]
-    scale, shift = input_transform(train_x) if config.normalize else (1.0, 0.0)
+    scale, shift = input_transform(images[train_idx]) if config.normalize else (1.0, 0.0)
     val_x, val_y = scaled(images[val_idx], scale, shift, dtype), targets[val_idx]
 
     # Learn on transformed inputs: fold the inverse into layer 1 of the starting
@@ -305,7 +304,7 @@ def fit(
     optimizer = OPTIMIZERS[config.optimizer](net.params.size, dtype, momentum=config.momentum)
     decay = net.weight_mask() * dtype(config.weight_decay)
     decay_term = np.zeros_like(net.params)
-    n, B = len(train_x), config.batch_size
+    n, B = len(train_idx), config.batch_size
     steps_per_epoch = math.ceil(n / B)
     total_steps = steps_per_epoch * config.epochs
     report_every = max(1, steps_per_epoch // 100)
@@ -325,9 +324,9 @@ def fit(
         ):
             for epoch in range(1, config.epochs + 1):
                 start = time.perf_counter()
-                perm = rng.permutation(n)
+                order = train_idx[rng.permutation(n)]
                 # This epoch's images in batch order, as one contiguous uint8 block.
-                epoch_x, epoch_y, epoch_labels = train_x[perm], train_y[perm], train_labels[perm]
+                epoch_x, epoch_y, epoch_labels = images[order], targets[order], labels[order]
                 cost_sum = correct = 0.0
                 lr = lr_at(config, step, total_steps)
                 for i, s in enumerate(range(0, n, B)):
