@@ -200,6 +200,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the 28x28 picture the network saw for each file, as DIR/NAME.png",
     )
 
+    v = commands.add_parser("serve", help="serve the draw-a-digit page")
+    v.add_argument(
+        "model",
+        type=Path,
+        nargs="?",
+        default=Path("model.safetensors"),
+        metavar="MODEL",
+        help="model file; trained with the defaults first if it does not exist "
+        "(default: %(default)s)",
+    )
+    v.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    v.add_argument(
+        "--port", type=int, default=8000, help="0 picks a free port (default: %(default)s)"
+    )
+
     i = commands.add_parser("info", help="show a model's architecture and training record")
     i.add_argument("model", type=Path, metavar="PATH")
     i.add_argument("--json", action="store_true", help="print the model's metadata as JSON")
@@ -218,13 +235,18 @@ def _epoch_line(record: Epoch, epochs: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    return train_and_save(config, args.out, args.data, args.quiet)
+
+
+def train_and_save(config: TrainConfig, out: Path, data_dir: Path | None, quiet: bool) -> int:
+    """Train as ``config`` says, report each epoch, save to ``out``; an exit code."""
     from tqdm import tqdm
 
     from .network import Network
     from .train import fit
 
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    data = load_mnist(args.data)
+    data = load_mnist(data_dir)
     if config.sizes[0] != data.train_images.shape[1]:
         raise UsageError(
             f"--sizes starts with {config.sizes[0]} inputs but the images have "
@@ -233,10 +255,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     n_classes = int(data.train_labels.max()) + 1
     if config.sizes[-1] < n_classes:
         raise UsageError(f"--sizes ends with {config.sizes[-1]} outputs for {n_classes} classes")
-    if not args.out.parent.is_dir():
-        raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
 
-    say = (lambda *a, **k: None) if args.quiet else print
+    say = (lambda *a, **k: None) if quiet else print
     say(
         f"training {'-'.join(map(str, config.sizes))} ({config.activation} hidden, "
         f"{config.output} output, {config.loss}, {config.optimizer} lr {config.lr:g}, "
@@ -254,7 +276,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 unit="img",
                 unit_scale=True,
                 leave=False,
-                disable=None if not args.quiet else True,
+                disable=True if quiet else None,
                 file=sys.stderr,
             )
         bar.update(done - bar.n)
@@ -293,11 +315,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "config": config.to_dict(),
         "history": history.to_dict(),
         "test_accuracy": result.accuracy,
-        "data": "MNIST" if args.data is None else str(args.data),
+        "data": "MNIST" if data_dir is None else str(data_dir),
         "train_seconds": round(seconds, 3),
         "digitnet_version": __version__,
     }
-    save(args.out, net, info)
+    save(out, net, info)
     if history.stopped == "interrupted":
         print(
             f"interrupted: kept the best model so far (epoch {history.best_epoch})", file=sys.stderr
@@ -307,7 +329,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"test accuracy {result.accuracy:.2%} ({round(result.accuracy * result.n)}/{result.n}) "
         f"with the weights of epoch {history.best_epoch}; trained in {seconds:.1f}s; "
-        f"saved {args.out}"
+        f"saved {out}"
     )
     return EXIT_INTERRUPTED if history.stopped == "interrupted" else 0
 
@@ -434,7 +456,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_USAGE if failed else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import bind, create_app, is_loopback, serve
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0-65535, got {args.port}")
+    if not args.model.exists():
+        print(f"no model at {args.model}: training one with the defaults first", flush=True)
+        code = train_and_save(TrainConfig(), args.model, None, quiet=False)
+        if code:
+            return code
+    app = create_app(load(args.model))
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {args.host}:{args.port} ({e.strerror})") from None
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    if not is_loopback(args.host):
+        print(
+            f"WARNING: listening on {args.host}, not loopback: other machines on your network "
+            "can reach this page and its API.",
+            file=sys.stderr,
+        )
+    print(f"serving {args.model} at http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
+    serve(app, sock)
+    return 0
+
+
 COMMANDS = {
+    "serve": cmd_serve,
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "info": cmd_info,

@@ -51,7 +51,7 @@ class PictureError(ValueError):
     """A picture could not be read, or holds no digit."""
 
 
-def open_picture(source: str | os.PathLike | bytes) -> Image.Image:
+def open_picture(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open an image file (a path or its bytes) with its size checked before decoding.
 
     Raises PictureError for a directory, a missing file, something that is not an
@@ -69,9 +69,9 @@ def open_picture(source: str | os.PathLike | bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(file)
             width, height = image.size
-            if width * height > MAX_PIXELS:
+            if width * height > max_pixels:
                 raise PictureError(
-                    f"{name}: {width}x{height} pixels is more than the {MAX_PIXELS:,}-pixel "
+                    f"{name}: {width}x{height} pixels is more than the {max_pixels:,}-pixel "
                     "limit (decompression-bomb guard); scale the picture down"
                 )
             image.load()

@@ -1,0 +1,183 @@
+"""The JSON API, through the framework's test client: answers and every bad request."""
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from digitnet.modelfile import load
+from digitnet.server import MAX_BODY_BYTES, MAX_IMAGE_PIXELS, create_app
+
+
+@pytest.fixture(scope="module")
+def client(trained, mnist):
+    _, path = trained
+    app = create_app(load(path), samples=(mnist.test_images, mnist.test_labels))
+    with TestClient(app) as client:
+        yield client
+
+
+def data_url(image: Image.Image, fmt: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    kind = fmt.lower()
+    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def canvas_of(digit: np.ndarray) -> Image.Image:
+    """An MNIST digit as a page canvas would send it: dark ink on white, 280x280, RGBA."""
+    big = Image.fromarray(255 - digit.reshape(28, 28)).resize((280, 280)).convert("RGBA")
+    return big
+
+
+def test_model(client):
+    body = client.get("/api/model").json()
+    assert body["sizes"] == [784, 16, 16, 10]
+    assert body["n_parameters"] == 13_002
+    assert body["activation"] == "sigmoid" and body["output"] == "softmax"
+    assert 0.9 < body["test_accuracy"] <= 1
+    assert [np.shape(W) for W in body["weights"]] == [(16, 784), (16, 16), (10, 16)]
+    assert [len(b) for b in body["biases"]] == [16, 16, 10]
+
+
+def test_predict_pixels(client, trained, mnist):
+    net, _ = trained
+    pixels = mnist.test_images[0] / 255
+    body = client.post("/api/predict", json={"pixels": pixels.tolist()}).json()
+    assert body["digit"] == int(net.predict(pixels)) == 7
+    assert sum(body["probabilities"]) == pytest.approx(1, abs=1e-4)
+    assert np.allclose(body["input"], pixels, atol=1e-4)
+    assert [len(a) for a in body["activations"]] == [784, 16, 16, 10]
+    assert np.allclose(body["activations"][-1], net.forward(pixels), atol=1e-5)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3, 4])
+def test_predict_canvas_image(client, mnist, index):
+    digit = mnist.test_images[index]
+    body = client.post("/api/predict", json={"image": data_url(canvas_of(digit))}).json()
+    assert body["digit"] == mnist.test_labels[index]
+    assert len(body["input"]) == 784 and max(body["input"]) == pytest.approx(1)
+
+
+def test_sample(client, mnist):
+    body = client.get("/api/sample").json()
+    assert 0 <= body["label"] <= 9 and len(body["pixels"]) == 784
+    assert body["label"] == mnist.test_labels[body["index"]]
+    for digit in (0, 7):
+        assert client.get(f"/api/sample?digit={digit}").json()["label"] == digit
+
+
+def test_page_and_static_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert 'id="pad"' in page.text and "Clear" in page.text
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/api/model", "/api/predict", "/api/sample"} <= set(spec["paths"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../server.py",
+        "/static/%2e%2e/server.py",
+        "/static/..%2fserver.py",
+        "/static/%2e%2e/%2e%2e/pyproject.toml",
+        "/static//etc/passwd",
+        "/nothing",
+    ],
+)
+def test_nothing_outside_static(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "def create_app" not in response.text
+
+
+def tiny_png() -> str:
+    return data_url(Image.new("L", (8, 8), 255))
+
+
+BAD_JSON = [
+    (b"{not json", 400, "malformed JSON"),
+    (b'{"pixels": [NaN' + b", 0" * 783 + b"]}", 422, "pixels"),
+    (b'{"pixels": [Infinity' + b", 0" * 783 + b"]}", 422, "pixels"),
+    (b"[]", 422, ""),
+    (b'"pixels"', 422, ""),
+    (b"", 422, ""),
+]
+
+
+@pytest.mark.parametrize("content, status, message", BAD_JSON)
+def test_bad_bodies(client, content, status, message):
+    response = client.post(
+        "/api/predict", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"pixels": [0.5] * 783}, "at least 784"),
+        ({"pixels": [0.5] * 785}, "at most 784"),
+        ({"pixels": [1.5] + [0] * 783}, "less than or equal to 1"),
+        ({"pixels": [-0.1] + [0] * 783}, "greater than or equal to 0"),
+        ({"pixels": ["a"] * 784}, "valid number"),
+        ({"pixels": 7}, "valid list"),
+        ({}, "exactly one of"),
+        ({"pixels": [0] * 784, "image": "x"}, "exactly one of"),
+        ({"pixel": [0] * 784}, "Extra inputs"),
+        ({"image": "hello"}, "data URL"),
+        ({"image": "data:image/png;base64,@@@"}, "base64"),
+        ({"image": "data:image/png;base64," + base64.b64encode(b"GIF89a...").decode()}, "PNG"),
+        ({"image": data_url(Image.new("L", (30, 30), 255), "JPEG")}, "data URL"),
+        ({"image": tiny_png()[:60]}, "base64|truncated|unreadable|PNG"),
+        ({"image": tiny_png()}, "no ink"),
+        ({"image": 12}, "valid string"),
+    ],
+)
+def test_bad_requests_are_4xx_with_a_message(client, body, message):
+    response = client.post("/api/predict", json=body)
+    assert 400 <= response.status_code < 500, response.text
+    error = response.json()["error"]
+    import re
+
+    assert re.search(message, error), error
+
+
+def test_body_over_the_limit(client):
+    big = json.dumps({"image": "data:image/png;base64," + "A" * MAX_BODY_BYTES}).encode()
+    response = client.post(
+        "/api/predict", content=big, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+
+    def chunks():  # no Content-Length: the limit holds while the body streams in
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    response = client.post(
+        "/api/predict", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+def test_image_dimensions_over_the_limit(client):
+    side = int(MAX_IMAGE_PIXELS**0.5) + 100
+    response = client.post(
+        "/api/predict", json={"image": data_url(Image.new("1", (side, side), 1))}
+    )
+    assert response.status_code == 413
+    assert "pixel limit" in response.json()["error"]
+
+
+@pytest.mark.parametrize("query", ["digit=10", "digit=-1", "digit=seven"])
+def test_bad_sample_queries(client, query):
+    response = client.get(f"/api/sample?{query}")
+    assert response.status_code == 422 and "digit" in response.json()["error"]
