@@ -33,6 +33,7 @@ from .train import (
 )
 
 DEFAULTS = TrainConfig()
+PLOT_KINDS = ("network", "weights", "curves", "confusion", "mistakes", "noise")
 EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -216,6 +217,24 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--port", type=int, default=8000, help="0 picks a free port (default: %(default)s)"
     )
+
+    g = commands.add_parser("plot", help="draw a picture of what the network does")
+    g.add_argument(
+        "kind", choices=PLOT_KINDS, metavar="KIND", help="one of: " + ", ".join(PLOT_KINDS)
+    )
+    g.add_argument("model", type=Path, metavar="MODEL")
+    g.add_argument("--out", type=Path, required=True, help="FILE.png or FILE.svg")
+    source = g.add_mutually_exclusive_group()
+    source.add_argument("--image", type=Path, help="network: a picture of a digit")
+    source.add_argument("--index", type=int, help="network: an MNIST test image (default 0)")
+    g.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="mistakes: how many (default 24); noise: how many inputs (default 4)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="noise: random seed (default: 0)")
+    g.add_argument("--data", type=Path, help="folder of MNIST-style IDX files (default: MNIST)")
 
     i = commands.add_parser("info", help="show a model's architecture and training record")
     i.add_argument("model", type=Path, metavar="PATH")
@@ -456,6 +475,55 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_USAGE if failed else 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from . import plots
+    from .modelfile import atomic_write
+    from .train import History
+
+    kind = args.out.suffix.lower().lstrip(".")
+    if kind not in ("png", "svg"):
+        raise UsageError(f"--out must end in .png or .svg, got {args.out.name!r}")
+    if not args.out.parent.is_dir():
+        raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    if args.count is not None and not 1 <= args.count <= 200:
+        raise UsageError(f"--count must be 1-200, got {args.count}")
+    model = load(args.model)
+    net = model.network
+    if args.kind == "network":
+        if args.image is not None:
+            from .recognise import predict_image
+
+            figure = plots.network_figure(net, predict_image(net, args.image).input)
+        else:
+            images, labels = load_split(args.data, "test")
+            index = 0 if args.index is None else args.index
+            if not 0 <= index < len(images):
+                raise UsageError(f"--index must be 0-{len(images) - 1}, got {index}")
+            figure = plots.network_figure(net, images[index] / 255, label=int(labels[index]))
+    elif args.kind == "weights":
+        figure = plots.weights_figure(net)
+    elif args.kind == "curves":
+        record = model.info.get("history")
+        if not record or not record.get("epochs"):
+            raise UsageError(f"{args.model} holds no training history to plot")
+        figure = plots.curves_figure(History.from_dict(record))
+    elif args.kind == "confusion":
+        images, labels = load_split(args.data, "test")
+        figure = plots.confusion_figure(np.array(evaluate(net, images, labels).confusion))
+    elif args.kind == "mistakes":
+        images, labels = load_split(args.data, "test")
+        figure = plots.mistakes_figure(net, images, labels, count=args.count or 24)
+    else:
+        figure = plots.noise_figure(net, np.random.default_rng(args.seed), count=args.count or 4)
+    from io import BytesIO
+
+    buffer = BytesIO()
+    figure.savefig(buffer, format=kind, dpi=110)
+    atomic_write(args.out, buffer.getvalue())
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import bind, create_app, is_loopback, serve
 
@@ -485,6 +553,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "plot": cmd_plot,
     "serve": cmd_serve,
     "train": cmd_train,
     "evaluate": cmd_evaluate,

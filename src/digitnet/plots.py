@@ -1,0 +1,283 @@
+"""Pictures of what the network does, as matplotlib Figures.
+
+Every function takes the library's own objects (a ``Network``, a ``History``, arrays)
+and returns a ``Figure`` (never through pyplot, and never calling ``show``), so they
+work in scripts and servers without a display, in
+notebooks (inline) and in ``digitnet plot``.  Colours follow the video: weights on a
+diverging map, blue negative, white zero, red positive; activations in grey, black 0
+and white 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+from .network import Network
+from .train import History
+
+Array = np.ndarray
+POSITIVE, NEGATIVE = "#d1495b", "#2e6fdb"
+WEIGHTS_CMAP = "RdBu_r"  # blue negative, white zero, red positive
+
+
+def _grey(value: float) -> tuple[float, float, float]:
+    v = float(np.clip(value, 0, 1))
+    return (v, v, v)
+
+
+def _shade(values: Array, activation: str) -> Array:
+    """Activations -> [0, 1] for shading: sigmoid as is, tanh from [-1, 1], ReLU by max."""
+    if activation == "tanh":
+        return (values + 1) / 2
+    if activation == "relu":
+        return values / max(float(values.max()), 1e-9)
+    return values
+
+
+def network_figure(net: Network, x: Array, *, label: int | None = None, links: int = 40) -> Figure:
+    """The activation cascade for one input x (784,) in [0, 1]: the picture, the 784
+    input neurons as a column, each layer's neurons shaded by activation, the strongest
+    contributions w·a as lines (colour for sign, width for size), the ten outputs
+    labelled with their values and the guess marked."""
+    layers = net.trace(np.asarray(x, dtype=np.float32).reshape(-1))
+    sizes = net.sizes
+    side = int(round(np.sqrt(sizes[0])))
+    guess = int(np.argmax(layers[-1]))
+    ink, dim, dark = "#f0f2f5", "#a0a8b5", "#0f1216"  # the video's look: light on black
+    fig = Figure(figsize=(12, 6.6), layout="constrained", facecolor=dark)
+    grid = fig.add_gridspec(1, 2, width_ratios=[1, 3.2])
+    ax_in = fig.add_subplot(grid[0])
+    ax_in.imshow(layers[0].reshape(side, side), cmap="gray", vmin=0, vmax=1)
+    title = "input: 28×28 pixels" if label is None else f"input (MNIST label {label})"
+    ax_in.set_title(title, color=ink)
+    ax_in.set_xticks([])
+    ax_in.set_yticks([])
+    for spine in ax_in.spines.values():
+        spine.set_color(dim)
+
+    ax = fig.add_subplot(grid[1])
+    ax.set_facecolor(dark)
+    ax.set_xlim(-0.6, len(sizes) - 0.2)
+    ax.set_ylim(-0.06, 1.08)
+    ax.axis("off")
+    column = layers[0].reshape(-1, 1)
+    ax.imshow(column, cmap="gray", vmin=0, vmax=1, aspect="auto", extent=(-0.08, 0.08, 0, 1))
+    ax.text(0, 1.03, f"{sizes[0]} inputs", ha="center", fontsize=11, color=ink)
+    ax.text(
+        0, -0.02, "one row per pixel,\ntop-left first", ha="center", va="top", fontsize=8, color=dim
+    )
+
+    def y(n: int, i: int) -> float:
+        return 1 - (i + 0.5) / n
+
+    # connections: the strongest contributions w·a into each layer
+    for l, W in enumerate(net.W):
+        contributions = W * layers[l][None, :]  # (n_out, n_in)
+        flat = np.abs(contributions).ravel()
+        top = np.argsort(flat)[::-1][:links]
+        peak = max(float(flat[top[0]]), 1e-9)
+        for index in top:
+            j, k = divmod(int(index), W.shape[1])
+            if flat[index] == 0:
+                continue
+            strength = flat[index] / peak
+            x0 = 0.08 if l == 0 else l
+            ax.plot(
+                [x0, l + 1],
+                [y(sizes[l], k), y(sizes[l + 1], j)],
+                color=POSITIVE if W[j, k] > 0 else NEGATIVE,
+                linewidth=0.3 + 2.6 * strength,
+                alpha=0.3 + 0.6 * strength,
+                zorder=1,
+            )
+    for l in range(1, len(sizes)):
+        n = sizes[l]
+        last = l == len(sizes) - 1
+        shades = layers[l] if last else _shade(layers[l], net.activation_name)
+        edges = ["#f5b700" if last and i == guess else "#7a8290" for i in range(n)]
+        ax.scatter(
+            np.full(n, l),
+            [y(n, i) for i in range(n)],
+            s=260 if last else 170,
+            c=[_grey(v) for v in shades],
+            edgecolors=edges,
+            zorder=3,
+            linewidths=[3 if last and i == guess else 1.2 for i in range(n)],
+        )
+        if last:
+            for i in range(n):
+                bold = i == guess
+                ax.text(
+                    l + 0.08,
+                    y(n, i),
+                    f"{i}   {layers[l][i]:.2f}",
+                    va="center",
+                    fontsize=11,
+                    fontweight="bold" if bold else "normal",
+                    color="#f5b700" if bold else ink,
+                )
+        name = "output" if last else f"layer {l}: {n} neurons"
+        ax.text(l, 1.03, name, ha="center", fontsize=11, color=ink)
+    fig.suptitle(
+        f"the network's guess: {guess}  (output {layers[-1][guess]:.2f})", fontsize=14, color=ink
+    )
+    return fig
+
+
+def weights_figure(net: Network) -> Figure:
+    """Each first-layer neuron's weights as a 28×28 picture of what it looks for (blue
+    negative, red positive, centred at zero), with its bias; then the later layers'
+    weight matrices as heat maps."""
+    W0 = net.W[0]
+    side = int(round(np.sqrt(W0.shape[1])))
+    n = W0.shape[0]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    later = len(net.W) - 1
+    fig = Figure(figsize=(3.0 * cols + 4.2 * later, 3.1 * rows), layout="constrained")
+    outer = fig.add_gridspec(
+        1, 2 if later else 1, width_ratios=[3.0 * cols, 4.2 * later] if later else None
+    )
+    first = outer[0].subgridspec(rows, cols)
+    scale = float(np.abs(W0).max()) or 1.0
+    for j in range(n):
+        ax = fig.add_subplot(first[j // cols, j % cols])
+        image = ax.imshow(W0[j].reshape(side, side), cmap=WEIGHTS_CMAP, vmin=-scale, vmax=scale)
+        ax.set_title(f"neuron {j + 1}, bias {net.b[0][j]:+.2f}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, ax=fig.axes[:n], shrink=0.6, label="layer 1 weight")
+    if later:
+        right = outer[1].subgridspec(later, 1)
+        for l in range(1, len(net.W)):
+            ax = fig.add_subplot(right[l - 1])
+            W = net.W[l]
+            s = float(np.abs(W).max()) or 1.0
+            im = ax.imshow(W, cmap=WEIGHTS_CMAP, norm=TwoSlopeNorm(0, -s, s), aspect="auto")
+            ax.set_title(f"layer {l + 1} weights W[{l}] {W.shape[0]}×{W.shape[1]}", fontsize=10)
+            ax.set_xlabel(f"from layer {l} neuron")
+            ax.set_ylabel("to output digit" if l == len(net.W) - 1 else f"to layer {l + 1} neuron")
+            ax.set_xticks(range(W.shape[1]), [str(i + 1) for i in range(W.shape[1])], fontsize=7)
+            labels = range(W.shape[0]) if l == len(net.W) - 1 else range(1, W.shape[0] + 1)
+            ax.set_yticks(range(W.shape[0]), [str(i) for i in labels], fontsize=7)
+            fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle("What each neuron looks for: its incoming weights", fontsize=14)
+    return fig
+
+
+def curves_figure(history: History) -> Figure:
+    """Training and validation cost and accuracy per epoch, the kept epoch marked."""
+    epochs = [e.epoch for e in history.epochs]
+    if not epochs:
+        raise ValueError("the history has no epochs to plot")
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss.plot(epochs, [e.loss for e in history.epochs], label="training (mean over the epoch)")
+    val_loss = [e.val_loss for e in history.epochs]
+    if all(v is not None for v in val_loss):
+        ax_loss.plot(epochs, val_loss, label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cost", title="Cost")
+    ax_acc.plot(epochs, [100 * e.accuracy for e in history.epochs], label="training (running)")
+    val_acc = [e.val_accuracy for e in history.epochs]
+    if all(v is not None for v in val_acc):
+        ax_acc.plot(epochs, [100 * v for v in val_acc], label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        if history.best_epoch:
+            ax.axvline(
+                history.best_epoch,
+                color="#888888",
+                linestyle=":",
+                label=f"kept: epoch {history.best_epoch}",
+            )
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def confusion_figure(confusion: Array, title: str = "Confusion matrix on the test set") -> Figure:
+    """A (k, k) matrix of counts, rows the true digit and columns the guess."""
+    confusion = np.asarray(confusion)
+    k = len(confusion)
+    fig = Figure(figsize=(7.6, 6.4), layout="constrained")
+    ax = fig.subplots()
+    shown = np.log1p(confusion)
+    image = ax.imshow(shown, cmap="Blues")
+    threshold = shown.max() * 0.6
+    for t in range(k):
+        for p in range(k):
+            ax.text(
+                p,
+                t,
+                str(confusion[t, p]),
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if shown[t, p] > threshold else "black",
+            )
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set(xlabel="the network's guess", ylabel="true digit")
+    accuracy = np.trace(confusion) / max(confusion.sum(), 1)
+    ax.set_title(f"{title}: {accuracy:.2%} right")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="count (log scale)")
+    return fig
+
+
+def mistakes_figure(net: Network, images: Array, labels: Array, count: int = 24) -> Figure:
+    """The misclassified images (uint8 (N, 784)), worst first: the most confident
+    wrong answers, each with its true label, the guess and the confidence."""
+    outputs = np.concatenate(
+        [net.forward(images[s : s + 10_000]) for s in range(0, len(images), 10_000)]
+    )
+    guesses = outputs.argmax(axis=1)
+    wrong = np.flatnonzero(guesses != labels)
+    wrong = wrong[np.argsort(-outputs[wrong, guesses[wrong]])][:count]
+    cols = 8
+    rows = max(1, int(np.ceil(len(wrong) / cols)))
+    fig = Figure(figsize=(cols * 1.55, rows * 1.85 + 0.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    side = int(round(np.sqrt(images.shape[1])))
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, wrong, strict=False):
+        ax.imshow(images[i].reshape(side, side), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(
+            f"true {labels[i]} → {guesses[i]}\n{outputs[i, guesses[i]]:.0%} sure", fontsize=9
+        )
+    fig.suptitle(
+        f"{len(np.flatnonzero(guesses != labels))} of {len(labels)} test digits read "
+        f"wrong; the {len(wrong)} most confident mistakes",
+        fontsize=12,
+    )
+    return fig
+
+
+def noise_figure(net: Network, rng: np.random.Generator, count: int = 4) -> Figure:
+    """What the network answers for pure random noise: often a confident digit, which
+    shows what it does not know (it was only ever shown digits)."""
+    side = int(round(np.sqrt(net.sizes[0])))
+    noise = rng.random((count, net.sizes[0]), dtype=np.float32)
+    outputs = net.forward(noise)
+    fig = Figure(figsize=(3.0 * count, 5.2), layout="constrained")
+    axes = fig.subplots(2, count, squeeze=False)
+    for i in range(count):
+        axes[0, i].imshow(noise[i].reshape(side, side), cmap="gray", vmin=0, vmax=1)
+        axes[0, i].set_xticks([])
+        axes[0, i].set_yticks([])
+        guess = int(outputs[i].argmax())
+        axes[0, i].set_title(f"noise {i + 1}: says {guess} ({outputs[i, guess]:.0%})")
+        colours = ["#f5b700" if d == guess else "#8a8f98" for d in range(len(outputs[i]))]
+        axes[1, i].bar(range(len(outputs[i])), outputs[i], color=colours)
+        axes[1, i].set_xticks(range(len(outputs[i])))
+        axes[1, i].set_ylim(0, 1)
+        axes[1, i].set_xlabel("output digit")
+        if i == 0:
+            axes[1, i].set_ylabel("output activation")
+    fig.suptitle(
+        "Random noise in, a digit out: the network never learned to say \u201cnot a digit\u201d",
+        fontsize=12,
+    )
+    return fig
