@@ -202,3 +202,95 @@ def test_ctrl_c_keeps_the_best_model_so_far(tmp_path):
 def test_python_dash_m_and_console_script_agree():
     result = run("--version")
     assert result.returncode == 0 and result.stdout.startswith("digitnet ")
+
+
+def start_training(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "digitnet", "train", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory):
+    """A short seeded run that nothing interrupts, to compare resumed runs with."""
+    path = tmp_path_factory.mktemp("unbroken") / "m.safetensors"
+    result = run("train", "--epochs", "6", "--seed", "5", "--out", path)
+    assert result.returncode == 0, result.stderr
+    return load(path)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_kill_then_resume_reaches_the_same_model(tmp_path, unbroken, sig):
+    out, ckpt = tmp_path / "m.safetensors", tmp_path / "run.ckpt"
+    process = start_training(
+        "--epochs",
+        "6",
+        "--seed",
+        "5",
+        "--out",
+        out,
+        "--checkpoint-every",
+        "1",
+        "--checkpoint",
+        ckpt,
+    )
+    for line in process.stdout:
+        if line.split()[:2] == ["epoch", "3/6"]:
+            break
+    process.send_signal(sig)
+    process.communicate(timeout=120)
+    assert process.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    # whatever moment the kill came, the last checkpoint is whole and loadable
+    from digitnet.modelfile import load_checkpoint
+
+    state, config = load_checkpoint(ckpt)
+    assert 3 <= state.epoch < 6 and config.epochs == 6
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    resumed = run("train", "--resume", ckpt, "--out", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"after epoch {state.epoch} of 6" in resumed.stdout
+    model = load(out)
+    assert model.network.params.tobytes() == unbroken.network.params.tobytes()
+    assert model.test_accuracy == unbroken.test_accuracy
+
+
+def test_resume_from_a_bad_checkpoint_exits_2(tmp_path, unbroken):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x00" * 100)
+    result = run("train", "--resume", bad)
+    assert result.returncode == 2 and "not a valid safetensors file" in result.stderr
+    model_not_checkpoint = tmp_path / "m.safetensors"
+    from digitnet.modelfile import save
+
+    save(model_not_checkpoint, unbroken.network, {})
+    result = run("train", "--resume", model_not_checkpoint)
+    assert result.returncode == 2 and "not a digitnet checkpoint" in result.stderr
+
+
+@pytest.mark.parametrize("delay", [0.9, 1.2, 1.45, 1.7, 2.1])
+def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path, delay):
+    from digitnet.modelfile import load_checkpoint
+
+    ckpt = tmp_path / "run.ckpt"
+    process = start_training(
+        "--epochs",
+        "40",
+        "--out",
+        tmp_path / "m.safetensors",
+        "--checkpoint-every",
+        "1",
+        "--checkpoint",
+        ckpt,
+        "--quiet",
+    )
+    time.sleep(delay)
+    process.kill()
+    process.communicate(timeout=60)
+    if ckpt.exists():  # killed after the first epoch: the checkpoint is whole
+        state, _ = load_checkpoint(ckpt)
+        assert state.epoch >= 1
+    assert not (tmp_path / "m.safetensors").exists()  # no half-written model either

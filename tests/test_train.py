@@ -198,3 +198,21 @@ def test_augment_needs_square_images():
             TrainConfig(sizes=(30, 4, 10), augment=1),
             np.random.default_rng(0),
         )
+
+
+def test_resume_gives_the_same_weights_as_an_unbroken_run(small):
+    images, labels = small
+    config = TrainConfig(epochs=4, validation=500, seed=11)
+    states = []
+    whole, history = train(images, labels, config, on_state=states.append)
+    assert [s.epoch for s in states] == [1, 2, 3, 4]
+    init_rng, data_rng = seeded_generators(config.seed)
+    again = Network(config.sizes, config.activation, config.output, rng=init_rng)
+    resumed = fit(again, images, labels, config, data_rng, resume=states[1])
+    assert again.params.tobytes() == whole.params.tobytes()
+
+    def without_time(h):
+        return [{k: v for k, v in vars(e).items() if k != "seconds"} for e in h.epochs]
+
+    assert without_time(resumed) == without_time(history)
+    assert resumed.best_epoch == history.best_epoch

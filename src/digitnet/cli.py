@@ -184,6 +184,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=DEFAULTS.seed, help="(default: %(default)s)")
     t.add_argument("--data", type=Path, help="folder of MNIST-style IDX files (default: MNIST)")
     t.add_argument("--quiet", action="store_true", help="print only the final result")
+    t.add_argument(
+        "--checkpoint-every",
+        type=_non_negative(int),
+        default=0,
+        metavar="N",
+        help="save a checkpoint every N epochs (default: 0, never)",
+    )
+    t.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="checkpoint file (default: OUT with .ckpt.safetensors)",
+    )
+    t.add_argument(
+        "--resume",
+        type=Path,
+        metavar="PATH",
+        help="continue the run saved in this checkpoint, with its settings",
+    )
 
     e = commands.add_parser("evaluate", help="score a model on the test set")
     e.add_argument("model", type=Path, metavar="PATH")
@@ -254,16 +272,48 @@ def _epoch_line(record: Epoch, epochs: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    return train_and_save(config, args.out, args.data, args.quiet)
+    from .modelfile import load_checkpoint
+
+    resume = None
+    if args.resume is not None:
+        resume, config = load_checkpoint(args.resume)
+        if not args.quiet:
+            print(
+                f"resuming {args.resume} after epoch {resume.epoch} of {config.epochs}, "
+                "with the settings it was started with"
+            )
+    else:
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    checkpoint = None
+    if args.checkpoint_every:
+        checkpoint = args.checkpoint or args.out.with_name(args.out.stem + ".ckpt.safetensors")
+    return train_and_save(
+        config,
+        args.out,
+        args.data,
+        args.quiet,
+        resume=resume,
+        checkpoint=checkpoint,
+        checkpoint_every=args.checkpoint_every,
+    )
 
 
-def train_and_save(config: TrainConfig, out: Path, data_dir: Path | None, quiet: bool) -> int:
+def train_and_save(
+    config: TrainConfig,
+    out: Path,
+    data_dir: Path | None,
+    quiet: bool,
+    *,
+    resume=None,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 0,
+) -> int:
     """Train as ``config`` says, report each epoch, save to ``out``; an exit code."""
     from tqdm import tqdm
 
+    from .modelfile import save_checkpoint
     from .network import Network
-    from .train import fit
+    from .train import TrainState, fit
 
     data = load_mnist(data_dir)
     if config.sizes[0] != data.train_images.shape[1]:
@@ -307,6 +357,12 @@ def train_and_save(config: TrainConfig, out: Path, data_dir: Path | None, quiet:
             bar = None
         say(_epoch_line(record, config.epochs), flush=True)
 
+    def on_state(state: TrainState) -> None:
+        if checkpoint is not None and (
+            state.epoch % checkpoint_every == 0 or state.epoch == config.epochs
+        ):
+            save_checkpoint(checkpoint, state, config)
+
     init_rng, data_rng = seeded_generators(config.seed)
     net = Network(config.sizes, config.activation, config.output, rng=init_rng)
     start = time.perf_counter()
@@ -319,6 +375,8 @@ def train_and_save(config: TrainConfig, out: Path, data_dir: Path | None, quiet:
             data_rng,
             on_batch=on_batch,
             on_epoch=on_epoch,
+            on_state=on_state if checkpoint is not None else None,
+            resume=resume,
         )
     finally:
         if bar is not None:

@@ -26,7 +26,25 @@ Array = np.ndarray
 # -- optimisers: each updates the flat parameter vector in place ------------------------
 
 
-class SGD:
+class Optimizer:
+    """Updates the flat parameter vector in place, one mini-batch at a time.  Its
+    running averages are ``state()`` (named arrays) and ``steps``, for checkpoints."""
+
+    steps = 0
+    names: tuple[str, ...] = ()
+
+    def state(self) -> dict[str, Array]:
+        return {name: getattr(self, name).copy() for name in self.names}
+
+    def load_state(self, state: dict[str, Array], steps: int) -> None:
+        for name in self.names:
+            if name not in state or state[name].shape != getattr(self, name).shape:
+                raise ValueError(f"optimizer state lacks a matching {name!r}")
+            getattr(self, name)[...] = state[name]
+        self.steps = steps
+
+
+class SGD(Optimizer):
     """Plain gradient descent: θ ← θ - η g."""
 
     def __init__(self, n: int, dtype: type, momentum: float = 0.0) -> None:
@@ -37,8 +55,10 @@ class SGD:
         params -= self.step_buffer
 
 
-class Momentum:
+class Momentum(Optimizer):
     """Gradient descent with momentum μ: v ← μ v - η g;  θ ← θ + v."""
+
+    names = ("velocity",)
 
     def __init__(self, n: int, dtype: type, momentum: float = 0.9) -> None:
         self.momentum = momentum
@@ -52,9 +72,11 @@ class Momentum:
         params += self.velocity
 
 
-class Adam:
+class Adam(Optimizer):
     """Adam (Kingma & Ba): running means of g and g², bias-corrected,
     θ ← θ - η m̂ / (√v̂ + ε)."""
+
+    names = ("m", "v")
 
     def __init__(
         self, n: int, dtype: type, momentum: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
@@ -63,10 +85,9 @@ class Adam:
         self.m = np.zeros(n, dtype)
         self.v = np.zeros(n, dtype)
         self.buffer = np.zeros(n, dtype)
-        self.t = 0
 
     def step(self, params: Array, grad: Array, lr: float) -> None:
-        self.t += 1
+        self.steps += 1
         b1, b2, buf = self.beta1, self.beta2, self.buffer
         self.m *= b1
         np.multiply(grad, 1 - b1, out=buf)
@@ -77,11 +98,11 @@ class Adam:
         self.v += buf
         # θ -= η·√(1-β2ᵗ)/(1-β1ᵗ) · m / (√v + ε·√(1-β2ᵗ)): the bias corrections folded
         # into the step size, so the update is four whole-vector operations.
-        c2 = math.sqrt(1 - b2**self.t)
+        c2 = math.sqrt(1 - b2**self.steps)
         np.sqrt(self.v, out=buf)
         buf += self.eps * c2
         np.divide(self.m, buf, out=buf)
-        buf *= lr * c2 / (1 - b1**self.t)
+        buf *= lr * c2 / (1 - b1**self.steps)
         params -= buf
 
 
@@ -254,26 +275,26 @@ def _batched_cost(net: Network, x: Array, y: Array, loss_name: str) -> tuple[flo
     return float(cost / len(x)), float(acc / len(x))
 
 
-def fit(
-    net: Network,
-    images: Array,
-    labels: Array,
-    config: TrainConfig,
-    rng: np.random.Generator,
-    *,
-    on_batch: Callable[[int, int], None] | None = None,
-    on_epoch: Callable[[Epoch], None] | None = None,
-    targets: Array | None = None,
-) -> History:
-    """Train ``net`` in place on uint8 images (N, n_0) with labels (N,).
+@dataclass
+class TrainState:
+    """Everything needed to continue a run exactly where it stopped: after ``epoch``
+    epochs and ``step`` optimiser steps, the current and the best weights (in the
+    coordinates training uses, before the input transform is folded in), the
+    optimiser's running averages, the shuffling generator's state and the history."""
 
-    Holds out ``config.validation`` images, trains for ``config.epochs`` epochs and
-    keeps the weights of the epoch with the best validation accuracy (the last
-    epoch without a split).  The weights that come back act on pixels in [0, 1]:
-    input normalisation is folded into the first layer.  Ctrl-C ends training
-    early with the best weights so far (``History.stopped == "interrupted"``).
-    ``on_batch(done, total)`` reports progress within an epoch.
-    """
+    epoch: int
+    step: int
+    params: Array
+    best_params: Array
+    best_score: float
+    since_best: int
+    optimizer: dict[str, Array]
+    optimizer_steps: int
+    rng: dict
+    history: History
+
+
+def _check(net: Network, images: Array, labels: Array, config: TrainConfig) -> None:
     if images.ndim != 2 or images.shape[1] != net.sizes[0] or len(images) != len(labels):
         raise ValueError(
             f"expected images (N, {net.sizes[0]}) and labels (N,), "
@@ -286,6 +307,39 @@ def fit(
             f"validation split of {config.validation} leaves no training images "
             f"out of {len(images)}"
         )
+    if tuple(config.sizes) != net.sizes:
+        raise ValueError(f"config sizes {config.sizes} do not match the network's {net.sizes}")
+
+
+def fit(
+    net: Network,
+    images: Array,
+    labels: Array,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    *,
+    on_batch: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[Epoch], None] | None = None,
+    on_state: Callable[[TrainState], None] | None = None,
+    targets: Array | None = None,
+    resume: TrainState | None = None,
+) -> History:
+    """Train ``net`` in place on uint8 images (N, n_0) with labels (N,).
+
+    Holds out ``config.validation`` images (drawn with ``rng``), trains for
+    ``config.epochs`` epochs and keeps the weights of the epoch with the best
+    validation accuracy (the last epoch without a split).  The weights that come
+    back act on pixels in [0, 1]: input normalisation is folded into the first
+    layer.  Ctrl-C ends training early with the best weights so far
+    (``History.stopped == "interrupted"``).
+
+    ``on_batch(done, total)`` reports progress within an epoch, ``on_epoch(record)``
+    each finished epoch, ``on_state(state)`` hands over a ``TrainState`` after each
+    epoch (for checkpoints); ``resume`` continues from such a state, giving the same
+    weights as a run that was never interrupted.  ``targets`` (N, n_L) replace the
+    one-hot labels, e.g. with a teacher's soft targets.
+    """
+    _check(net, images, labels, config)
     loss = lookup(LOSSES, (config.loss, net.output_name), "loss/output pair")
     dtype = net.params.dtype.type
     if targets is None:
@@ -296,25 +350,40 @@ def fit(
     scale, shift = input_transform(images[train_idx]) if config.normalize else (1.0, 0.0)
     val_x, val_y = scaled(images[val_idx], scale, shift, dtype), targets[val_idx]
 
-    # Learn on transformed inputs: fold the inverse into layer 1 of the starting
-    # weights, so a network given on [0, 1] pixels resumes the same function.
-    if config.normalize:
-        net.params[...] = net.fold_input_transform(1 / scale, -shift / scale).params
-
     optimizer = OPTIMIZERS[config.optimizer](net.params.size, dtype, momentum=config.momentum)
+    history = History()
+    if resume is None:
+        # Learn on transformed inputs: fold the inverse into layer 1 of the starting
+        # weights, so the network computes the same function as before.
+        if config.normalize:
+            net.params[...] = net.fold_input_transform(1 / scale, -shift / scale).params
+        best_params, best_score, since_best, step, first = net.params.copy(), -1.0, 0, 0, 1
+    else:
+        net.params[...] = resume.params
+        best_params, best_score = resume.best_params.copy(), resume.best_score
+        since_best, step, first = resume.since_best, resume.step, resume.epoch + 1
+        optimizer.load_state(resume.optimizer, resume.optimizer_steps)
+        rng.bit_generator.state = resume.rng
+        history = History.from_dict(resume.history.to_dict())
+
     decay = net.weight_mask() * dtype(config.weight_decay)
     decay_term = np.zeros_like(net.params)
     n, B = len(train_idx), config.batch_size
     steps_per_epoch = math.ceil(n / B)
     total_steps = steps_per_epoch * config.epochs
     report_every = max(1, steps_per_epoch // 100)
-    history = History()
-    best_params, best_score, since_best = net.params.copy(), -1.0, 0
-    step = 0
     x_scale, x_shift = dtype(scale / 255), dtype(shift)
     x_buffer = np.empty((B, net.sizes[0]), dtype)
-    moves = shifts(config.augment) if config.augment else []
+    moves = shifts(config.augment) if config.augment else [(0, 0)]
     shift_buffer = np.empty((B, net.sizes[0]), np.uint8)
+
+    def diverged(where: str) -> TrainingDiverged:
+        net.params[...] = best_params
+        return TrainingDiverged(
+            f"training diverged {where}: the cost or the weights became NaN or infinite. "
+            f"The learning rate {config.lr:g} is probably too large for "
+            f"{config.optimizer}; try --lr {config.lr / 10:g}"
+        )
 
     try:
         # Overflow shows up as a non-finite cost, caught below with a clear message.
@@ -322,29 +391,24 @@ def fit(
             threadpool_limits(limits=1, user_api="blas"),
             np.errstate(over="ignore", invalid="ignore"),
         ):
-            for epoch in range(1, config.epochs + 1):
+            for epoch in range(first, config.epochs + 1):
                 start = time.perf_counter()
                 order = train_idx[rng.permutation(n)]
                 # This epoch's images in batch order, as one contiguous uint8 block.
                 epoch_x, epoch_y, epoch_labels = images[order], targets[order], labels[order]
+                move_of_batch = rng.integers(len(moves), size=steps_per_epoch)
                 cost_sum = correct = 0.0
-                lr = lr_at(config, step, total_steps)
                 for i, s in enumerate(range(0, n, B)):
                     batch = epoch_x[s : s + B]
-                    if moves:
-                        move = moves[rng.integers(len(moves))]
-                        batch = shifted(batch, *move, shift_buffer[: len(batch)])
+                    dy, dx = moves[move_of_batch[i]]
+                    if dy or dx:
+                        batch = shifted(batch, dy, dx, shift_buffer[: len(batch)])
                     x = np.multiply(batch, x_scale, out=x_buffer[: len(batch)])
                     if x_shift:
                         x += x_shift
                     cost, a = net.backprop(x, epoch_y[s : s + B], loss)
                     if not math.isfinite(cost):
-                        net.params[...] = best_params
-                        raise TrainingDiverged(
-                            f"training diverged at epoch {epoch}, batch {i + 1}: the cost "
-                            f"became {cost}. The learning rate {config.lr:g} is probably "
-                            f"too large for {config.optimizer}; try --lr {config.lr / 10:g}"
-                        )
+                        raise diverged(f"at epoch {epoch}, batch {i + 1}")
                     cost_sum += cost * len(x)
                     correct += np.count_nonzero(a.argmax(1) == epoch_labels[s : s + B])
                     if config.weight_decay:
@@ -356,11 +420,7 @@ def fit(
                     if on_batch is not None and (i % report_every == 0 or s + B >= n):
                         on_batch(min(s + B, n), n)
                 if not np.isfinite(net.params).all():
-                    net.params[...] = best_params
-                    raise TrainingDiverged(
-                        f"training diverged at epoch {epoch}: weights became NaN or "
-                        f"infinite. The learning rate {config.lr:g} is probably too large"
-                    )
+                    raise diverged(f"at epoch {epoch}")
                 val_loss = val_acc = None
                 if len(val_x):
                     val_loss, val_acc = _batched_cost(net, val_x, val_y, config.loss)
@@ -380,10 +440,27 @@ def fit(
                     best_score, history.best_epoch, since_best = score, epoch, 0
                 else:
                     since_best += 1
+                stop = bool(config.patience and since_best >= config.patience)
+                if stop:
+                    history.stopped = "early-stopped"
+                if on_state is not None:
+                    on_state(
+                        TrainState(
+                            epoch,
+                            step,
+                            net.params.copy(),
+                            best_params.copy(),
+                            best_score,
+                            since_best,
+                            optimizer.state(),
+                            optimizer.steps,
+                            rng.bit_generator.state,
+                            History.from_dict(history.to_dict()),
+                        )
+                    )
                 if on_epoch is not None:
                     on_epoch(record)
-                if config.patience and since_best >= config.patience:
-                    history.stopped = "early-stopped"
+                if stop:
                     break
     except KeyboardInterrupt:
         history.stopped = "interrupted"
@@ -400,11 +477,13 @@ def train(
     *,
     on_batch: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[Epoch], None] | None = None,
+    on_state: Callable[[TrainState], None] | None = None,
 ) -> tuple[Network, History]:
     """A new network as ``config`` describes, trained on uint8 images (N, n_0)."""
     init_rng, data_rng = seeded_generators(config.seed)
     net = Network(config.sizes, config.activation, config.output, rng=init_rng)
-    history = fit(net, images, labels, config, data_rng, on_batch=on_batch, on_epoch=on_epoch)
+    history = fit(net, images, labels, config, data_rng, on_batch=on_batch, on_epoch=on_epoch,
+                  on_state=on_state)
     return net, history
 
 
