@@ -36,7 +36,9 @@ from digitnet.data import load_split
 def start_server(model: Path) -> tuple[subprocess.Popen, str, int]:
     process = subprocess.Popen(
         [sys.executable, "-m", "digitnet", "serve", str(model), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     line = process.stdout.readline()
@@ -85,8 +87,9 @@ def drive(host: str, port: int, payloads: list[bytes], total: int, workers: int)
             body = payloads[i % len(payloads)]
             start = time.perf_counter()
             try:
-                connection.request("POST", "/api/predict", body=body,
-                                   headers={"Content-Type": "application/json"})
+                connection.request(
+                    "POST", "/api/predict", body=body, headers={"Content-Type": "application/json"}
+                )
                 response = connection.getresponse()
                 response.read()
                 ok = response.status == 200
@@ -110,9 +113,14 @@ def drive(host: str, port: int, payloads: list[bytes], total: int, workers: int)
         t.join()
     wall = time.perf_counter() - start
     ms = np.array(latencies) * 1000
-    return {"requests": total, "concurrency": workers, "throughput": total / wall,
-            "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-            "errors": errors[0]}
+    return {
+        "requests": total,
+        "concurrency": workers,
+        "throughput": total / wall,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "errors": errors[0],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,9 +135,21 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model
         if model is None:
             model = Path(tmp) / "model.safetensors"
-            subprocess.run([sys.executable, "-m", "digitnet", "train", "--epochs", "2",
-                            "--quiet", "--out", str(model)], check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "digitnet",
+                    "train",
+                    "--epochs",
+                    "2",
+                    "--quiet",
+                    "--out",
+                    str(model),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         process, host, port = start_server(model)
         try:
             rows = []
@@ -138,9 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                 for workers in levels:
                     result = drive(host, port, payloads, args.requests, workers)
                     rows.append({"body": kind, **result})
-                    print(f"{kind:20s} c={workers:<3d} {result['throughput']:8.0f} req/s  "
-                          f"p50 {result['p50']:6.2f} ms  p99 {result['p99']:6.2f} ms  "
-                          f"errors {result['errors']}", flush=True)
+                    print(
+                        f"{kind:20s} c={workers:<3d} {result['throughput']:8.0f} req/s  "
+                        f"p50 {result['p50']:6.2f} ms  p99 {result['p99']:6.2f} ms  "
+                        f"errors {result['errors']}",
+                        flush=True,
+                    )
         finally:
             process.terminate()
             process.communicate(timeout=10)
@@ -152,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        table.append(f"| {r['body']} | {r['concurrency']} | {r['requests']} | "
-                     f"{r['throughput']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |")
+        table.append(
+            f"| {r['body']} | {r['concurrency']} | {r['requests']} | "
+            f"{r['throughput']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |"
+        )
     text = "\n".join(table) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

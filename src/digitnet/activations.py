@@ -57,9 +57,9 @@ def tanh_prime(a: Array) -> Array:
 def softmax(z: Array) -> Array:
     """softmax(z)_j = e^(z_j) / Σ_k e^(z_k), row by row; the row maximum is
     subtracted first so that e^(...) never overflows."""
-    e = z - z.max(axis=1, keepdims=True)
+    e = z - np.maximum.reduce(z, axis=1, keepdims=True)
     np.exp(e, out=e)
-    e /= e.sum(axis=1, keepdims=True)
+    e /= np.add.reduce(e, axis=1, keepdims=True)
     return e
 
 

@@ -1,0 +1,444 @@
+"""digitnet against its peers, measured side by side in one run on this machine.
+
+    python benchmarks/bench.py [--epochs 5] [--out benchmarks/results]
+    python benchmarks/bench.py --smoke        # a tiny budget, to check the script runs
+
+Measures, for the 784-16-16-10 sigmoid network on MNIST (cross-entropy, Adam):
+- seconds per epoch over the 60,000 training images at batch 10, 32 and 128 (median
+  of several epochs) for digitnet, PyTorch CPU (in-memory tensors, no DataLoader) and
+  scikit-learn's MLPClassifier, all with one BLAS/intra-op thread;
+- wall time from process start to a saved model for the default ``digitnet train``,
+  and for the same recipe in PyTorch and (as close as it allows) scikit-learn, with
+  the test accuracy each reached and the peak memory of each process;
+- predicting the 10,000 test images in one call, and one image;
+- the arithmetic floor: FLOPs per epoch over this machine's float32 GEMM rate.
+
+Writes ``bench.md`` (a Markdown table) and ``bench.png`` to ``--out``.  Nothing here
+is a test: it asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from digitnet.data import load_mnist
+from digitnet.modelfile import load
+from digitnet.network import Network
+from digitnet.train import TrainConfig, evaluate, train
+
+HERE = Path(__file__).resolve().parent
+SIZES = (784, 16, 16, 10)
+LR = 0.002
+
+
+def have(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+# -- seconds per epoch --------------------------------------------------------------------
+
+
+def digitnet_epochs(images, labels, batch: int, epochs: int) -> list[float]:
+    config = TrainConfig(
+        batch_size=batch,
+        epochs=epochs,
+        validation=0,
+        augment=0,
+        lr=LR,
+        schedule="constant",
+        weight_decay=0,
+    )
+    _, history = train(images, labels, config)
+    return [e.seconds for e in history.epochs]
+
+
+def torch_model():
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(784, 16),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(16, 16),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(16, 10),
+    )
+
+
+def torch_epochs(images, labels, batch: int, epochs: int) -> list[float]:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    X, Y = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+    model = torch_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(X))
+        for s in range(0, len(X), batch):
+            idx = order[s : s + batch]
+            x = X[idx].float().mul_(1 / 255)
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), Y[idx]).backward()
+            optimizer.step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def sklearn_epochs(images, labels, batch: int, epochs: int) -> list[float]:
+    from sklearn.neural_network import MLPClassifier
+
+    X = images.astype(np.float32) / 255
+    clf = MLPClassifier(
+        hidden_layer_sizes=(16, 16),
+        activation="logistic",
+        solver="adam",
+        batch_size=batch,
+        learning_rate_init=LR,
+        alpha=0,
+        random_state=0,
+    )
+    times = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in range(epochs):
+            start = time.perf_counter()
+            clf.partial_fit(X, labels, classes=np.arange(10))  # one pass over the data
+            times.append(time.perf_counter() - start)
+    return times
+
+
+# -- whole runs, each in its own process ----------------------------------------------------
+
+
+def run_process(command: list[str]) -> dict:
+    """Run a command; its wall time, peak memory (MB, from /usr/bin/time: a forked
+    child's own max RSS would count the pages of this process) and the JSON it
+    prints last."""
+    timer = Path("/usr/bin/time")
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        wrapped = [str(timer), "-f", "%M", "-o", rss.name, *command] if timer.exists() else command
+        start = time.perf_counter()
+        result = subprocess.run(wrapped, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(f"{command} exited {result.returncode}: {result.stderr[-2000:]}")
+        peak = int(rss.read().split()[-1]) / 1024 if timer.exists() else float("nan")
+    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    return {"wall": wall, "peak_mb": peak, **(json.loads(last) if last.startswith("{") else {})}
+
+
+def recipe_torch(epochs: int) -> dict:
+    """The default digitnet recipe in PyTorch: sigmoid 16-16, softmax cross-entropy,
+    Adam lr 0.02 on a per-step cosine, L2 1e-4 on weights, batch 32, one-pixel shifts,
+    5,000 validation images choosing the best epoch."""
+    import torch
+
+    torch.set_num_threads(1)
+    data = load_mnist()
+    config = TrainConfig(epochs=epochs)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(data.train_images))
+    val, tr = order[: config.validation], order[config.validation :]
+    X = torch.from_numpy(data.train_images)
+    Y = torch.from_numpy(data.train_labels.astype(np.int64))
+    model = torch_model()
+    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    optimizer = torch.optim.Adam(
+        [
+            {"params": weights, "weight_decay": config.weight_decay},
+            {"params": biases, "weight_decay": 0},
+        ],
+        lr=config.lr,
+    )
+    steps = -(-len(tr) // config.batch_size) * config.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda t: 0.5 * (1 + np.cos(np.pi * t / steps))
+    )
+    xv = X[val].float() / 255
+    best, best_state = -1.0, None
+    moves = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]
+    for _ in range(config.epochs):
+        perm = torch.from_numpy(tr[rng.permutation(len(tr))])
+        for s in range(0, len(perm), config.batch_size):
+            idx = perm[s : s + config.batch_size]
+            x = X[idx].float().mul_(1 / 255).view(-1, 28, 28)
+            dy, dx = moves[rng.integers(5)]
+            if dy or dx:
+                x = torch.roll(x, (dy, dx), (1, 2))
+                if dy:
+                    x[:, 0 if dy > 0 else -1, :] = 0
+                if dx:
+                    x[:, :, 0 if dx > 0 else -1] = 0
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x.reshape(-1, 784)), Y[idx]).backward()
+            optimizer.step()
+            schedule.step()
+        with torch.inference_mode():
+            accuracy = (model(xv).argmax(1) == Y[val]).float().mean().item()
+        if accuracy > best:
+            best, best_state = accuracy, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    with torch.inference_mode():
+        xt = torch.from_numpy(data.test_images).float() / 255
+        test = (model(xt).argmax(1).numpy() == data.test_labels).mean()
+    return {"accuracy": float(test)}
+
+
+def recipe_sklearn(epochs: int) -> dict:
+    """The closest scikit-learn allows: logistic 16-16, Adam lr 0.02 (no cosine, no
+    shifts), L2 matching 1e-4 per weight (alpha = 1e-4 x batch), batch 32."""
+    from sklearn.neural_network import MLPClassifier
+
+    data = load_mnist()
+    config = TrainConfig(epochs=epochs)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(16, 16),
+        activation="logistic",
+        solver="adam",
+        batch_size=config.batch_size,
+        learning_rate_init=config.lr,
+        alpha=config.weight_decay * config.batch_size,
+        max_iter=config.epochs,
+        early_stopping=True,
+        validation_fraction=config.validation / 60_000,
+        n_iter_no_change=config.epochs,
+        random_state=config.seed,
+    )
+    import warnings
+
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(data.train_images.astype(np.float32) / 255, data.train_labels)
+    test = clf.score(data.test_images.astype(np.float32) / 255, data.test_labels)
+    return {"accuracy": float(test)}
+
+
+# -- prediction and the floor ------------------------------------------------------------
+
+
+def median_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def prediction_times(net: Network, images: np.ndarray, single: int) -> dict:
+    x = images.astype(np.float32) / 255
+    out = {}
+    with threadpool_limits(limits=1, user_api="blas"):
+        out["digitnet_batch"] = median_time(lambda: net.forward(x), 7)
+        one = x[0]
+        out["digitnet_one"] = median_time(lambda: net.forward(one), single)
+    if have("torch"):
+        import torch
+
+        torch.set_num_threads(1)
+        model = torch_model()
+        xt = torch.from_numpy(x)
+        with torch.inference_mode():
+            out["torch_batch"] = median_time(lambda: torch.softmax(model(xt), 1), 7)
+            t1 = xt[:1]
+            out["torch_one"] = median_time(lambda: torch.softmax(model(t1), 1), single)
+    return out
+
+
+def gemm_rate(threads: int, n: int = 2048) -> float:
+    """float32 GEMM, GFLOP/s, with this many BLAS threads."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        a @ a
+        seconds = median_time(lambda: a @ a, 5)
+    return 2 * n**3 / seconds / 1e9
+
+
+def flops_per_epoch(n: int) -> float:
+    """Forward 2·Σ n_in·n_out, weight gradients as much again, and δ passed back
+    through every layer but the first, per image."""
+    pairs = list(zip(SIZES[:-1], SIZES[1:], strict=False))
+    forward = 2 * sum(a * b for a, b in pairs)
+    back = 2 * sum(a * b for a, b in pairs[1:])
+    return n * (2 * forward + back)
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5, help="epochs timed per batch size")
+    parser.add_argument("--recipe-epochs", type=int, default=TrainConfig().epochs)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--smoke", action="store_true", help="tiny budget: check the script")
+    parser.add_argument("--recipe", choices=["torch", "sklearn"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.recipe:  # a child process timed from its start
+        fn = recipe_torch if args.recipe == "torch" else recipe_sklearn
+        print(json.dumps(fn(args.recipe_epochs)))
+        return 0
+
+    data = load_mnist()
+    images, labels = data.train_images, data.train_labels
+    batches, epochs, recipe_epochs = (10, 32, 128), args.epochs, args.recipe_epochs
+    if args.smoke:
+        images, labels, batches, epochs, recipe_epochs = images[:3000], labels[:3000], (32,), 2, 1
+    peers = {"digitnet": digitnet_epochs}
+    if have("torch"):
+        peers["PyTorch"] = torch_epochs
+    if have("sklearn"):
+        peers["scikit-learn"] = sklearn_epochs
+    per_epoch: dict[str, dict[int, float]] = {name: {} for name in peers}
+    for batch in batches:
+        for name, fn in peers.items():
+            times = fn(images, labels, batch, epochs)
+            per_epoch[name][batch] = float(np.median(times[1:] if len(times) > 2 else times))
+            print(f"{name:13s} batch {batch:4d}: {per_epoch[name][batch]:.3f} s/epoch", flush=True)
+
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "model.safetensors"
+        command = [sys.executable, "-m", "digitnet", "train", "--quiet", "--out", str(model)]
+        if args.smoke:
+            command += ["--epochs", "1"]
+        runs["digitnet"] = run_process(command)
+        runs["digitnet"]["accuracy"] = load(model).test_accuracy
+        net = load(model).network
+    for name, recipe in (("PyTorch", "torch"), ("scikit-learn", "sklearn")):
+        if name in peers:
+            runs[name] = run_process(
+                [
+                    sys.executable,
+                    __file__,
+                    "--recipe",
+                    recipe,
+                    "--recipe-epochs",
+                    str(recipe_epochs),
+                ]
+            )
+    for name, r in runs.items():
+        print(
+            f"{name:13s} whole run: {r['wall']:.1f} s, test {r['accuracy']:.2%}, "
+            f"peak {r['peak_mb']:.0f} MB",
+            flush=True,
+        )
+
+    predict = prediction_times(net, data.test_images, 200 if args.smoke else 10_000)
+    rate1, rate2 = gemm_rate(1), gemm_rate(2)
+    flops = flops_per_epoch(len(images))
+    floor = flops / (rate2 * 1e9)
+    check = evaluate(net, data.test_images, data.test_labels).accuracy
+
+    lines = [
+        f"Measured {date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, NumPy {np.__version__}"
+        + (f", PyTorch {__import__('torch').__version__}" if "PyTorch" in peers else "")
+        + (f", scikit-learn {__import__('sklearn').__version__}" if "scikit-learn" in peers else "")
+        + ". One BLAS / intra-op thread for every contender.",
+        "",
+        f"Seconds per epoch over {len(images):,} training images (784-16-16-10 sigmoid, "
+        "cross-entropy, Adam; median of "
+        f"{epochs} epochs{' — SMOKE RUN on 3,000 images' if args.smoke else ''}):",
+        "",
+        "| batch | "
+        + " | ".join(peers)
+        + " | "
+        + " | ".join(f"digitnet vs {p}" for p in peers if p != "digitnet")
+        + " |",
+        "| ---: |" + " ---: |" * (2 * len(peers) - 1),
+    ]
+    for batch in batches:
+        ours = per_epoch["digitnet"][batch]
+        lines.append(
+            f"| {batch} | "
+            + " | ".join(f"{per_epoch[p][batch]:.3f} s" for p in peers)
+            + " | "
+            + " | ".join(
+                f"{per_epoch[p][batch] / ours:.1f}x faster" for p in peers if p != "digitnet"
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        f"Whole run, process start to saved model ({recipe_epochs} epochs of the default "
+        "recipe; scikit-learn without the cosine schedule and the shifts it lacks):",
+        "",
+        "| | wall time | test accuracy | peak memory |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, r in runs.items():
+        lines.append(
+            f"| {name} | {r['wall']:.1f} s | {r['accuracy']:.2%} | {r['peak_mb']:.0f} MB |"
+        )
+    lines += [
+        "",
+        "Prediction (median):",
+        "",
+        "| | 10,000 test images, one call | one image |",
+        "| --- | ---: | ---: |",
+        f"| digitnet | {predict['digitnet_batch'] * 1e3:.2f} ms | "
+        f"{predict['digitnet_one'] * 1e6:.1f} µs |",
+    ]
+    if "torch_batch" in predict:
+        lines.append(
+            f"| PyTorch | {predict['torch_batch'] * 1e3:.2f} ms | "
+            f"{predict['torch_one'] * 1e6:.1f} µs |"
+        )
+    b128 = per_epoch["digitnet"].get(128, per_epoch["digitnet"][batches[-1]])
+    lines += [
+        "",
+        f"The floor: an epoch is {flops / 1e9:.2f} GFLOP; float32 GEMM runs at "
+        f"{rate1:.0f} GFLOP/s on one core and {rate2:.0f} GFLOP/s on two, so an epoch "
+        f"cannot take less than {floor * 1e3:.1f} ms. digitnet at batch 128: "
+        f"{b128 * 1e3:.0f} ms, {b128 / floor:.1f}x the floor.",
+        f"(The model timed for prediction scored {check:.2%} on the test set.)",
+    ]
+    text = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "bench-smoke" if args.smoke else "bench"
+    (args.out / f"{name}.md").write_text(text)
+    plot(per_epoch, batches, args.out / f"{name}.png")
+    print(text)
+    return 0
+
+
+def plot(per_epoch: dict, batches, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(per_epoch)
+    colours = {"digitnet": "#f5b700", "PyTorch": "#ee4c2c", "scikit-learn": "#3499cd"}
+    for i, (name, times) in enumerate(per_epoch.items()):
+        xs = np.arange(len(batches)) + (i - (len(per_epoch) - 1) / 2) * width
+        bars = ax.bar(xs, [times[b] for b in batches], width, label=name, color=colours.get(name))
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
+    ax.set_ylabel("seconds per epoch (MNIST's 60,000 images)")
+    ax.set_title("Training 784-16-16-10 on MNIST, one thread each (lower is better)")
+    ax.legend()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
