@@ -93,7 +93,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         )
         dtype = IDX_TYPES[code]
         size = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        if size > MAX_PAYLOAD:
+        # the nonzero dimensions alone: (0, 2³², 2³²) holds nothing but is no array
+        extent = int(np.prod([d for d in shape if d], dtype=object)) * dtype.itemsize
+        if max(size, extent) > MAX_PAYLOAD:
             raise DataError(
                 f"{path}: header declares {shape} values ({size} bytes), "
                 f"more than the {MAX_PAYLOAD}-byte limit"

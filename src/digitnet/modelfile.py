@@ -141,7 +141,7 @@ def _record(path: Path, metadata: dict) -> dict:
     if not isinstance(info, dict):
         raise ModelFileError(f"{path}: 'digitnet' metadata must be a JSON object")
     version = info.get("format_version")
-    if version not in KNOWN_VERSIONS or isinstance(version, bool):
+    if type(version) is not int or version not in KNOWN_VERSIONS:
         raise ModelFileError(
             f"{path}: unknown format version {version!r}; this digitnet reads "
             f"{sorted(KNOWN_VERSIONS)}"

@@ -66,6 +66,8 @@ def open_picture(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS
             io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as file,
             warnings.catch_warnings(),
         ):
+            # Corrupt metadata (EXIF, TIFF tags) only costs the metadata: quiet.
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(file)
             width, height = image.size
@@ -75,6 +77,8 @@ def open_picture(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS
                     "limit (decompression-bomb guard); scale the picture down"
                 )
             image.load()
+            if image.format == "JPEG":  # phone photos: turn as the camera was held
+                image = ImageOps.exif_transpose(image)
     except PictureError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -99,7 +103,6 @@ def greyscale(image: Image.Image) -> Array:
     Transparent areas become white if the opaque pixels are mostly dark and black
     if they are mostly light, so strokes on a transparent canvas keep their contrast.
     """
-    image = ImageOps.exif_transpose(image) if image.format == "JPEG" else image
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or ("transparency" in image.info)
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         grey = np.asarray(image.convert("F"), dtype=np.float32)

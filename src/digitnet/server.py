@@ -183,7 +183,9 @@ def create_app(model: Model, samples: tuple[np.ndarray, np.ndarray] | None = Non
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
+        response = error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

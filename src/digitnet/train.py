@@ -482,8 +482,16 @@ def train(
     """A new network as ``config`` describes, trained on uint8 images (N, n_0)."""
     init_rng, data_rng = seeded_generators(config.seed)
     net = Network(config.sizes, config.activation, config.output, rng=init_rng)
-    history = fit(net, images, labels, config, data_rng, on_batch=on_batch, on_epoch=on_epoch,
-                  on_state=on_state)
+    history = fit(
+        net,
+        images,
+        labels,
+        config,
+        data_rng,
+        on_batch=on_batch,
+        on_epoch=on_epoch,
+        on_state=on_state,
+    )
     return net, history
 
 
