@@ -1,5 +1,9 @@
 """Shared fixtures: the MNIST copy that ships with the package, loaded once."""
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,3 +29,35 @@ def trained(mnist, tmp_path_factory):
     accuracy = evaluate(net, mnist.test_images, mnist.test_labels).accuracy
     save(path, net, {"history": history.to_dict(), "test_accuracy": accuracy})
     return net, path
+
+
+def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m digitnet ARGS`` as a user would; its exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "digitnet", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_server(model, *extra) -> tuple[subprocess.Popen, int, str]:
+    """``digitnet serve MODEL --port 0``, for real: the process, its port, the line it
+    printed."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digitnet", "serve", str(model), "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    line = process.stdout.readline()
+    match = re.search(r"http://\S+:(\d+)/", line)
+    assert match, (line, process.stderr.read() if process.poll() is not None else "")
+    return process, int(match.group(1)), line
+
+
+def stop(process: subprocess.Popen) -> str:
+    """Stop a server started above; what it wrote to stderr."""
+    process.terminate()
+    return process.communicate(timeout=10)[1]

@@ -1,8 +1,6 @@
 """Pictures: each kind written as a real, non-blank image; bad arguments exit 2."""
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -12,21 +10,13 @@ from matplotlib.figure import Figure
 from nbclient import NotebookClient
 from PIL import Image
 
+from conftest import cli
 from digitnet import plots
 from digitnet.modelfile import load
 from digitnet.train import History
 
 KINDS = ["network", "weights", "curves", "confusion", "mistakes", "noise"]
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "digitnet", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def assert_picture(path: Path, min_size=(500, 300)):

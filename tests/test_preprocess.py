@@ -2,13 +2,12 @@
 
 import io
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import cli
 from digitnet.preprocess import MAX_PIXELS, PictureError, read_digit, to_mnist
 from digitnet.recognise import predict_image, predict_pixels
 from pictures import variants
@@ -156,15 +155,6 @@ def test_predict_image_from_path_bytes_and_array(trained, files):
     assert [a.shape for a in from_path.activations] == [(784,), (16,), (16,), (10,)]
     again = predict_pixels(net, from_path.input)
     assert again.probabilities == from_path.probabilities
-
-
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "digitnet", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_predict_cli(trained, files, tmp_path):

@@ -2,38 +2,21 @@
 try to leave the static folder, and a loud warning when not bound to loopback."""
 
 import json
-import os
-import re
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-
-def start(model, *extra):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digitnet", "serve", str(model), "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    line = process.stdout.readline()
-    match = re.search(r"http://(\S+):(\d+)/", line)
-    assert match, line
-    return process, int(match.group(2)), line
+from conftest import start_server, stop
 
 
 @pytest.fixture(scope="module")
 def server(trained):
     _, model = trained
-    process, port, _ = start(model)
+    process, port, _ = start_server(model)
     yield port
-    process.terminate()
-    process.communicate(timeout=10)
+    stop(process)
 
 
 def sample(port: int, timeout: float = 5) -> dict:
@@ -111,16 +94,14 @@ def test_no_path_leaves_the_static_folder(server, path):
 
 def test_loopback_by_default_and_a_loud_warning_otherwise(trained):
     _, model = trained
-    process, port, line = start(model)
+    process, port, line = start_server(model)
     try:
         assert "http://127.0.0.1:" in line
     finally:
-        process.terminate()
-        process.communicate(timeout=10)
-    process, port, line = start(model, "--host", "0.0.0.0")
+        stop(process)
+    process, port, line = start_server(model, "--host", "0.0.0.0")
     try:
         assert 0 <= sample(port)["label"] <= 9  # reached over loopback only
     finally:
-        process.terminate()
-        _, err = process.communicate(timeout=10)
+        err = stop(process)
     assert "WARNING" in err and "not loopback" in err

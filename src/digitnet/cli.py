@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -53,30 +54,33 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _positive(kind: type):
+def _number(kind: type, *, allow_zero: bool):
+    """An argparse type: a finite number of ``kind`` above zero (or at least zero)."""
+
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not value > 0 or value != value or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        if (
+            value is None
+            or not math.isfinite(value)
+            or value < 0
+            or (value == 0 and not allow_zero)
+        ):
+            wanted = "a number >= 0" if allow_zero else f"a positive {kind.__name__}"
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         return value
 
     return parse
+
+
+def _positive(kind: type):
+    return _number(kind, allow_zero=False)
 
 
 def _non_negative(kind: type):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not value >= 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-        return value
-
-    return parse
+    return _number(kind, allow_zero=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,12 +5,12 @@ import math
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
+
+from conftest import start_server, stop
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
@@ -36,17 +36,8 @@ ARGS = [
 @pytest.fixture(scope="module")
 def server(trained):
     _, model = trained
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digitnet", "serve", str(model), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    line = process.stdout.readline()
-    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-    assert match, (line, process.stderr.read() if process.poll() is not None else "")
-    url = match.group(0)
+    process, port, _ = start_server(model)
+    url = f"http://127.0.0.1:{port}/"
     for _ in range(100):
         try:
             urllib.request.urlopen(url + "api/model", timeout=2).read()
@@ -54,8 +45,7 @@ def server(trained):
         except OSError:
             time.sleep(0.1)
     yield url
-    process.terminate()
-    process.communicate(timeout=10)
+    stop(process)
 
 
 @pytest.fixture(scope="module")
