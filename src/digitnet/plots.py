@@ -10,8 +10,9 @@ and white 1.
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
-from matplotlib.colors import TwoSlopeNorm
+from matplotlib.colors import LogNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from .network import Network
@@ -179,7 +180,11 @@ def curves_figure(history: History) -> Figure:
     if all(v is not None for v in val_loss):
         ax_loss.plot(epochs, val_loss, label="validation")
     ax_loss.set(xlabel="epoch", ylabel="cost", title="Cost")
-    ax_acc.plot(epochs, [100 * e.accuracy for e in history.epochs], label="training (running)")
+    ax_acc.plot(
+        epochs,
+        [100 * e.accuracy for e in history.epochs],
+        label="training (running, on the shifted pictures)",
+    )
     val_acc = [e.val_accuracy for e in history.epochs]
     if all(v is not None for v in val_acc):
         ax_acc.plot(epochs, [100 * v for v in val_acc], label="validation")
@@ -203,11 +208,13 @@ def confusion_figure(confusion: Array, title: str = "Confusion matrix on the tes
     k = len(confusion)
     fig = Figure(figsize=(7.6, 6.4), layout="constrained")
     ax = fig.subplots()
-    shown = np.log1p(confusion)
-    image = ax.imshow(shown, cmap="Blues")
-    threshold = shown.max() * 0.6
+    cmap = matplotlib.colormaps["Blues"].copy()
+    cmap.set_bad("white")  # zero counts
+    norm = LogNorm(vmin=1, vmax=max(int(confusion.max()), 2))
+    image = ax.imshow(np.ma.masked_equal(confusion, 0), cmap=cmap, norm=norm)
     for t in range(k):
         for p in range(k):
+            dark = confusion[t, p] > 0 and norm(confusion[t, p]) > 0.6
             ax.text(
                 p,
                 t,
@@ -215,14 +222,14 @@ def confusion_figure(confusion: Array, title: str = "Confusion matrix on the tes
                 ha="center",
                 va="center",
                 fontsize=9,
-                color="white" if shown[t, p] > threshold else "black",
+                color="white" if dark else "black",
             )
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
     ax.set(xlabel="the network's guess", ylabel="true digit")
     accuracy = np.trace(confusion) / max(confusion.sum(), 1)
     ax.set_title(f"{title}: {accuracy:.2%} right")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="count (log scale)")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="images (log scale)")
     return fig
 
 

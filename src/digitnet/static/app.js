@@ -286,6 +286,7 @@ function buildDiagram() {
         circle.setAttribute("role", "button");
         circle.setAttribute("aria-label", `layer ${l + 1}, neuron ${j + 1}: show its incoming weights`);
         circle.addEventListener("click", () => showNeuron(l + 1, j));
+        circle.addEventListener("mouseenter", () => showNeuron(l + 1, j));
         circle.addEventListener("focus", () => showNeuron(l + 1, j));
         circle.addEventListener("keydown", (e) => {
           if (e.key === "Enter" || e.key === " ") { e.preventDefault(); showNeuron(l + 1, j); }
