@@ -2,7 +2,11 @@
 try to leave the static folder, and a loud warning when not bound to loopback."""
 
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -105,3 +109,30 @@ def test_loopback_by_default_and_a_loud_warning_otherwise(trained):
     finally:
         err = stop(process)
     assert "WARNING" in err and "not loopback" in err
+
+
+def test_the_readme_main_job_trains_then_serves(tmp_path):
+    """`digitnet serve` with no model yet: trains the default network, then serves it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digitnet", "serve", "--port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("serving "):
+                break
+        assert lines[0].startswith("no model at model.safetensors: training one")
+        assert any(line.startswith("test accuracy") for line in lines)
+        port = int(re.search(r":(\d+)/", lines[-1]).group(1))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=5) as r:
+            model = json.loads(r.read())
+        assert model["sizes"] == [784, 16, 16, 10] and model["test_accuracy"] >= 0.96
+        assert (tmp_path / "model.safetensors").is_file()
+    finally:
+        stop(process)
