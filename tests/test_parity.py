@@ -1,6 +1,8 @@
 """Parity with PyTorch: from the same initial weights and the same mini-batches, one
 epoch of digitnet and of PyTorch end at the same weights (float32 tolerance)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,19 @@ def test_one_epoch_matches_pytorch(mnist, activation, loss, output, optimizer):
             theirs_p = theirs_p.detach().numpy()
             error = np.linalg.norm(ours_p - theirs_p) / np.linalg.norm(theirs_p)
             assert error < 1e-4, f"layer {l}: relative error {error:.1e}"
+
+
+def test_readme_pytorch_snippet_loads_our_model(trained, mnist, tmp_path, monkeypatch):
+    """The README's five lines load a model file into PyTorch, which then agrees with
+    digitnet on every test image."""
+    net, path = trained
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippet = readme.split("In PyTorch:\n\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "model.safetensors").write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(snippet, scope)
+    x = torch.from_numpy(mnist.test_images.astype(np.float32) / 255)
+    with torch.inference_mode():
+        theirs = scope["net"](x).argmax(-1).numpy()
+    np.testing.assert_array_equal(theirs, net.predict(mnist.test_images))
