@@ -181,3 +181,9 @@ def test_image_dimensions_over_the_limit(client):
 def test_bad_sample_queries(client, query):
     response = client.get(f"/api/sample?{query}")
     assert response.status_code == 422 and "digit" in response.json()["error"]
+
+
+@pytest.mark.parametrize("query", ["digit=0.0", "digit=07", "digit=1&digit=2", "digit="])
+def test_sample_digit_must_be_one_plain_digit(client, query):
+    response = client.get(f"/api/sample?{query}")
+    assert response.status_code == 422 and "digit" in response.json()["error"]

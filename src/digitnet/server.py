@@ -43,6 +43,7 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 #: Largest picture accepted by /api/predict, in pixels (width x height).
 MAX_IMAGE_PIXELS = 4_000_000
 PNG_DATA_URL = "data:image/png;base64,"
+DIGITS = frozenset("0123456789")
 
 STATIC = Path(str(resources.files("digitnet") / "static"))
 
@@ -236,9 +237,13 @@ def create_app(model: Model, samples: tuple[np.ndarray, np.ndarray] | None = Non
 
     @app.get("/api/sample", response_model=SampleResponse, responses=ERRORS)
     async def sample(
+        request: Request,
         digit: Annotated[int | None, Query(ge=0, le=9, description="only this digit")] = None,
     ) -> dict | JSONResponse:
         """A random MNIST test digit, optionally of one class."""
+        raw = request.query_params.getlist("digit")  # strictly "0".."9", not "0.0" or "07"
+        if len(raw) > 1 or (raw and raw[0] not in DIGITS):
+            return error(422, f"digit: expected one whole number 0-9, got {raw!r}")
         choices = np.flatnonzero(labels == digit) if digit is not None else np.arange(len(labels))
         if len(choices) == 0:
             return error(404, f"no test image of digit {digit}")
