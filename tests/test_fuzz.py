@@ -30,7 +30,7 @@ EXAMPLES = int(os.environ.get("DIGITNET_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
-    derandomize=True,
+    derandomize=not os.environ.get("DIGITNET_FUZZ_RANDOM"),
     suppress_health_check=[
         HealthCheck.too_slow,
         HealthCheck.data_too_large,

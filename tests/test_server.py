@@ -187,3 +187,8 @@ def test_bad_sample_queries(client, query):
 def test_sample_digit_must_be_one_plain_digit(client, query):
     response = client.get(f"/api/sample?{query}")
     assert response.status_code == 422 and "digit" in response.json()["error"]
+
+
+def test_pixels_must_be_numbers_not_booleans(client):
+    response = client.post("/api/predict", json={"pixels": [True] * 784})
+    assert response.status_code == 422 and "valid number" in response.json()["error"]

@@ -24,12 +24,14 @@ from .data import DataError, load_mnist, load_split
 from .modelfile import ModelFileError, load, save
 from .preprocess import PictureError
 from .train import (
+    KERNELS,
     OPTIMIZERS,
     SCHEDULES,
     Epoch,
     TrainConfig,
     TrainingDiverged,
     evaluate,
+    resolve_kernel,
     seeded_generators,
 )
 
@@ -186,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many epochs without improvement; 0 never stops early",
     )
     t.add_argument("--seed", type=int, default=DEFAULTS.seed, help="(default: %(default)s)")
+    t.add_argument(
+        "--kernel",
+        choices=KERNELS,
+        default=DEFAULTS.kernel,
+        help="compiled (needs digitnet[fast]), numpy, or auto: compiled when installed "
+        "(default: %(default)s)",
+    )
     t.add_argument("--data", type=Path, help="folder of MNIST-style IDX files (default: MNIST)")
     t.add_argument("--quiet", action="store_true", help="print only the final result")
     t.add_argument(
@@ -398,6 +407,7 @@ def train_and_save(
         "test_accuracy": result.accuracy,
         "data": "MNIST" if data_dir is None else str(data_dir),
         "train_seconds": round(seconds, 3),
+        "kernel": resolve_kernel(config),
         "digitnet_version": __version__,
     }
     save(out, net, info)

@@ -208,8 +208,7 @@ def confusion_figure(confusion: Array, title: str = "Confusion matrix on the tes
     k = len(confusion)
     fig = Figure(figsize=(7.6, 6.4), layout="constrained")
     ax = fig.subplots()
-    cmap = matplotlib.colormaps["Blues"].copy()
-    cmap.set_bad("white")  # zero counts
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="white")  # zero counts
     norm = LogNorm(vmin=1, vmax=max(int(confusion.max()), 2))
     image = ax.imshow(np.ma.masked_equal(confusion, 0), cmap=cmap, norm=norm)
     for t in range(k):

@@ -55,8 +55,8 @@ class PredictRequest(BaseModel):
     image: str | None = Field(
         None, description="a PNG as a data URL: data:image/png;base64,...", examples=[]
     )
-    pixels: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] | None = Field(
-        None, min_length=784, max_length=784, description="784 pixels in [0, 1]"
+    pixels: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]] | None = (
+        Field(None, min_length=784, max_length=784, description="784 pixels in [0, 1]")
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from . import kernel
 from .activations import LOSSES, lookup
 from .network import DEFAULT_SIZES, Network, check_sizes
 
@@ -109,6 +110,7 @@ class Adam(Optimizer):
 OPTIMIZERS: dict[str, type] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
 
 SCHEDULES = ("cosine", "constant")
+KERNELS = ("auto", "compiled", "numpy")
 
 
 # -- configuration and records -----------------------------------------------------------
@@ -136,6 +138,7 @@ class TrainConfig:
     validation: int = 5000  # training images held out to choose the best epoch; 0: none
     patience: int = 0  # stop after this many epochs without a better validation; 0: never
     seed: int = 0
+    kernel: str = "auto"  # "compiled" (numba, digitnet[fast]), "numpy", or the first of them
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sizes", check_sizes(self.sizes))
@@ -150,6 +153,10 @@ class TrainConfig:
         for name in ("weight_decay", "validation", "patience", "augment"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be zero or more, got {getattr(self, name)!r}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {self.kernel!r}; expected one of {KERNELS}")
+        if self.kernel == "compiled" and not kernel.AVAILABLE:
+            raise ValueError("the compiled kernel needs numba: pip install 'digitnet[fast]'")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
 
@@ -294,6 +301,15 @@ class TrainState:
     history: History
 
 
+def resolve_kernel(config: TrainConfig, dtype: type = np.float32) -> str:
+    """Which loop trains: "compiled" (numba, float32 only) or "numpy"."""
+    if config.kernel == "compiled" or (
+        config.kernel == "auto" and kernel.AVAILABLE and dtype is np.float32
+    ):
+        return "compiled"
+    return "numpy"
+
+
 def _check(net: Network, images: Array, labels: Array, config: TrainConfig) -> None:
     if images.ndim != 2 or images.shape[1] != net.sizes[0] or len(images) != len(labels):
         raise ValueError(
@@ -377,6 +393,21 @@ def fit(
     moves = shifts(config.augment) if config.augment else [(0, 0)]
     shift_buffer = np.empty((B, net.sizes[0]), np.uint8)
 
+    compiled = resolve_kernel(config, dtype) == "compiled"
+    if compiled:
+        codes = (
+            kernel.ACTIVATION_CODES[config.activation],
+            kernel.OUTPUT_CODES[config.output],
+            kernel.LOSS_CODES[config.loss],
+            kernel.OPTIMIZER_CODES[config.optimizer],
+        )
+        unused = np.zeros(1, dtype)
+        states = {
+            "sgd": (unused, unused),
+            "momentum": (getattr(optimizer, "velocity", unused), unused),
+            "adam": (getattr(optimizer, "m", unused), getattr(optimizer, "v", unused)),
+        }[config.optimizer]
+
     def diverged(where: str) -> TrainingDiverged:
         net.params[...] = best_params
         return TrainingDiverged(
@@ -394,11 +425,45 @@ def fit(
             for epoch in range(first, config.epochs + 1):
                 start = time.perf_counter()
                 order = train_idx[rng.permutation(n)]
-                # This epoch's images in batch order, as one contiguous uint8 block.
-                epoch_x, epoch_y, epoch_labels = images[order], targets[order], labels[order]
                 move_of_batch = rng.integers(len(moves), size=steps_per_epoch)
                 cost_sum = correct = 0.0
-                for i, s in enumerate(range(0, n, B)):
+                if compiled:
+                    lrs = np.array(
+                        [lr_at(config, step + i, total_steps) for i in range(steps_per_epoch)]
+                    )
+                    data = (
+                        images,
+                        targets,
+                        labels,
+                        order,
+                        np.array(moves)[move_of_batch],
+                        x_scale,
+                        x_shift,
+                    )
+                    hyper = (config.momentum, 0.999, 1e-8)
+                    cost_sum, correct, taken = kernel.epoch(
+                        net.params,
+                        net.grad,
+                        np.array(net.sizes),
+                        codes,
+                        data,
+                        B,
+                        lrs,
+                        decay,
+                        hyper,
+                        states,
+                        optimizer.steps,
+                    )
+                    optimizer.steps += taken
+                    step += taken
+                    lr = float(lrs[taken - 1])
+                    if not math.isfinite(cost_sum):
+                        raise diverged(f"at epoch {epoch}")
+                    if on_batch is not None:
+                        on_batch(n, n)
+                else:  # this epoch's images in batch order, one contiguous uint8 block
+                    epoch_x, epoch_y, epoch_labels = images[order], targets[order], labels[order]
+                for i, s in enumerate(range(0, n, B) if not compiled else ()):
                     batch = epoch_x[s : s + B]
                     dy, dx = moves[move_of_batch[i]]
                     if dy or dx:

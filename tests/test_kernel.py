@@ -1,0 +1,77 @@
+"""The compiled epoch (numba) against the NumPy reference: same equations, same
+mini-batches, same shifts, so the same weights to float32 rounding."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from digitnet import kernel
+from digitnet.network import Network
+from digitnet.train import TrainConfig, TrainingDiverged, fit, seeded_generators, train
+
+pytestmark = pytest.mark.skipif(
+    not kernel.AVAILABLE, reason="numba is not installed (pip install 'digitnet[fast]')"
+)
+LR = {"sgd": 0.1, "momentum": 0.02, "adam": 0.003}
+COMBINATIONS = list(
+    itertools.product(
+        ["sigmoid", "relu", "tanh"],
+        ["softmax", "sigmoid"],
+        ["cross-entropy", "quadratic"],
+        sorted(LR),
+    )
+)
+
+
+def one_epoch(images, labels, kind, **settings):
+    config = TrainConfig(epochs=1, validation=300, kernel=kind, **settings)
+    init_rng, data_rng = seeded_generators(config.seed)
+    net = Network(config.sizes, config.activation, config.output, rng=init_rng)
+    history = fit(net, images, labels, config, data_rng)
+    return net, history.epochs[0]
+
+
+@pytest.mark.parametrize("activation, output, loss, optimizer", COMBINATIONS)
+def test_compiled_epoch_matches_numpy(mnist, activation, output, loss, optimizer):
+    images, labels = mnist.train_images[:3000], mnist.train_labels[:3000]
+    settings = dict(
+        activation=activation,
+        output=output,
+        loss=loss,
+        optimizer=optimizer,
+        lr=LR[optimizer],
+        augment=1,
+        weight_decay=1e-4,
+    )
+    reference, ours = one_epoch(images, labels, "numpy", **settings)
+    compiled, theirs = one_epoch(images, labels, "compiled", **settings)
+    error = np.linalg.norm(compiled.params - reference.params) / np.linalg.norm(reference.params)
+    assert error < 1e-4, f"relative error {error:.1e}"
+    assert theirs.loss == pytest.approx(ours.loss, rel=1e-4)
+    assert theirs.accuracy == pytest.approx(ours.accuracy, abs=2 / 3000)
+
+
+def test_compiled_same_seed_same_weights(mnist):
+    images, labels = mnist.train_images[:5000], mnist.train_labels[:5000]
+    config = TrainConfig(epochs=2, kernel="compiled", seed=4, validation=500)
+    a, _ = train(images, labels, config)
+    b, _ = train(images, labels, config)
+    assert a.params.tobytes() == b.params.tobytes()
+
+
+def test_compiled_divergence_is_the_same_clear_error(mnist):
+    images, labels = mnist.train_images[:3000], mnist.train_labels[:3000]
+    net = Network(activation="relu", rng=np.random.default_rng(0))
+    config = TrainConfig(
+        optimizer="sgd",
+        lr=1e6,
+        loss="quadratic",
+        activation="relu",
+        epochs=2,
+        validation=0,
+        kernel="compiled",
+    )
+    with pytest.raises(TrainingDiverged, match="learning rate 1e\\+06"):
+        fit(net, images, labels, config, np.random.default_rng(0))
+    assert np.isfinite(net.params).all()
