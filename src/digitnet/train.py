@@ -393,21 +393,6 @@ def fit(
     moves = shifts(config.augment) if config.augment else [(0, 0)]
     shift_buffer = np.empty((B, net.sizes[0]), np.uint8)
 
-    compiled = resolve_kernel(config, dtype) == "compiled"
-    if compiled:
-        codes = (
-            kernel.ACTIVATION_CODES[config.activation],
-            kernel.OUTPUT_CODES[config.output],
-            kernel.LOSS_CODES[config.loss],
-            kernel.OPTIMIZER_CODES[config.optimizer],
-        )
-        unused = np.zeros(1, dtype)
-        states = {
-            "sgd": (unused, unused),
-            "momentum": (getattr(optimizer, "velocity", unused), unused),
-            "adam": (getattr(optimizer, "m", unused), getattr(optimizer, "v", unused)),
-        }[config.optimizer]
-
     def diverged(where: str) -> TrainingDiverged:
         net.params[...] = best_params
         return TrainingDiverged(
@@ -416,6 +401,71 @@ def fit(
             f"{config.optimizer}; try --lr {config.lr / 10:g}"
         )
 
+    def numpy_epoch(epoch: int, order: Array, move_of_batch: Array) -> tuple[float, int, float]:
+        """One epoch, a mini-batch at a time: backprop, L2, the optimiser's step."""
+        nonlocal step
+        # this epoch's images in batch order, as one contiguous uint8 block
+        epoch_x, epoch_y, epoch_labels = images[order], targets[order], labels[order]
+        cost_sum, correct, lr = 0.0, 0, config.lr
+        for i, s in enumerate(range(0, n, B)):
+            batch = epoch_x[s : s + B]
+            dy, dx = moves[move_of_batch[i]]
+            if dy or dx:
+                batch = shifted(batch, dy, dx, shift_buffer[: len(batch)])
+            x = np.multiply(batch, x_scale, out=x_buffer[: len(batch)])
+            if x_shift:
+                x += x_shift
+            cost, a = net.backprop(x, epoch_y[s : s + B], loss)
+            if not math.isfinite(cost):
+                raise diverged(f"at epoch {epoch}, batch {i + 1}")
+            cost_sum += cost * len(x)
+            correct += int(np.count_nonzero(a.argmax(1) == epoch_labels[s : s + B]))
+            if config.weight_decay:
+                np.multiply(decay, net.params, out=decay_term)
+                net.grad += decay_term
+            lr = lr_at(config, step, total_steps)
+            optimizer.step(net.params, net.grad, lr)
+            step += 1
+            if on_batch is not None and (i % report_every == 0 or s + B >= n):
+                on_batch(min(s + B, n), n)
+        return cost_sum, correct, lr
+
+    def compiled_epoch(epoch: int, order: Array, move_of_batch: Array) -> tuple[float, int, float]:
+        """The same epoch as one compiled loop (``digitnet.kernel``)."""
+        nonlocal step
+        lrs = np.array([lr_at(config, step + i, total_steps) for i in range(steps_per_epoch)])
+        data = (images, targets, labels, order, np.array(moves)[move_of_batch], x_scale, x_shift)
+        codes = (
+            kernel.ACTIVATION_CODES[config.activation],
+            kernel.OUTPUT_CODES[config.output],
+            kernel.LOSS_CODES[config.loss],
+            kernel.OPTIMIZER_CODES[config.optimizer],
+        )
+        unused = np.zeros(1, dtype)
+        states = [getattr(optimizer, name) for name in optimizer.names] + [unused, unused]
+        hyper = (config.momentum, getattr(optimizer, "beta2", 0.0), getattr(optimizer, "eps", 0.0))
+        cost_sum, correct, taken = kernel.epoch(
+            net.params,
+            net.grad,
+            np.array(net.sizes),
+            codes,
+            data,
+            B,
+            lrs,
+            decay,
+            hyper,
+            (states[0], states[1]),
+            optimizer.steps,
+        )
+        optimizer.steps += taken
+        step += taken
+        if not math.isfinite(cost_sum):
+            raise diverged(f"at epoch {epoch}")
+        if on_batch is not None:
+            on_batch(n, n)
+        return cost_sum, correct, float(lrs[taken - 1])
+
+    run_epoch = compiled_epoch if resolve_kernel(config, dtype) == "compiled" else numpy_epoch
     try:
         # Overflow shows up as a non-finite cost, caught below with a clear message.
         with (
@@ -426,64 +476,7 @@ def fit(
                 start = time.perf_counter()
                 order = train_idx[rng.permutation(n)]
                 move_of_batch = rng.integers(len(moves), size=steps_per_epoch)
-                cost_sum = correct = 0.0
-                if compiled:
-                    lrs = np.array(
-                        [lr_at(config, step + i, total_steps) for i in range(steps_per_epoch)]
-                    )
-                    data = (
-                        images,
-                        targets,
-                        labels,
-                        order,
-                        np.array(moves)[move_of_batch],
-                        x_scale,
-                        x_shift,
-                    )
-                    hyper = (config.momentum, 0.999, 1e-8)
-                    cost_sum, correct, taken = kernel.epoch(
-                        net.params,
-                        net.grad,
-                        np.array(net.sizes),
-                        codes,
-                        data,
-                        B,
-                        lrs,
-                        decay,
-                        hyper,
-                        states,
-                        optimizer.steps,
-                    )
-                    optimizer.steps += taken
-                    step += taken
-                    lr = float(lrs[taken - 1])
-                    if not math.isfinite(cost_sum):
-                        raise diverged(f"at epoch {epoch}")
-                    if on_batch is not None:
-                        on_batch(n, n)
-                else:  # this epoch's images in batch order, one contiguous uint8 block
-                    epoch_x, epoch_y, epoch_labels = images[order], targets[order], labels[order]
-                for i, s in enumerate(range(0, n, B) if not compiled else ()):
-                    batch = epoch_x[s : s + B]
-                    dy, dx = moves[move_of_batch[i]]
-                    if dy or dx:
-                        batch = shifted(batch, dy, dx, shift_buffer[: len(batch)])
-                    x = np.multiply(batch, x_scale, out=x_buffer[: len(batch)])
-                    if x_shift:
-                        x += x_shift
-                    cost, a = net.backprop(x, epoch_y[s : s + B], loss)
-                    if not math.isfinite(cost):
-                        raise diverged(f"at epoch {epoch}, batch {i + 1}")
-                    cost_sum += cost * len(x)
-                    correct += np.count_nonzero(a.argmax(1) == epoch_labels[s : s + B])
-                    if config.weight_decay:
-                        np.multiply(decay, net.params, out=decay_term)
-                        net.grad += decay_term
-                    lr = lr_at(config, step, total_steps)
-                    optimizer.step(net.params, net.grad, lr)
-                    step += 1
-                    if on_batch is not None and (i % report_every == 0 or s + B >= n):
-                        on_batch(min(s + B, n), n)
+                cost_sum, correct, lr = run_epoch(epoch, order, move_of_batch)
                 if not np.isfinite(net.params).all():
                     raise diverged(f"at epoch {epoch}")
                 val_loss = val_acc = None
