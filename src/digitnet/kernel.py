@@ -64,7 +64,8 @@ def _epoch(params, grad, sizes, codes, data, batch, lrs, decay, hyper, states, s
         # Ask for the next batch's rows now: the loads overlap with this batch's work
         # instead of stalling one after another when their turn comes.
         for r in range(s + batch, min(s + 2 * batch, n)):
-            touched += images[order[r], 0] + images[order[r], n0 // 2]
+            for p in range(0, n0, 64):  # one load per cache line of the row
+                touched += images[order[r], p]
         # a_0: the batch moved by (dy, dx), vacated pixels 0, scaled to floats
         x = acts[: m * n0].reshape((m, n0))
         dy, dx = moves[i, 0], moves[i, 1]
@@ -72,7 +73,7 @@ def _epoch(params, grad, sizes, codes, data, batch, lrs, decay, hyper, states, s
             for r in range(m):
                 image = images[order[s + r]]
                 for p in range(n0):
-                    x[r, p] = image[p] * x_scale + x_shift
+                    x[r, p] = np.float32(image[p]) * x_scale + x_shift
         else:
             x[:] = x_shift
             rows = range(max(dy, 0), side + min(dy, 0))
@@ -177,14 +178,12 @@ def _epoch(params, grad, sizes, codes, data, batch, lrs, decay, hyper, states, s
         # L2 on the weights, then the optimiser, over the flat vector
         lr = lrs[i]
         t += 1
-        for p in range(params.shape[0]):
-            grad[p] += decay[p] * params[p]
         if opt == 0:
             for p in range(params.shape[0]):
-                params[p] -= lr * grad[p]
+                params[p] -= lr * (grad[p] + decay[p] * params[p])
         elif opt == 1:
             for p in range(params.shape[0]):
-                state1[p] = momentum * state1[p] - lr * grad[p]
+                state1[p] = momentum * state1[p] - lr * (grad[p] + decay[p] * params[p])
                 params[p] += state1[p]
         else:  # in float32, as the NumPy path computes it
             c2 = math.sqrt(1 - beta2**t)
@@ -192,7 +191,7 @@ def _epoch(params, grad, sizes, codes, data, batch, lrs, decay, hyper, states, s
             floor = np.float32(eps * c2)
             b1, b2 = np.float32(1 - momentum), np.float32(1 - beta2)
             for p in range(params.shape[0]):
-                g = grad[p]
+                g = grad[p] + decay[p] * params[p]
                 state1[p] += b1 * (g - state1[p])
                 state2[p] += b2 * (g * g - state2[p])
                 params[p] -= rate * state1[p] / (np.sqrt(state2[p]) + floor)
