@@ -240,11 +240,13 @@ def input_transform(images: Array) -> tuple[float, float]:
     return 1 / max(std, 1e-8), -mean / max(std, 1e-8)
 
 
-def scaled(images: Array, scale: float, shift: float, dtype: type = np.float32) -> Array:
-    """uint8 images -> scale·(pixel/255) + shift as floats."""
-    x = images.astype(dtype)
-    x *= dtype(scale / 255)
-    x += dtype(shift)
+def scaled(
+    images: Array, scale: float, shift: float, dtype: type = np.float32, out: Array | None = None
+) -> Array:
+    """uint8 images -> scale·(pixel/255) + shift as floats (into ``out`` if given)."""
+    x = np.multiply(images, dtype(scale / 255), out=out, dtype=dtype)
+    if shift:
+        x += dtype(shift)
     return x
 
 
@@ -412,9 +414,7 @@ def fit(
             dy, dx = moves[move_of_batch[i]]
             if dy or dx:
                 batch = shifted(batch, dy, dx, shift_buffer[: len(batch)])
-            x = np.multiply(batch, x_scale, out=x_buffer[: len(batch)])
-            if x_shift:
-                x += x_shift
+            x = scaled(batch, scale, shift, dtype, out=x_buffer[: len(batch)])
             cost, a = net.backprop(x, epoch_y[s : s + B], loss)
             if not math.isfinite(cost):
                 raise diverged(f"at epoch {epoch}, batch {i + 1}")
@@ -430,31 +430,34 @@ def fit(
                 on_batch(min(s + B, n), n)
         return cost_sum, correct, lr
 
+    # What the compiled loop needs besides each epoch's order: fixed for the run.
+    codes = (
+        kernel.ACTIVATION_CODES[config.activation],
+        kernel.OUTPUT_CODES[config.output],
+        kernel.LOSS_CODES[config.loss],
+        kernel.OPTIMIZER_CODES[config.optimizer],
+    )
+    unused = np.zeros(1, dtype)
+    states = (*(getattr(optimizer, name) for name in optimizer.names), unused, unused)[:2]
+    hyper = (config.momentum, getattr(optimizer, "beta2", 0.0), getattr(optimizer, "eps", 0.0))
+    sizes, move_table = np.array(net.sizes), np.array(moves)
+
     def compiled_epoch(epoch: int, order: Array, move_of_batch: Array) -> tuple[float, int, float]:
         """The same epoch as one compiled loop (``digitnet.kernel``)."""
         nonlocal step
         lrs = np.array([lr_at(config, step + i, total_steps) for i in range(steps_per_epoch)])
-        data = (images, targets, labels, order, np.array(moves)[move_of_batch], x_scale, x_shift)
-        codes = (
-            kernel.ACTIVATION_CODES[config.activation],
-            kernel.OUTPUT_CODES[config.output],
-            kernel.LOSS_CODES[config.loss],
-            kernel.OPTIMIZER_CODES[config.optimizer],
-        )
-        unused = np.zeros(1, dtype)
-        states = [getattr(optimizer, name) for name in optimizer.names] + [unused, unused]
-        hyper = (config.momentum, getattr(optimizer, "beta2", 0.0), getattr(optimizer, "eps", 0.0))
+        data = (images, targets, labels, order, move_table[move_of_batch], x_scale, x_shift)
         cost_sum, correct, taken = kernel.epoch(
             net.params,
             net.grad,
-            np.array(net.sizes),
+            sizes,
             codes,
             data,
             B,
             lrs,
             decay,
             hyper,
-            (states[0], states[1]),
+            states,
             optimizer.steps,
         )
         optimizer.steps += taken
