@@ -75,3 +75,25 @@ def test_compiled_divergence_is_the_same_clear_error(mnist):
     with pytest.raises(TrainingDiverged, match="learning rate 1e\\+06"):
         fit(net, images, labels, config, np.random.default_rng(0))
     assert np.isfinite(net.params).all()
+
+
+@pytest.mark.parametrize("normalize, augment", [(True, 1), (False, 2), (True, 2)])
+def test_compiled_epoch_matches_numpy_with_normalised_inputs_and_longer_moves(
+    mnist, normalize, augment
+):
+    images, labels = mnist.train_images[:3000], mnist.train_labels[:3000]
+    settings = dict(normalize=normalize, augment=augment, lr=0.003, weight_decay=1e-4)
+    reference, ours = one_epoch(images, labels, "numpy", **settings)
+    compiled, theirs = one_epoch(images, labels, "compiled", **settings)
+    error = np.linalg.norm(compiled.params - reference.params) / np.linalg.norm(reference.params)
+    assert error < 1e-4, f"relative error {error:.1e}"
+    assert theirs.loss == pytest.approx(ours.loss, rel=1e-4)
+
+
+def test_compiled_epoch_leaves_subnormal_arithmetic_as_it_was(mnist):
+    """The loop flushes subnormal floats to zero while it runs, and only then."""
+    tiny = np.float32(1e-38)
+    assert tiny * np.float32(0.01) != 0  # a subnormal result, as IEEE 754 says
+    one_epoch(mnist.train_images[:500], mnist.train_labels[:500], "compiled")
+    assert tiny * np.float32(0.01) != 0
+    assert np.float32(1e-40) > 0  # subnormal inputs still read as themselves
