@@ -1,12 +1,15 @@
 """digitnet against its peers, measured side by side in one run on this machine.
 
-    python benchmarks/bench.py [--epochs 5] [--out benchmarks/results]
+    python benchmarks/bench.py [--epochs 3] [--rounds 3] [--out benchmarks/results]
     python benchmarks/bench.py --smoke        # a tiny budget, to check the script runs
 
 Measures, for the 784-16-16-10 sigmoid network on MNIST (cross-entropy, Adam):
 - seconds per epoch over the 60,000 training images at batch 10, 32 and 128 (median
   of several epochs) for digitnet, PyTorch CPU (in-memory tensors, no DataLoader) and
-  scikit-learn's MLPClassifier, all with one BLAS/intra-op thread;
+  scikit-learn's MLPClassifier, all with one BLAS/intra-op thread.  The contenders
+  take turns, in ``--rounds`` rounds of ``--epochs`` epochs each (the first epoch of
+  each turn is a warm-up and not counted), so that a slow spell of a shared machine
+  falls on all of them rather than on whoever happened to be running;
 - wall time from process start to a saved model for the default ``digitnet train``,
   and for the same recipe in PyTorch and (as close as it allows) scikit-learn, with
   the test accuracy each reached and the peak memory of each process;
@@ -294,7 +297,8 @@ def flops_per_epoch(n: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="epochs timed per batch size")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs a turn, the first a warm-up")
+    parser.add_argument("--rounds", type=int, default=3, help="turns per contender and batch size")
     parser.add_argument("--recipe-epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--smoke", action="store_true", help="tiny budget: check the script")
@@ -307,9 +311,11 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_mnist()
     images, labels = data.train_images, data.train_labels
-    batches, epochs, recipe_epochs = (10, 32, 128), args.epochs, args.recipe_epochs
-    if args.smoke:
-        images, labels, batches, epochs, recipe_epochs = images[:3000], labels[:3000], (32,), 2, 1
+    batches, epochs, rounds = (10, 32, 128), max(args.epochs, 2), args.rounds
+    recipe_epochs = args.recipe_epochs
+    if args.smoke:  # 3,000 images, batch 32, one turn of two epochs, a one-epoch recipe
+        images, labels, batches = images[:3000], labels[:3000], (32,)
+        epochs, rounds, recipe_epochs = 2, 1, 1
     peers = {"digitnet": digitnet_epochs}
     if KERNEL_AVAILABLE:
         peers["digitnet compiled"] = compiled_epochs
@@ -317,12 +323,22 @@ def main(argv: list[str] | None = None) -> int:
         peers["PyTorch"] = torch_epochs
     if have("sklearn"):
         peers["scikit-learn"] = sklearn_epochs
-    per_epoch: dict[str, dict[int, float]] = {name: {} for name in peers}
-    for batch in batches:
-        for name, fn in peers.items():
-            times = fn(images, labels, batch, epochs)
-            per_epoch[name][batch] = float(np.median(times[1:] if len(times) > 2 else times))
-            print(f"{name:13s} batch {batch:4d}: {per_epoch[name][batch]:.3f} s/epoch", flush=True)
+    counted: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in peers}
+    for turn in range(rounds):
+        names = list(peers)
+        names = names[turn % len(names) :] + names[: turn % len(names)]  # who goes first rotates
+        for batch in batches:
+            for name in names:
+                times = peers[name](images, labels, batch, epochs)
+                counted[name][batch] += times[1:]
+                print(
+                    f"round {turn + 1}/{rounds} {name:17s} batch {batch:4d}: "
+                    + " ".join(f"{t:.3f}" for t in times[1:])
+                    + " s/epoch",
+                    flush=True,
+                )
+    per_epoch = {name: {b: float(np.median(counted[name][b])) for b in batches} for name in peers}
+    measured = len(counted[next(iter(peers))][batches[0]])
 
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -371,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Seconds per epoch over {len(images):,} training images (784-16-16-10 sigmoid, "
         "cross-entropy, Adam; `digitnet` is the NumPy path, `digitnet compiled` the numba "
-        "kernel of `pip install digitnet[fast]`; median of "
-        f"{epochs} epochs{' — SMOKE RUN on 3,000 images' if args.smoke else ''}):",
+        f"kernel of `pip install digitnet[fast]`; median of {measured} epochs, taken in "
+        f"{rounds} turns of {epochs - 1} after a warm-up, the contenders taking turns"
+        f"{' — SMOKE RUN on 3,000 images' if args.smoke else ''}):",
         "",
         "| batch | "
         + " | ".join(peers)
