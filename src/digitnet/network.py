@@ -155,7 +155,8 @@ class Network:
         if not (type(x) is np.ndarray and x.dtype == self.params.dtype and x.shape[-1:] == (n,)):
             x = np.asarray(x)
             if x.dtype == np.uint8:
-                x = x.astype(self.params.dtype) / 255
+                x = x.astype(self.params.dtype)
+                x /= 255  # in place: one array of floats, not two
             elif x.dtype.kind not in "fiub":
                 raise TypeError(f"input must hold numbers, got dtype {x.dtype}")
             if x.shape[-1:] != (n,) and x.ndim >= 2 and int(np.prod(x.shape[-2:])) == n:
