@@ -1,8 +1,11 @@
 """Training: optimisers, schedules, reproducibility, divergence, validation split."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from digitnet import kernel
 from digitnet.network import Network
 from digitnet.train import (
     OPTIMIZERS,
@@ -186,6 +189,19 @@ def test_shifted_moves_the_digit_and_keeps_it_whole():
 def test_augment_moves_are_one_axis_at_a_time():
     assert sorted(shifts(1)) == [(-1, 0), (0, -1), (0, 0), (0, 1), (1, 0)]
     assert len(shifts(2)) == 9
+
+
+@pytest.mark.parametrize("loop", ["numpy", "compiled"])
+def test_augment_must_leave_some_of_the_picture(loop):
+    if loop == "compiled" and not kernel.AVAILABLE:
+        pytest.skip("numba is not installed (pip install 'digitnet[fast]')")
+    images, labels = np.zeros((50, 16), np.uint8), np.zeros(50, np.uint8)
+    config = TrainConfig(sizes=(16, 4, 10), augment=4, validation=10, kernel=loop)
+    with pytest.raises(ValueError, match="4x4 pictures by at most 3 pixels, got 4"):
+        fit(Network((16, 4, 10)), images, labels, config, np.random.default_rng(0))
+    net = Network((16, 4, 10))
+    fit(net, images, labels, replace(config, augment=3), np.random.default_rng(0))
+    assert np.isfinite(net.params).all()
 
 
 def test_augment_needs_square_images():

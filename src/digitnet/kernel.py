@@ -81,8 +81,8 @@ def _epoch(params, grad, sizes, codes, data, batch, lrs, decay, hyper, states, s
     size = params.shape[0]
     stride = (size + 15) // 16 * 16  # 16 float32 to a 64-byte line
     block = np.zeros(5 * stride + 16, np.float32)
-    first = (64 - block.ctypes.data % 64) % 64 // 4
-    rows = block[first : first + 5 * stride].reshape((5, stride))
+    skip = (64 - block.ctypes.data % 64) % 64 // 4  # floats before the first boundary
+    rows = block[skip : skip + 5 * stride].reshape((5, stride))
     w, g, lam = rows[0, :size], rows[1, :size], rows[2, :size]
     m1, m2 = rows[3, :size], rows[4, :size]
     w[:], lam[:] = params, decay

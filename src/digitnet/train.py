@@ -318,8 +318,14 @@ def _check(net: Network, images: Array, labels: Array, config: TrainConfig) -> N
             f"expected images (N, {net.sizes[0]}) and labels (N,), "
             f"got {images.shape} and {labels.shape}"
         )
-    if config.augment and math.isqrt(images.shape[1]) ** 2 != images.shape[1]:
+    side = math.isqrt(images.shape[1])
+    if config.augment and side**2 != images.shape[1]:
         raise ValueError(f"augment needs square images, got {images.shape[1]} pixels")
+    if config.augment >= max(side, 1):
+        raise ValueError(
+            f"augment moves {side}x{side} pictures by at most {side - 1} pixels, "
+            f"got {config.augment}"
+        )
     if config.validation >= len(images):
         raise ValueError(
             f"validation split of {config.validation} leaves no training images "
