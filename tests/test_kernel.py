@@ -77,6 +77,18 @@ def test_compiled_divergence_is_the_same_clear_error(mnist):
     assert np.isfinite(net.params).all()
 
 
+@pytest.mark.parametrize("batch_size", [1, 64, 100, 200])
+def test_compiled_epoch_matches_numpy_for_batches_split_across_blas_calls(mnist, batch_size):
+    """Batches over 64 rows go to BLAS in blocks whose gradients are summed."""
+    images, labels = mnist.train_images[:3000], mnist.train_labels[:3000]
+    settings = dict(batch_size=batch_size, lr=0.003, weight_decay=1e-4)
+    reference, ours = one_epoch(images, labels, "numpy", **settings)
+    compiled, theirs = one_epoch(images, labels, "compiled", **settings)
+    error = np.linalg.norm(compiled.params - reference.params) / np.linalg.norm(reference.params)
+    assert error < 1e-4, f"relative error {error:.1e}"
+    assert theirs.loss == pytest.approx(ours.loss, rel=1e-4)
+
+
 @pytest.mark.parametrize("normalize, augment", [(True, 1), (False, 2), (True, 2)])
 def test_compiled_epoch_matches_numpy_with_normalised_inputs_and_longer_moves(
     mnist, normalize, augment
