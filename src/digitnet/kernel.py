@@ -194,8 +194,8 @@ def _epoch(params, grad, sizes, codes, data, batch, lrs, decay, hyper, states, s
             prev = acts[starts[l] : starts[l] + m * ni].reshape((m, ni))
             gW = g[offsets[l] : offsets[l] + no * ni].reshape((no, ni))
             np.dot(delta[:ROWS_PER_PRODUCT].T, prev[:ROWS_PER_PRODUCT], gW)
+            block = partial[: no * ni].reshape((no, ni))
             for c in range(ROWS_PER_PRODUCT, m, ROWS_PER_PRODUCT):
-                block = partial[: no * ni].reshape((no, ni))
                 np.dot(delta[c : c + ROWS_PER_PRODUCT].T, prev[c : c + ROWS_PER_PRODUCT], block)
                 gW += block
             for j in range(no):
