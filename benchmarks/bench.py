@@ -40,7 +40,7 @@ from digitnet.data import load_mnist
 from digitnet.kernel import AVAILABLE as KERNEL_AVAILABLE
 from digitnet.modelfile import load
 from digitnet.network import Network
-from digitnet.train import TrainConfig, evaluate, train
+from digitnet.train import TrainConfig, evaluate, train_network
 
 HERE = Path(__file__).resolve().parent
 SIZES = (784, 16, 16, 10)
@@ -69,7 +69,7 @@ def digitnet_epochs(images, labels, batch: int, epochs: int, kernel: str = "nump
         weight_decay=0,
         kernel=kernel,
     )
-    _, history = train(images, labels, config)
+    _, history = train_network(images, labels, config)
     return [e.seconds for e in history.epochs]
 
 

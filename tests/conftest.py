@@ -10,7 +10,7 @@ import pytest
 
 from digitnet.data import load_mnist
 from digitnet.modelfile import save
-from digitnet.train import TrainConfig, evaluate, train
+from digitnet.train import TrainConfig, evaluate, train_network
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
@@ -24,7 +24,7 @@ def mnist():
 @pytest.fixture(scope="session")
 def trained(mnist, tmp_path_factory):
     """A default network trained for 10 epochs (about 95.5% on the test set), saved."""
-    net, history = train(mnist.train_images, mnist.train_labels, TrainConfig(epochs=10))
+    net, history = train_network(mnist.train_images, mnist.train_labels, TrainConfig(epochs=10))
     path = tmp_path_factory.mktemp("model") / "model.safetensors"
     accuracy = evaluate(net, mnist.test_images, mnist.test_labels).accuracy
     save(path, net, {"history": history.to_dict(), "test_accuracy": accuracy})

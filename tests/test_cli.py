@@ -245,7 +245,7 @@ def test_kill_then_resume_reaches_the_same_model(tmp_path, unbroken, sig):
     process.communicate(timeout=120)
     assert process.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     # whatever moment the kill came, the last checkpoint is whole and loadable
-    from digitnet.modelfile import load_checkpoint
+    from digitnet.checkpoint import load_checkpoint
 
     state, config = load_checkpoint(ckpt)
     assert 3 <= state.epoch < 6 and config.epochs == 6
@@ -273,7 +273,7 @@ def test_resume_from_a_bad_checkpoint_exits_2(tmp_path, unbroken):
 
 @pytest.mark.parametrize("delay", [0.9, 1.2, 1.45, 1.7, 2.1])
 def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path, delay):
-    from digitnet.modelfile import load_checkpoint
+    from digitnet.checkpoint import load_checkpoint
 
     ckpt = tmp_path / "run.ckpt"
     process = start_training(

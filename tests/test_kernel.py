@@ -8,7 +8,7 @@ import pytest
 
 from digitnet import kernel
 from digitnet.network import Network
-from digitnet.train import TrainConfig, TrainingDiverged, fit, seeded_generators, train
+from digitnet.train import TrainConfig, TrainingDiverged, fit, seeded_generators, train_network
 
 pytestmark = pytest.mark.skipif(
     not kernel.AVAILABLE, reason="numba is not installed (pip install 'digitnet[fast]')"
@@ -55,8 +55,8 @@ def test_compiled_epoch_matches_numpy(mnist, activation, output, loss, optimizer
 def test_compiled_same_seed_same_weights(mnist):
     images, labels = mnist.train_images[:5000], mnist.train_labels[:5000]
     config = TrainConfig(epochs=2, kernel="compiled", seed=4, validation=500)
-    a, _ = train(images, labels, config)
-    b, _ = train(images, labels, config)
+    a, _ = train_network(images, labels, config)
+    b, _ = train_network(images, labels, config)
     assert a.params.tobytes() == b.params.tobytes()
 
 

@@ -12,8 +12,8 @@ from PIL import Image
 
 from conftest import cli
 from digitnet import plots
+from digitnet.config import History
 from digitnet.modelfile import load
-from digitnet.train import History
 
 KINDS = ["network", "weights", "curves", "confusion", "mistakes", "noise"]
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -18,7 +18,7 @@ from digitnet.train import (
     seeded_generators,
     shifted,
     shifts,
-    train,
+    train_network,
 )
 
 
@@ -39,7 +39,7 @@ def test_default_config_is_the_videos_network():
 def test_every_optimizer_learns(small, mnist, optimizer):
     lr = {"sgd": 0.5, "momentum": 0.05, "adam": 0.01}[optimizer]
     config = TrainConfig(optimizer=optimizer, lr=lr, epochs=3, validation=1000)
-    net, history = train(*small, config)
+    net, history = train_network(*small, config)
     losses = [e.loss for e in history.epochs]
     assert losses[-1] < losses[0]
     accuracy = evaluate(net, mnist.test_images, mnist.test_labels).accuracy
@@ -65,18 +65,18 @@ def test_every_combination_learns(small, mnist, activation, loss, output):
         validation=0,
         lr=0.01 if activation == "sigmoid" else 0.003,
     )
-    net, _ = train(*small, config)
+    net, _ = train_network(*small, config)
     accuracy = evaluate(net, mnist.test_images[:2000], mnist.test_labels[:2000]).accuracy
     assert accuracy > 0.7, f"{accuracy:.2%} after 4 epochs on 6,000 images"
 
 
 def test_same_seed_same_weights_bit_for_bit(small):
     config = TrainConfig(epochs=2, seed=7)
-    a, history_a = train(*small, config)
-    b, history_b = train(*small, config)
+    a, history_a = train_network(*small, config)
+    b, history_b = train_network(*small, config)
     assert a.params.tobytes() == b.params.tobytes()
     assert [e.loss for e in history_a.epochs] == [e.loss for e in history_b.epochs]
-    c, _ = train(*small, TrainConfig(epochs=2, seed=8))
+    c, _ = train_network(*small, TrainConfig(epochs=2, seed=8))
     assert not np.array_equal(a.params, c.params)
 
 
@@ -98,7 +98,7 @@ def test_divergence_is_an_error_that_names_the_learning_rate(small):
 
 def test_validation_split_picks_the_best_epoch(small):
     config = TrainConfig(epochs=4, validation=1000)
-    _, history = train(*small, config)
+    _, history = train_network(*small, config)
     accuracies = [e.val_accuracy for e in history.epochs]
     assert history.best_epoch == 1 + int(np.argmax(accuracies))
     assert all(e.val_loss is not None for e in history.epochs)
@@ -108,7 +108,7 @@ def test_kept_weights_are_the_best_epochs(small):
     """The returned network scores on the validation images what its epoch scored."""
     images, labels = small
     config = TrainConfig(epochs=3, validation=1000, seed=3)
-    net, history = train(images, labels, config)
+    net, history = train_network(images, labels, config)
     _, data_rng = seeded_generators(3)
     held_out = data_rng.permutation(len(images))[:1000]
     accuracy = evaluate(net, images[held_out], labels[held_out]).accuracy
@@ -118,7 +118,7 @@ def test_kept_weights_are_the_best_epochs(small):
 def test_patience_stops_early(small):
     # a learning rate of almost nothing never improves on epoch 1
     config = TrainConfig(epochs=10, lr=1e-12, validation=500, patience=2, schedule="constant")
-    _, history = train(*small, config)
+    _, history = train_network(*small, config)
     assert history.stopped == "early-stopped"
     assert len(history.epochs) == 3 and history.best_epoch == 1
 
@@ -128,7 +128,7 @@ def test_normalisation_is_folded_into_the_first_layer(small):
     scores on the held-out images exactly what training measured on them."""
     images, labels = small
     config = TrainConfig(epochs=2, normalize=True, validation=1000, lr=0.003, seed=4)
-    net, history = train(images, labels, config)
+    net, history = train_network(images, labels, config)
     _, data_rng = seeded_generators(4)
     held_out = data_rng.permutation(len(images))[:1000]
     accuracy = evaluate(net, images[held_out], labels[held_out]).accuracy
@@ -220,7 +220,7 @@ def test_resume_gives_the_same_weights_as_an_unbroken_run(small):
     images, labels = small
     config = TrainConfig(epochs=4, validation=500, seed=11)
     states = []
-    whole, history = train(images, labels, config, on_state=states.append)
+    whole, history = train_network(images, labels, config, on_state=states.append)
     assert [s.epoch for s in states] == [1, 2, 3, 4]
     init_rng, data_rng = seeded_generators(config.seed)
     again = Network(config.sizes, config.activation, config.output, rng=init_rng)

@@ -20,20 +20,12 @@ import numpy as np
 
 from . import __version__
 from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
+from .config import KERNELS, SCHEDULES, Epoch, TrainConfig, TrainingDiverged
 from .data import DataError, load_mnist, load_split
 from .modelfile import ModelFileError, load, save
+from .optimizers import OPTIMIZERS
 from .preprocess import PictureError
-from .train import (
-    KERNELS,
-    OPTIMIZERS,
-    SCHEDULES,
-    Epoch,
-    TrainConfig,
-    TrainingDiverged,
-    evaluate,
-    resolve_kernel,
-    seeded_generators,
-)
+from .train import evaluate, resolve_kernel, seeded_generators
 
 DEFAULTS = TrainConfig()
 PLOT_KINDS = ("network", "weights", "curves", "confusion", "mistakes", "noise")
@@ -285,7 +277,7 @@ def _epoch_line(record: Epoch, epochs: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .modelfile import load_checkpoint
+    from .checkpoint import load_checkpoint
 
     resume = None
     if args.resume is not None:
@@ -324,9 +316,9 @@ def train_and_save(
     """Train as ``config`` says, report each epoch, save to ``out``; an exit code."""
     from tqdm import tqdm
 
-    from .modelfile import save_checkpoint
+    from .checkpoint import TrainState, save_checkpoint
     from .network import Network
-    from .train import TrainState, fit
+    from .train import fit
 
     data = load_mnist(data_dir)
     if config.sizes[0] != data.train_images.shape[1]:
@@ -549,8 +541,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from . import plots
+    from .config import History
     from .modelfile import atomic_write
-    from .train import History
 
     kind = args.out.suffix.lower().lstrip(".")
     if kind not in ("png", "svg"):

@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib.colors import LogNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from .config import History
 from .network import Network
-from .train import History
 
 Array = np.ndarray
 POSITIVE, NEGATIVE = "#d1495b", "#2e6fdb"

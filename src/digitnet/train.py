@@ -12,202 +12,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import kernel
 from .activations import LOSSES, lookup
-from .network import DEFAULT_SIZES, Network, check_sizes
+from .checkpoint import TrainState
+from .config import Epoch, History, TrainConfig, TrainingDiverged
+from .network import Network
+from .optimizers import OPTIMIZERS
 
 Array = np.ndarray
-
-
-# -- optimisers: each updates the flat parameter vector in place ------------------------
-
-
-class Optimizer:
-    """Updates the flat parameter vector in place, one mini-batch at a time.  Its
-    running averages are ``state()`` (named arrays) and ``steps``, for checkpoints."""
-
-    steps = 0
-    names: tuple[str, ...] = ()
-
-    def state(self) -> dict[str, Array]:
-        return {name: getattr(self, name).copy() for name in self.names}
-
-    def load_state(self, state: dict[str, Array], steps: int) -> None:
-        for name in self.names:
-            if name not in state or state[name].shape != getattr(self, name).shape:
-                raise ValueError(f"optimizer state lacks a matching {name!r}")
-            getattr(self, name)[...] = state[name]
-        self.steps = steps
-
-
-class SGD(Optimizer):
-    """Plain gradient descent: θ ← θ - η g."""
-
-    def __init__(self, n: int, dtype: type, momentum: float = 0.0) -> None:
-        self.step_buffer = np.zeros(n, dtype)
-
-    def step(self, params: Array, grad: Array, lr: float) -> None:
-        np.multiply(grad, lr, out=self.step_buffer)
-        params -= self.step_buffer
-
-
-class Momentum(Optimizer):
-    """Gradient descent with momentum μ: v ← μ v - η g;  θ ← θ + v."""
-
-    names = ("velocity",)
-
-    def __init__(self, n: int, dtype: type, momentum: float = 0.9) -> None:
-        self.momentum = momentum
-        self.velocity = np.zeros(n, dtype)
-        self.step_buffer = np.zeros(n, dtype)
-
-    def step(self, params: Array, grad: Array, lr: float) -> None:
-        self.velocity *= self.momentum
-        np.multiply(grad, lr, out=self.step_buffer)
-        self.velocity -= self.step_buffer
-        params += self.velocity
-
-
-class Adam(Optimizer):
-    """Adam (Kingma & Ba): running means of g and g², bias-corrected,
-    θ ← θ - η m̂ / (√v̂ + ε)."""
-
-    names = ("m", "v")
-
-    def __init__(
-        self, n: int, dtype: type, momentum: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
-    ) -> None:
-        self.beta1, self.beta2, self.eps = momentum, beta2, eps
-        self.m = np.zeros(n, dtype)
-        self.v = np.zeros(n, dtype)
-        self.buffer = np.zeros(n, dtype)
-
-    def step(self, params: Array, grad: Array, lr: float) -> None:
-        self.steps += 1
-        b1, b2, buf = self.beta1, self.beta2, self.buffer
-        self.m *= b1
-        np.multiply(grad, 1 - b1, out=buf)
-        self.m += buf
-        self.v *= b2
-        np.multiply(grad, grad, out=buf)
-        buf *= 1 - b2
-        self.v += buf
-        # θ -= η·√(1-β2ᵗ)/(1-β1ᵗ) · m / (√v + ε·√(1-β2ᵗ)): the bias corrections folded
-        # into the step size, so the update is four whole-vector operations.
-        c2 = math.sqrt(1 - b2**self.steps)
-        np.sqrt(self.v, out=buf)
-        buf += self.eps * c2
-        np.divide(self.m, buf, out=buf)
-        buf *= lr * c2 / (1 - b1**self.steps)
-        params -= buf
-
-
-OPTIMIZERS: dict[str, type] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
-
-SCHEDULES = ("cosine", "constant")
-KERNELS = ("auto", "compiled", "numpy")
-
-
-# -- configuration and records -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every choice that shapes a training run.  The defaults train the video's
-    784-16-16-10 sigmoid network to its best measured test accuracy."""
-
-    sizes: tuple[int, ...] = DEFAULT_SIZES
-    activation: str = "sigmoid"  # hidden layers: sigmoid, relu or tanh
-    output: str = "softmax"  # softmax (probabilities) or sigmoid (the video's)
-    loss: str = "cross-entropy"  # or "quadratic", the video's cost ½‖a - y‖²
-    optimizer: str = "adam"  # sgd, momentum or adam
-    lr: float = 0.02  # peak learning rate η (measured best of 0.001-0.03 for the default)
-    momentum: float = 0.9  # μ for momentum, β₁ for Adam
-    batch_size: int = 32
-    epochs: int = 40  # with augment=1: 96.5-96.8% for seeds 0-2 (30 epochs: 96.5%)
-    weight_decay: float = 1e-4  # L2 on weights (not biases): adds λ W to ∂C/∂W
-    schedule: str = "cosine"  # η decays to 0 along a half cosine, or stays constant
-    augment: int = 1  # shift each batch up to this many pixels along one axis; 0: off
-    normalize: bool = False  # train on (x - mean)/std, folded into layer 1 afterwards;
-    # measured 0.5-1 point worse on the test set for the default network, so off
-    validation: int = 5000  # training images held out to choose the best epoch; 0: none
-    patience: int = 0  # stop after this many epochs without a better validation; 0: never
-    seed: int = 0
-    kernel: str = "auto"  # "compiled" (numba, digitnet[fast]), "numpy", or the first of them
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sizes", check_sizes(self.sizes))
-        lookup(OPTIMIZERS, self.optimizer, "optimizer")
-        lookup(LOSSES, (self.loss, self.output), "loss/output pair")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
-        positive = {"lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs}
-        for name, value in positive.items():
-            if not value > 0 or not math.isfinite(value):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("weight_decay", "validation", "patience", "augment"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be zero or more, got {getattr(self, name)!r}")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"unknown kernel {self.kernel!r}; expected one of {KERNELS}")
-        if self.kernel == "compiled" and not kernel.AVAILABLE:
-            raise ValueError("the compiled kernel needs numba: pip install 'digitnet[fast]'")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["sizes"] = list(self.sizes)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """The config from a dict such as a model file's, ignoring unknown keys."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-@dataclass
-class Epoch:
-    """What one epoch did: mean training cost and running accuracy, validation
-    cost and accuracy (None without a validation split), learning rate, seconds."""
-
-    epoch: int
-    loss: float
-    accuracy: float
-    val_loss: float | None
-    val_accuracy: float | None
-    lr: float
-    seconds: float
-
-
-@dataclass
-class History:
-    """Per-epoch records, the epoch whose weights were kept, and why training stopped."""
-
-    epochs: list[Epoch] = field(default_factory=list)
-    best_epoch: int = 0
-    stopped: str = "completed"  # completed, early-stopped or interrupted
-
-    def to_dict(self) -> dict:
-        return {
-            "epochs": [asdict(e) for e in self.epochs],
-            "best_epoch": self.best_epoch,
-            "stopped": self.stopped,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> History:
-        return cls([Epoch(**e) for e in d["epochs"]], int(d["best_epoch"]), str(d["stopped"]))
-
-
-class TrainingDiverged(ValueError):
-    """The cost became NaN or infinite."""
 
 
 # -- the loop ---------------------------------------------------------------------------
@@ -282,25 +99,6 @@ def _batched_cost(net: Network, x: Array, y: Array, loss_name: str) -> tuple[flo
         cost += loss.value(z, activations[-1], ys) * len(xs)
         acc += np.count_nonzero(activations[-1].argmax(1) == ys.argmax(1))
     return float(cost / len(x)), float(acc / len(x))
-
-
-@dataclass
-class TrainState:
-    """Everything needed to continue a run exactly where it stopped: after ``epoch``
-    epochs and ``step`` optimiser steps, the current and the best weights (in the
-    coordinates training uses, before the input transform is folded in), the
-    optimiser's running averages, the shuffling generator's state and the history."""
-
-    epoch: int
-    step: int
-    params: Array
-    best_params: Array
-    best_score: float
-    since_best: int
-    optimizer: dict[str, Array]
-    optimizer_steps: int
-    rng: dict
-    history: History
 
 
 def resolve_kernel(config: TrainConfig, dtype: type = np.float32) -> str:
@@ -537,16 +335,18 @@ def fit(
     return history
 
 
-def train(
+def train_network(
     images: Array,
     labels: Array,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     *,
     on_batch: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[Epoch], None] | None = None,
     on_state: Callable[[TrainState], None] | None = None,
 ) -> tuple[Network, History]:
-    """A new network as ``config`` describes, trained on uint8 images (N, n_0)."""
+    """A new network as ``config`` (default: ``TrainConfig()``) describes, trained on
+    uint8 images (N, n_0)."""
+    config = TrainConfig() if config is None else config
     init_rng, data_rng = seeded_generators(config.seed)
     net = Network(config.sizes, config.activation, config.output, rng=init_rng)
     history = fit(
