@@ -19,65 +19,80 @@ import numpy as np
 Array = np.ndarray
 
 
-def sigmoid(z: Array, out: Array | None = None) -> Array:
-    """σ(z) = 1 / (1 + e^(-z)), computed as ½ tanh(z/2) + ½ so it never overflows.
-    ``out`` may be z itself."""
-    a = np.multiply(z, 0.5, out=out)
-    np.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
-    return a
+#: Constants as float32, so that float32 arrays stay float32 in compiled code too
+#: (compiled code would promote them to float64 next to a Python float).
+ZERO, HALF, ONE, CAP = np.float32(0), np.float32(0.5), np.float32(1), np.float32(80)
+#: The smallest normal float32: log a is floored here.
+TINY = np.float32(np.finfo(np.float32).tiny)
+
+
+def sigmoid(z: Array) -> Array:
+    """σ(z) = 1 / (1 + e^(-z)).  -z is capped at 80 so that e^(-z) never overflows
+    float32; below z = -80, σ is 1.8e-35 instead of smaller, which nothing can tell
+    from 0.  (½ tanh(z/2) + ½ is the same function, but compiled it costs 27 ns an
+    element here against 4.5 for e^z.)"""
+    return ONE / (ONE + np.exp(np.minimum(-z, CAP)))
 
 
 def sigmoid_prime(a: Array) -> Array:
     """σ'(z) = σ(z) (1 - σ(z)), from a = σ(z)."""
-    return a * (1 - a)
+    return a * (ONE - a)
 
 
-def relu(z: Array, out: Array | None = None) -> Array:
+def relu(z: Array) -> Array:
     """ReLU(z) = max(0, z)."""
-    return np.maximum(z, 0, out=out)
+    return np.maximum(z, ZERO)
 
 
 def relu_prime(a: Array) -> Array:
     """ReLU'(z) = 1 where z > 0 else 0; a > 0 exactly when z > 0."""
-    return (a > 0).astype(a.dtype)
+    return np.where(a > ZERO, ONE, ZERO)
 
 
-def tanh(z: Array, out: Array | None = None) -> Array:
+def tanh(z: Array) -> Array:
     """tanh(z), the sigmoid stretched to (-1, 1)."""
-    return np.tanh(z, out=out)
+    return np.tanh(z)
 
 
 def tanh_prime(a: Array) -> Array:
     """tanh'(z) = 1 - tanh(z)², from a = tanh(z)."""
-    return 1 - a * a
+    return ONE - a * a
+
+
+def row_max(z: Array) -> Array:
+    """max_j z_ij for every row i, as a column (B, 1)."""
+    return np.max(z, axis=1, keepdims=True)
+
+
+def row_sum(z: Array) -> Array:
+    """Σ_j z_ij for every row i, as a column (B, 1)."""
+    return np.sum(z, axis=1).reshape(-1, 1)
 
 
 def softmax(z: Array) -> Array:
     """softmax(z)_j = e^(z_j) / Σ_k e^(z_k), row by row; the row maximum is
     subtracted first so that e^(...) never overflows."""
-    e = z - np.maximum.reduce(z, axis=1, keepdims=True)
-    np.exp(e, out=e)
-    e /= np.add.reduce(e, axis=1, keepdims=True)
-    return e
+    e = np.exp(z - row_max(z))
+    return e / row_sum(e)
 
 
 def log_softmax(z: Array) -> Array:
     """log softmax(z), row by row, by the log-sum-exp trick: z - max - log Σ e^(z - max)."""
-    shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    shifted = z - row_max(z)
+    return shifted - np.log(row_sum(np.exp(shifted)))
 
 
 def log_sigmoid(z: Array) -> Array:
     """log σ(z) = -softplus(-z) = min(z, 0) - log(1 + e^(-|z|)), finite for every z."""
-    return np.minimum(z, 0) - np.log1p(np.exp(-np.abs(z)))
+    return np.minimum(z, ZERO) - np.log1p(np.exp(-np.abs(z)))
 
 
 @dataclass(frozen=True)
 class Activation:
-    """A hidden-layer squashing function f (``f(z, out=None)``) and its derivative
-    f'(z) written in a = f(z)."""
+    """A hidden-layer squashing function f and its derivative f'(z) written in a = f(z).
+
+    Both are written in whole-array NumPy that numba can compile too, as every function
+    the training loop calls: one definition serves the plain and the compiled loop."""
 
     name: str
     f: Callable[..., Array]
@@ -105,33 +120,32 @@ OUTPUTS: dict[str, Callable[[Array], Array]] = {
 
 def quadratic_value(z: Array, a: Array, y: Array) -> float:
     """C = ½ ‖a - y‖², the video's cost, averaged over the batch."""
-    return float(0.5 * np.sum((a - y) ** 2) / len(a))
+    return float(np.sum((a - y) * (a - y))) * 0.5 / len(a)
 
 
 def quadratic_delta_sigmoid(z: Array, a: Array, y: Array) -> Array:
     """δ_L = (a - y) ⊙ σ'(z_L)."""
-    return (a - y) * a * (1 - a)
+    return (a - y) * a * (ONE - a)
 
 
 def quadratic_delta_softmax(z: Array, a: Array, y: Array) -> Array:
     """δ_L = J_softmax (a - y) = a ⊙ (g - (g · a)) with g = a - y."""
     g = a - y
-    return a * (g - np.sum(g * a, axis=1, keepdims=True))
+    return a * (g - row_sum(g * a))
 
 
 def cross_entropy_value_softmax(z: Array, a: Array, y: Array) -> float:
     """C = -Σ_j y_j log a_j with a = softmax(z).
 
     a comes from the max-shifted softmax, so it is exact wherever it is above the
-    smallest normal float; below that (a neuron wrong by more than about 87 in z for
-    float32) log a is floored there, giving a large finite cost instead of inf."""
-    tiny = np.finfo(a.dtype).tiny
-    return float(-np.vdot(y, np.log(np.maximum(a, tiny))) / len(a))
+    smallest normal float32; below that (a neuron wrong by more than about 87 in z)
+    log a is floored there, giving a large finite cost instead of inf."""
+    return -float(np.sum(y * np.log(np.maximum(a, TINY)))) / len(a)
 
 
 def cross_entropy_value_sigmoid(z: Array, a: Array, y: Array) -> float:
     """C = -Σ_j [y_j log a_j + (1 - y_j) log(1 - a_j)] with a = σ(z), from z."""
-    return float(-np.sum(y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z)) / len(z))
+    return -float(np.sum(y * log_sigmoid(z) + (ONE - y) * log_sigmoid(-z))) / len(z)
 
 
 def cross_entropy_delta(z: Array, a: Array, y: Array) -> Array:

@@ -20,6 +20,7 @@ from itertools import pairwise
 import numpy as np
 
 from .activations import ACTIVATIONS, LOSSES, OUTPUTS, Activation, Loss, lookup
+from .primitives import each
 
 Array = np.ndarray
 
@@ -64,6 +65,38 @@ def check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
     if min(sizes) < 1:
         raise ValueError(f"every layer needs at least one neuron, got sizes {sizes!r}")
     return sizes
+
+
+def feedforward(W, b, x: Array, f, output) -> tuple[list[Array], Array]:
+    """Every layer's activation [a_0 = x, a_1, ..., a_L] for the batch x (B, n_0), and
+    z_L (B, n_L): a_{l+1} = f(a_l W[l]ᵀ + b[l]), with ``output`` in place of f last.
+
+    ``W`` and ``b`` are sequences of W[l] (n_out, n_in) and b[l] (n_out,)."""
+    activations = [x]
+    for l in range(len(W) - 1):
+        activations.append(each(f, activations[l] @ W[l].T + b[l]))  # the row form of W a + b
+    z = activations[-1] @ W[-1].T + b[-1]
+    activations.append(output(z))
+    return activations, z
+
+
+def backprop(W, b, dW, db, x: Array, y: Array, f, f_prime, output, cost, cost_delta):
+    """Fill dW[l] (n_out, n_in) and db[l] (n_out,) with ∂C/∂W[l] and ∂C/∂b[l] for the
+    batch x (B, n_0) with targets y (B, n_L); return the mean cost C and a_L (B, n_L).
+
+    Starting from δ_L = ∂C/∂z_L, each layer gives ∂C/∂W = δᵀ a_prev and ∂C/∂b = Σ δ,
+    and passes back δ_prev = (δ W) ⊙ f'(z_prev): the chain rule, a layer at a time.
+    The training loop calls this too, compiled or not: it is the one definition.
+    """
+    activations, z = feedforward(W, b, x, f, output)
+    a = activations[-1]
+    delta = cost_delta(z, a, y) / np.float32(len(x))  # (B, n_L), for the mean cost
+    for l in range(len(W) - 1, -1, -1):
+        np.dot(delta.T, activations[l], dW[l])  # (n_out, n_in)
+        np.dot(np.ones(len(x), delta.dtype), delta, db[l])  # Σ over the batch: (n_out,)
+        if l:
+            delta = (delta @ W[l]) * each(f_prime, activations[l])  # (B, n_in)
+    return cost(z, a, y), a
 
 
 class Network:
@@ -169,14 +202,7 @@ class Network:
 
     def _layers(self, x: Array) -> tuple[list[Array], Array]:
         """Run the batch x (B, n_0) forward: every layer's activation and z_L."""
-        a, activations = x, [x]
-        last = len(self.W) - 1
-        for l, (W, b) in enumerate(zip(self.W, self.b, strict=True)):
-            z = a @ W.T  # (B, n_out): the row form of W a + b
-            z += b
-            a = self.output(z) if l == last else self.activation.f(z, out=z)
-            activations.append(a)
-        return activations, z
+        return feedforward(self.W, self.b, x, self.activation.f, self.output)
 
     def forward(self, x: Array) -> Array:
         """The network's output a_L: (B, 784) -> (B, 10), or (784,) -> (10,)."""
@@ -199,28 +225,14 @@ class Network:
     # -- learning ----------------------------------------------------------------
 
     def backprop(self, x: Array, y: Array, loss: Loss | str) -> tuple[float, Array]:
-        """Fill ``grad`` with ∂C/∂params for the batch; return the mean cost C and
-        the output a_L (B, n_L).
-
-        x: (B, n_0) inputs, y: (B, n_L) targets (one-hot rows for labels).  Starting
-        from δ_L = ∂C/∂z_L, each layer gives ∂C/∂W = δᵀ a_prev and ∂C/∂b = Σ δ,
-        and passes back δ_prev = (δ W) ⊙ f'(z_prev): the chain rule, a layer at a time.
-        """
+        """Fill ``grad`` with ∂C/∂params for the batch x (B, n_0) with targets y (B, n_L)
+        (one-hot rows for labels); return the mean cost C and the output a_L (B, n_L).
+        See ``backprop`` above for the equations."""
         if isinstance(loss, str):
             loss = lookup(LOSSES, (loss, self.output_name), "loss/output pair")
-        activations, z = self._layers(x)
-        a = activations[-1]
-        cost = loss.value(z, a, y)
-        delta = loss.delta(z, a, y)  # (B, n_L)
-        delta *= 1 / len(x)  # gradients of the mean cost over the batch
-        ones = np.ones(len(x), dtype=delta.dtype)
-        for l in range(len(self.W) - 1, -1, -1):
-            np.matmul(delta.T, activations[l], out=self.dW[l])  # (n_out, n_in)
-            np.matmul(ones, delta, out=self.db[l])  # Σ over the batch: (n_out,)
-            if l:
-                delta = delta @ self.W[l]  # (B, n_in)
-                delta *= self.activation.prime(activations[l])
-        return cost, a
+        f = self.activation
+        W, b, dW, db = self.W, self.b, self.dW, self.db
+        return backprop(W, b, dW, db, x, y, f.f, f.prime, self.output, loss.value, loss.delta)
 
     def weight_mask(self) -> Array:
         """A vector like ``params``: 1 where it holds a weight, 0 where a bias."""

@@ -1,7 +1,12 @@
 """Optimisers: each takes a step downhill on the flat parameter vector, in place.
 
-An optimiser owns its running averages; a training loop only calls
-``step(params, grad, lr)``.  Looked up by name in ``OPTIMIZERS``.
+An optimiser is its rule for one parameter, ``rule(θ, g, m, v, c) -> (θ, m, v)`` with
+m and v its running averages and c the step's constants (from ``constants(lr, t,
+hyper)``), written so that it works on a number and on a whole array alike.  The
+class in ``OPTIMIZERS`` owns the state (a step counter, m, v) and the constants
+``hyper``.  Code calls ``optimizer.step(params, grad, lr)``; the training loop,
+compiled or not, takes ``optimizer.workings()`` once and calls ``update`` with them,
+without knowing which optimiser it is.
 """
 
 from __future__ import annotations
@@ -10,87 +15,135 @@ import math
 
 import numpy as np
 
+from .primitives import each_parameter
+
 Array = np.ndarray
 
 
+def sgd_constants(lr: float, t: int, hyper: tuple) -> tuple:
+    return (np.float32(lr), np.float32(0), np.float32(0))
+
+
+def sgd_rule(p, g, m, v, c):
+    """Plain gradient descent: θ ← θ - η g."""
+    return p - c[0] * g, m, v
+
+
+def momentum_constants(lr: float, t: int, hyper: tuple) -> tuple:
+    return (np.float32(lr), hyper[0], np.float32(0))
+
+
+def momentum_rule(p, g, m, v, c):
+    """Gradient descent with momentum μ, m the velocity: m ← μ m - η g;  θ ← θ + m."""
+    m = c[1] * m - c[0] * g
+    return p + m, m, v
+
+
+def adam_constants(lr: float, t: int, hyper: tuple) -> tuple:
+    """Adam's bias corrections folded into the step size and ε:
+    θ -= η·√(1-β2ᵗ)/(1-β1ᵗ) · m / (√v + ε·√(1-β2ᵗ)), the same step as with m̂ and v̂."""
+    beta1, beta2, eps = hyper
+    c2 = math.sqrt(1 - float(beta2) ** t)
+    return (np.float32(lr * c2 / (1 - float(beta1) ** t)), np.float32(float(eps) * c2), beta1, beta2)
+
+
+def adam_rule(p, g, m, v, c):
+    """Adam (Kingma & Ba): running means m of g and v of g², bias-corrected,
+    θ ← θ - η m̂ / (√v̂ + ε)."""
+    rate, floor, beta1, beta2 = c
+    m = m + (g - m) * (np.float32(1) - beta1)  # β1 m + (1 - β1) g
+    v = v + (g * g - v) * (np.float32(1) - beta2)  # β2 v + (1 - β2) g²
+    return p - rate * m / (np.sqrt(v) + floor), m, v
+
+
+def update(params, grad, decay, lr: float, state: tuple, hyper: tuple, rule, constants) -> None:
+    """One step of ``rule`` on every parameter, with L2 weight decay ``decay`` (λ for
+    each parameter), counted in state = (steps, m, v)."""
+    steps, m, v = state
+    steps[0] += 1
+    each_parameter(rule, params, grad, decay, m, v, constants(lr, steps[0], hyper))
+
+
+def aligned_zeros(n: int, dtype: type = np.float32) -> Array:
+    """n zeros starting on a 64-byte cache line.  Measured on a batch-32 epoch: the
+    optimiser's pass took 7 ms or 20 ms depending on how NumPy's allocations of its
+    arrays happened to fall against each other; aligned, always 7."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(n + 64 // itemsize, dtype)
+    skip = (-raw.ctypes.data % 64) // itemsize
+    return raw[skip : skip + n]
+
+
 class Optimizer:
-    """Updates the flat parameter vector in place, one mini-batch at a time.  Its
-    running averages are ``state()`` (named arrays) and ``steps``, for checkpoints."""
+    """Owns an update rule's state: the step count, then the running averages named by
+    ``names``, each like ``params``; ``step`` applies the rule once."""
 
-    steps = 0
-    names: tuple[str, ...] = ()
+    rule_of_one = staticmethod(sgd_rule)
+    constants = staticmethod(sgd_constants)
+    names: tuple[str, ...] = ()  # what m and v hold, for those the rule uses
 
-    def state(self) -> dict[str, Array]:
-        return {name: getattr(self, name).copy() for name in self.names}
+    def __init__(self, n: int, dtype: type, momentum: float = 0.9) -> None:
+        self._state = (np.zeros(1, np.int64), aligned_zeros(n, dtype), aligned_zeros(n, dtype))
+        self._hyper: tuple = ()
+
+    def step(self, params: Array, grad: Array, lr: float, decay: Array | float = 0.0) -> None:
+        """One step downhill along ``grad``, at learning rate ``lr``, with L2 weight
+        decay ``decay`` (λ, one for all or one per parameter)."""
+        decay = np.broadcast_to(np.asarray(decay, params.dtype), params.shape)
+        state, hyper = self._state, self._hyper
+        update(params, grad, decay, lr, state, hyper, self.rule_of_one, self.constants)
+
+    def workings(self) -> tuple:
+        """(state, hyper): what ``update(params, grad, decay, lr, state, hyper,
+        rule_of_one, constants)`` works on, for a loop that calls it itself."""
+        return self._state, self._hyper
+
+    @property
+    def steps(self) -> int:
+        """How many steps have been taken."""
+        return int(self._state[0][0])
+
+    def save_state(self) -> dict[str, Array]:
+        """The running averages by name, copied (for checkpoints)."""
+        return {name: a.copy() for name, a in zip(self.names, self._state[1:], strict=True)}
 
     def load_state(self, state: dict[str, Array], steps: int) -> None:
-        for name in self.names:
-            if name not in state or state[name].shape != getattr(self, name).shape:
+        """Continue from ``save_state()``'s averages after ``steps`` steps."""
+        for name, mine in zip(self.names, self._state[1:], strict=True):
+            if name not in state or state[name].shape != mine.shape:
                 raise ValueError(f"optimizer state lacks a matching {name!r}")
-            getattr(self, name)[...] = state[name]
-        self.steps = steps
+            mine[...] = state[name]
+        self._state[0][0] = steps
 
 
 class SGD(Optimizer):
     """Plain gradient descent: θ ← θ - η g."""
 
-    def __init__(self, n: int, dtype: type, momentum: float = 0.0) -> None:
-        self.step_buffer = np.zeros(n, dtype)
-
-    def step(self, params: Array, grad: Array, lr: float) -> None:
-        np.multiply(grad, lr, out=self.step_buffer)
-        params -= self.step_buffer
-
 
 class Momentum(Optimizer):
     """Gradient descent with momentum μ: v ← μ v - η g;  θ ← θ + v."""
 
+    rule_of_one = staticmethod(momentum_rule)
+    constants = staticmethod(momentum_constants)
     names = ("velocity",)
 
     def __init__(self, n: int, dtype: type, momentum: float = 0.9) -> None:
-        self.momentum = momentum
-        self.velocity = np.zeros(n, dtype)
-        self.step_buffer = np.zeros(n, dtype)
-
-    def step(self, params: Array, grad: Array, lr: float) -> None:
-        self.velocity *= self.momentum
-        np.multiply(grad, lr, out=self.step_buffer)
-        self.velocity -= self.step_buffer
-        params += self.velocity
+        super().__init__(n, dtype)
+        self._hyper = (np.float32(momentum),)
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba): running means of g and g², bias-corrected,
-    θ ← θ - η m̂ / (√v̂ + ε)."""
+    """Adam with β1 = ``momentum``, β2 = 0.999 and ε = 1e-8."""
 
+    rule_of_one = staticmethod(adam_rule)
+    constants = staticmethod(adam_constants)
     names = ("m", "v")
 
     def __init__(
         self, n: int, dtype: type, momentum: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
     ) -> None:
-        self.beta1, self.beta2, self.eps = momentum, beta2, eps
-        self.m = np.zeros(n, dtype)
-        self.v = np.zeros(n, dtype)
-        self.buffer = np.zeros(n, dtype)
-
-    def step(self, params: Array, grad: Array, lr: float) -> None:
-        self.steps += 1
-        b1, b2, buf = self.beta1, self.beta2, self.buffer
-        self.m *= b1
-        np.multiply(grad, 1 - b1, out=buf)
-        self.m += buf
-        self.v *= b2
-        np.multiply(grad, grad, out=buf)
-        buf *= 1 - b2
-        self.v += buf
-        # θ -= η·√(1-β2ᵗ)/(1-β1ᵗ) · m / (√v + ε·√(1-β2ᵗ)): the bias corrections folded
-        # into the step size, so the update is four whole-vector operations.
-        c2 = math.sqrt(1 - b2**self.steps)
-        np.sqrt(self.v, out=buf)
-        buf += self.eps * c2
-        np.divide(self.m, buf, out=buf)
-        buf *= lr * c2 / (1 - b1**self.steps)
-        params -= buf
+        super().__init__(n, dtype)
+        self._hyper = (np.float32(momentum), np.float32(beta2), np.float32(eps))
 
 
-OPTIMIZERS: dict[str, type] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}

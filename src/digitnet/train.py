@@ -1,10 +1,15 @@
-"""Learning the weights: optimisers, the epoch loop, metrics and the History.
+"""Learning the weights: mini-batch gradient descent, the epoch loop, metrics.
 
-Training minimises the mean cost over mini-batches by gradient descent.  Images stay
-uint8 in memory and are scaled per batch; mini-batches are drawn in an order set by
-a seeded ``np.random.Generator``, so one seed gives one set of weights, bit for bit.
-An optional validation split, carved out of the training images, picks the best
-epoch; the test set is never looked at here.
+Training minimises the mean cost over mini-batches by gradient descent, as chapter 2
+of the video describes.  Images stay uint8 in memory and become floats a batch at a
+time; mini-batches are drawn in an order set by a seeded ``np.random.Generator``, so
+one seed gives one set of weights, bit for bit, on each loop.  An optional
+validation split, carved out of the training images, picks the best epoch; the test
+set is never looked at here.
+
+``train_batches`` is the loop over mini-batches, written once in whole-array NumPy.
+It runs as plain Python (``kernel="numpy"``) or compiled by numba from the same
+source (``kernel="compiled"``, ``digitnet.kernel``).
 """
 
 from __future__ import annotations
@@ -12,22 +17,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import kernel
-from .activations import LOSSES, lookup
+from .activations import ACTIVATIONS, LOSSES, OUTPUTS, lookup
 from .checkpoint import TrainState
 from .config import Epoch, History, TrainConfig, TrainingDiverged
-from .network import Network
-from .optimizers import OPTIMIZERS
+from .network import Network, backprop
+from .optimizers import OPTIMIZERS, Optimizer, update
 
 Array = np.ndarray
 
 
-# -- the loop ---------------------------------------------------------------------------
+# -- pieces of the loop ------------------------------------------------------------------
 
 
 def seeded_generators(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -57,16 +62,6 @@ def input_transform(images: Array) -> tuple[float, float]:
     return 1 / max(std, 1e-8), -mean / max(std, 1e-8)
 
 
-def scaled(
-    images: Array, scale: float, shift: float, dtype: type = np.float32, out: Array | None = None
-) -> Array:
-    """uint8 images -> scale·(pixel/255) + shift as floats (into ``out`` if given)."""
-    x = np.multiply(images, dtype(scale / 255), out=out, dtype=dtype)
-    if shift:
-        x += dtype(shift)
-    return x
-
-
 def shifts(k: int) -> list[tuple[int, int]]:
     """The moves of augmentation: none, or up to k pixels along one axis."""
     return (
@@ -74,19 +69,58 @@ def shifts(k: int) -> list[tuple[int, int]]:
     )
 
 
-def shifted(x: Array, dy: int, dx: int, out: Array) -> Array:
-    """out = the square images x (m, side²) moved dy rows down and dx columns right,
-    the vacated pixels set to 0.  Moving a digit by a pixel leaves it the same digit,
-    so each move shows the network a new picture of it: a cheap guard against
-    learning the exact pixel positions of the training set."""
-    side = math.isqrt(x.shape[1])
-    src = x.reshape(-1, side, side)
-    dst = out.reshape(-1, side, side)
-    dst[...] = 0
-    rows = slice(max(dy, 0), side + min(dy, 0)), slice(max(-dy, 0), side + min(-dy, 0))
-    cols = slice(max(dx, 0), side + min(dx, 0)), slice(max(-dx, 0), side + min(-dx, 0))
-    dst[:, rows[0], cols[0]] = src[:, rows[1], cols[1]]
+def batch_input(images, rows, dy: int, dx: int, scale, shift, out: Array) -> Array:
+    """out (m, side²) = the square uint8 images[rows] moved dy rows down and dx columns
+    right, as scale·pixel + shift, the vacated pixels as a 0 pixel would be.
+
+    Moving a digit by a pixel leaves it the same digit, so each move shows the network
+    a new picture of it: a cheap guard against learning the exact pixel positions of
+    the training set.  On the flat picture a move is one offset; the pixels a
+    sideways move carries across a row's end land in the vacated columns, which are
+    then blanked."""
+    n = out.shape[1]
+    side = int(math.sqrt(n))
+    offset = dy * side + dx
+    first, last = max(offset, 0), n + min(offset, 0)
+    out[:, :first] = shift
+    out[:, last:] = shift
+    for r in range(len(rows)):
+        out[r, first:last] = images[rows[r], first - offset : last - offset] * scale + shift
+    if dx != 0:
+        blank_from, blank_to = (0, dx) if dx > 0 else (side + dx, side)
+        out.reshape(-1, side, side)[:, :, blank_from:blank_to] = shift
     return out
+
+
+def train_batches(net, data, plan, state, hyper, rule, constants, f, f_prime, output, cost, delta):
+    """Mini-batch gradient descent over the batches ``plan`` lists: for each, the
+    input, backpropagation, and one step of the optimiser's rule with L2 on the weights.
+    Returns (Σ cost × batch size, correct guesses, batches taken), stopping after a
+    batch whose cost is not finite.
+
+    net = (params, grad, W, b, dW, db, λ): the flat vectors, their per-layer views,
+    and the weight decay of each parameter (0 on biases).
+    data = (images (N, n_0) uint8, targets (N, n_L), labels (N,), scale, shift, buffer).
+    plan = (rows, moves (k, 2), lrs (k,), B): batch i is rows[i B : (i+1) B], moved by
+    moves[i], at learning rate lrs[i].  (state, hyper, rule, constants) are the optimiser's
+    (``Optimizer.workings()`` and its class's rule); f, f', output, cost and its δ_L come from the registries.
+    """
+    params, grad, W, b, dW, db, decay = net
+    images, targets, labels, scale, shift, buffer = data
+    rows, moves, lrs, batch = plan
+    cost_sum, correct = 0.0, 0
+    for i in range(len(lrs)):
+        batch_rows = rows[i * batch : (i + 1) * batch]
+        m = len(batch_rows)
+        x = batch_input(images, batch_rows, moves[i, 0], moves[i, 1], scale, shift, buffer[:m])
+        y = targets[batch_rows]
+        c, a = backprop(W, b, dW, db, x, y, f, f_prime, output, cost, delta)
+        cost_sum += c * m
+        if not math.isfinite(c):
+            return cost_sum, correct, i + 1
+        correct += np.count_nonzero(np.argmax(a, axis=1) == labels[batch_rows])
+        update(params, grad, decay, lrs[i], state, hyper, rule, constants)
+    return cost_sum, correct, len(lrs)
 
 
 def _batched_cost(net: Network, x: Array, y: Array, loss_name: str) -> tuple[float, float]:
@@ -102,12 +136,43 @@ def _batched_cost(net: Network, x: Array, y: Array, loss_name: str) -> tuple[flo
 
 
 def resolve_kernel(config: TrainConfig, dtype: type = np.float32) -> str:
-    """Which loop trains: "compiled" (numba, float32 only) or "numpy"."""
-    if config.kernel == "compiled" or (
-        config.kernel == "auto" and kernel.AVAILABLE and dtype is np.float32
-    ):
-        return "compiled"
+    """Which loop trains: "compiled" or "numpy".  "auto" takes the compiled loop when
+    numba is installed and has already compiled it for this configuration (so it
+    never waits for a compiler), else NumPy."""
+    if config.kernel != "auto":
+        return config.kernel
+    if kernel.AVAILABLE and dtype is np.float32:
+        if kernel.is_compiled(train_batches, math_of(config), example_arguments(config)):
+            return "compiled"
     return "numpy"
+
+
+def example_arguments(config: TrainConfig) -> tuple:
+    """Arguments of the types a run of ``config`` hands ``train_batches``, for two
+    4x4 images: enough to compile the loop for it, or to ask whether it is compiled."""
+    sizes = (16,) + (2,) * (len(config.sizes) - 2) + (config.sizes[-1],)
+    tiny = replace(config, sizes=sizes, validation=0, augment=min(config.augment, 1))
+    net = Network(sizes, config.activation, config.output)
+    images, labels = np.zeros((2, 16), np.uint8), np.zeros(2, np.int64)
+    run = _Run(net, images, labels, tiny, np.random.default_rng(0), None, None)
+    return run.loop_args(run.train_idx, run.moves[:1], np.zeros(1))
+
+
+def compile_loop(config: TrainConfig) -> None:
+    """Compile (and cache on disk) the loop for ``config``, by running it once on
+    ``example_arguments``."""
+    kernel.run(train_batches, math_of(config), example_arguments(config))
+
+
+def math_of(config: TrainConfig) -> tuple:
+    """The functions a run of ``config`` calls, from the registries: the optimiser's
+    rule and constants, f, f', the output layer, the cost and its δ_L."""
+    activation = lookup(ACTIVATIONS, config.activation, "activation")
+    loss = lookup(LOSSES, (config.loss, config.output), "loss/output pair")
+    output = lookup(OUTPUTS, config.output, "output")
+    optimizer = lookup(OPTIMIZERS, config.optimizer, "optimizer")
+    return (optimizer.rule_of_one, optimizer.constants, activation.f, activation.prime, output,
+            loss.value, loss.delta)
 
 
 def _check(net: Network, images: Array, labels: Array, config: TrainConfig) -> None:
@@ -131,6 +196,149 @@ def _check(net: Network, images: Array, labels: Array, config: TrainConfig) -> N
         )
     if tuple(config.sizes) != net.sizes:
         raise ValueError(f"config sizes {config.sizes} do not match the network's {net.sizes}")
+    if (config.activation, config.output) != (net.activation_name, net.output_name):
+        raise ValueError(
+            f"config says {config.activation}/{config.output} but the network is "
+            f"{net.activation_name}/{net.output_name}"
+        )
+
+# -- the epoch loop ------------------------------------------------------------------
+
+
+class _Run:
+    """One training run's moving parts: the split, the optimiser, the loop's arguments,
+    the best weights so far and the history.  ``fit`` drives it an epoch at a time."""
+
+    def __init__(self, net, images, labels, config, rng, targets, resume) -> None:
+        dtype = net.params.dtype.type
+        targets = one_hot(labels, net.sizes[-1], dtype) if targets is None else targets
+        self.net, self.config, self.rng = net, config, rng
+        order = rng.permutation(len(images))
+        self.train_idx, val_idx = order[config.validation :], order[: config.validation]
+        self.scale, self.shift = (
+            input_transform(images[self.train_idx]) if config.normalize else (1.0, 0.0)
+        )
+        x_scale, x_shift = dtype(self.scale / 255), dtype(self.shift)
+        val_x = np.empty((len(val_idx), net.sizes[0]), dtype)
+        self.val_x = batch_input(images, val_idx, 0, 0, x_scale, x_shift, val_x)
+        self.val_y = targets[val_idx]
+        self.optimizer: Optimizer = OPTIMIZERS[config.optimizer](
+            net.params.size, dtype, momentum=config.momentum
+        )
+        self.history = History()
+        if resume is None:
+            # Learn on transformed inputs: fold the inverse into layer 1 of the starting
+            # weights, so the network computes the same function as before.
+            if config.normalize:
+                inverse = net.fold_input_transform(1 / self.scale, -self.shift / self.scale)
+                net.params[...] = inverse.params
+            self.best_params, self.best_score = net.params.copy(), -1.0
+            self.since_best, self.step, self.first = 0, 0, 1
+        else:
+            net.params[...] = resume.params
+            self.best_params, self.best_score = resume.best_params.copy(), resume.best_score
+            self.since_best, self.step = resume.since_best, resume.step
+            self.first = resume.epoch + 1
+            self.optimizer.load_state(resume.optimizer, resume.optimizer_steps)
+            rng.bit_generator.state = resume.rng
+            self.history = History.from_dict(resume.history.to_dict())
+        decay = net.weight_mask() * dtype(config.weight_decay)
+        views = (tuple(net.W), tuple(net.b), tuple(net.dW), tuple(net.db))
+        self.net_args = (net.params, net.grad, *views, decay)
+        frozen = [_read_only(a) for a in (images, targets, labels.astype(np.int64))]
+        buffer = np.empty((config.batch_size, net.sizes[0]), dtype)
+        self.data_args = (*frozen, x_scale, x_shift, buffer)
+        self.moves = np.array(shifts(config.augment) if config.augment else [(0, 0)])
+        self.batches = math.ceil(len(self.train_idx) / config.batch_size)
+        self.math = math_of(config)
+
+    def loop_args(self, rows: Array, moves: Array, lrs: Array) -> tuple:
+        """The arguments of ``train_batches`` (without the functions) for these batches."""
+        state, hyper = self.optimizer.workings()
+        plan = (rows, moves, lrs, self.config.batch_size)
+        return self.net_args, self.data_args, plan, state, hyper
+
+    def train_epoch(self, compiled: bool, on_batch) -> tuple[float, int, float]:
+        """One pass over the training images in a fresh order, in ten pieces (for
+        progress, and so Ctrl-C is felt): (Σ cost, correct guesses, last η)."""
+        n, B, k = len(self.train_idx), self.config.batch_size, self.batches
+        rows = self.train_idx[self.rng.permutation(n)]
+        moves = self.moves[self.rng.integers(len(self.moves), size=k)]
+        total = k * self.config.epochs
+        lrs = np.array([lr_at(self.config, self.step + i, total) for i in range(k)])
+        cost_sum, correct, piece = 0.0, 0, math.ceil(k / 10)
+        for s in range(0, k, piece):
+            batches = slice(s, s + piece)
+            args = self.loop_args(rows[s * B : (s + piece) * B], moves[batches], lrs[batches])
+            if compiled:
+                cost, right, taken = kernel.run(train_batches, self.math, args)
+            else:
+                cost, right, taken = train_batches(*args, *self.math)
+            cost_sum, correct, self.step = cost_sum + cost, correct + right, self.step + taken
+            if not math.isfinite(cost_sum):
+                raise self.diverged()
+            if on_batch is not None:
+                on_batch(min((s + piece) * B, n), n)
+        return cost_sum, int(correct), float(lrs[-1])
+
+    def record(self, epoch: int, cost_sum: float, correct: int, lr: float, seconds: float) -> Epoch:
+        """Validate, and keep the weights if they are the best so far."""
+        if not np.isfinite(self.net.params).all():
+            raise self.diverged()
+        val_loss = val_acc = None
+        if len(self.val_x):
+            val_loss, val_acc = _batched_cost(self.net, self.val_x, self.val_y, self.config.loss)
+        n = len(self.train_idx)
+        record = Epoch(epoch, cost_sum / n, correct / n, val_loss, val_acc, lr, seconds)
+        self.history.epochs.append(record)
+        score = val_acc if val_acc is not None else epoch
+        if score > self.best_score:
+            self.best_params[...] = self.net.params
+            self.best_score, self.history.best_epoch, self.since_best = score, epoch, 0
+        else:
+            self.since_best += 1
+        if self.config.patience and self.since_best >= self.config.patience:
+            self.history.stopped = "early-stopped"
+        return record
+
+    def state(self, epoch: int) -> TrainState:
+        """A copy of everything needed to continue after ``epoch``."""
+        return TrainState(
+            epoch,
+            self.step,
+            self.net.params.copy(),
+            self.best_params.copy(),
+            self.best_score,
+            self.since_best,
+            self.optimizer.save_state(),
+            self.optimizer.steps,
+            self.rng.bit_generator.state,
+            History.from_dict(self.history.to_dict()),
+        )
+
+    def diverged(self) -> TrainingDiverged:
+        self.net.params[...] = self.best_params
+        config = self.config
+        return TrainingDiverged(
+            f"training diverged at epoch {len(self.history.epochs) + 1}: the cost or the "
+            f"weights became NaN or infinite. The learning rate {config.lr:g} is probably "
+            f"too large for {config.optimizer}; try --lr {config.lr / 10:g}"
+        )
+
+    def finish(self) -> History:
+        """Put the best weights back, acting on raw pixels in [0, 1]."""
+        self.net.params[...] = self.best_params
+        if self.config.normalize:
+            self.net.params[...] = self.net.fold_input_transform(self.scale, self.shift).params
+        return self.history
+
+
+def _read_only(a: Array) -> Array:
+    """A read-only view: the compiled loop is compiled for read-only data, whatever
+    the caller passed, so one compiled version serves every caller."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def fit(
@@ -151,9 +359,8 @@ def fit(
     Holds out ``config.validation`` images (drawn with ``rng``), trains for
     ``config.epochs`` epochs and keeps the weights of the epoch with the best
     validation accuracy (the last epoch without a split).  The weights that come
-    back act on pixels in [0, 1]: input normalisation is folded into the first
-    layer.  Ctrl-C ends training early with the best weights so far
-    (``History.stopped == "interrupted"``).
+    back act on pixels in [0, 1].  Ctrl-C ends training early with the best weights
+    so far (``History.stopped == "interrupted"``).
 
     ``on_batch(done, total)`` reports progress within an epoch, ``on_epoch(record)``
     each finished epoch, ``on_state(state)`` hands over a ``TrainState`` after each
@@ -162,177 +369,23 @@ def fit(
     one-hot labels, e.g. with a teacher's soft targets.
     """
     _check(net, images, labels, config)
-    loss = lookup(LOSSES, (config.loss, net.output_name), "loss/output pair")
-    dtype = net.params.dtype.type
-    if targets is None:
-        targets = one_hot(labels, net.sizes[-1], dtype)
-
-    order = rng.permutation(len(images))
-    train_idx, val_idx = order[config.validation :], order[: config.validation]
-    scale, shift = input_transform(images[train_idx]) if config.normalize else (1.0, 0.0)
-    val_x, val_y = scaled(images[val_idx], scale, shift, dtype), targets[val_idx]
-
-    optimizer = OPTIMIZERS[config.optimizer](net.params.size, dtype, momentum=config.momentum)
-    history = History()
-    if resume is None:
-        # Learn on transformed inputs: fold the inverse into layer 1 of the starting
-        # weights, so the network computes the same function as before.
-        if config.normalize:
-            net.params[...] = net.fold_input_transform(1 / scale, -shift / scale).params
-        best_params, best_score, since_best, step, first = net.params.copy(), -1.0, 0, 0, 1
-    else:
-        net.params[...] = resume.params
-        best_params, best_score = resume.best_params.copy(), resume.best_score
-        since_best, step, first = resume.since_best, resume.step, resume.epoch + 1
-        optimizer.load_state(resume.optimizer, resume.optimizer_steps)
-        rng.bit_generator.state = resume.rng
-        history = History.from_dict(resume.history.to_dict())
-
-    decay = net.weight_mask() * dtype(config.weight_decay)
-    decay_term = np.zeros_like(net.params)
-    n, B = len(train_idx), config.batch_size
-    steps_per_epoch = math.ceil(n / B)
-    total_steps = steps_per_epoch * config.epochs
-    report_every = max(1, steps_per_epoch // 100)
-    x_scale, x_shift = dtype(scale / 255), dtype(shift)
-    x_buffer = np.empty((B, net.sizes[0]), dtype)
-    moves = shifts(config.augment) if config.augment else [(0, 0)]
-    shift_buffer = np.empty((B, net.sizes[0]), np.uint8)
-
-    def diverged(where: str) -> TrainingDiverged:
-        net.params[...] = best_params
-        return TrainingDiverged(
-            f"training diverged {where}: the cost or the weights became NaN or infinite. "
-            f"The learning rate {config.lr:g} is probably too large for "
-            f"{config.optimizer}; try --lr {config.lr / 10:g}"
-        )
-
-    def numpy_epoch(epoch: int, order: Array, move_of_batch: Array) -> tuple[float, int, float]:
-        """One epoch, a mini-batch at a time: backprop, L2, the optimiser's step."""
-        nonlocal step
-        # this epoch's images in batch order, as one contiguous uint8 block
-        epoch_x, epoch_y, epoch_labels = images[order], targets[order], labels[order]
-        cost_sum, correct, lr = 0.0, 0, config.lr
-        for i, s in enumerate(range(0, n, B)):
-            batch = epoch_x[s : s + B]
-            dy, dx = moves[move_of_batch[i]]
-            if dy or dx:
-                batch = shifted(batch, dy, dx, shift_buffer[: len(batch)])
-            x = scaled(batch, scale, shift, dtype, out=x_buffer[: len(batch)])
-            cost, a = net.backprop(x, epoch_y[s : s + B], loss)
-            if not math.isfinite(cost):
-                raise diverged(f"at epoch {epoch}, batch {i + 1}")
-            cost_sum += cost * len(x)
-            correct += int(np.count_nonzero(a.argmax(1) == epoch_labels[s : s + B]))
-            if config.weight_decay:
-                np.multiply(decay, net.params, out=decay_term)
-                net.grad += decay_term
-            lr = lr_at(config, step, total_steps)
-            optimizer.step(net.params, net.grad, lr)
-            step += 1
-            if on_batch is not None and (i % report_every == 0 or s + B >= n):
-                on_batch(min(s + B, n), n)
-        return cost_sum, correct, lr
-
-    # What the compiled loop needs besides each epoch's order: fixed for the run.
-    codes = (
-        kernel.ACTIVATION_CODES[config.activation],
-        kernel.OUTPUT_CODES[config.output],
-        kernel.LOSS_CODES[config.loss],
-        kernel.OPTIMIZER_CODES[config.optimizer],
-    )
-    unused = np.zeros(1, dtype)
-    states = (*(getattr(optimizer, name) for name in optimizer.names), unused, unused)[:2]
-    hyper = (config.momentum, getattr(optimizer, "beta2", 0.0), getattr(optimizer, "eps", 0.0))
-    sizes, move_table = np.array(net.sizes), np.array(moves)
-
-    def compiled_epoch(epoch: int, order: Array, move_of_batch: Array) -> tuple[float, int, float]:
-        """The same epoch as one compiled loop (``digitnet.kernel``)."""
-        nonlocal step
-        lrs = np.array([lr_at(config, step + i, total_steps) for i in range(steps_per_epoch)])
-        data = (images, targets, labels, order, move_table[move_of_batch], x_scale, x_shift)
-        cost_sum, correct, taken = kernel.epoch(
-            net.params,
-            net.grad,
-            sizes,
-            codes,
-            data,
-            B,
-            lrs,
-            decay,
-            hyper,
-            states,
-            optimizer.steps,
-        )
-        optimizer.steps += taken
-        step += taken
-        if not math.isfinite(cost_sum):
-            raise diverged(f"at epoch {epoch}")
-        if on_batch is not None:
-            on_batch(n, n)
-        return cost_sum, correct, float(lrs[taken - 1])
-
-    run_epoch = compiled_epoch if resolve_kernel(config, dtype) == "compiled" else numpy_epoch
-    try:
-        # Overflow shows up as a non-finite cost, caught below with a clear message.
-        with (
-            threadpool_limits(limits=1, user_api="blas"),
-            np.errstate(over="ignore", invalid="ignore"),
-        ):
-            for epoch in range(first, config.epochs + 1):
+    run = _Run(net, images, labels, config, rng, targets, resume)
+    compiled = resolve_kernel(config, net.params.dtype.type) == "compiled"
+    try:  # one BLAS thread: measured as fast as two here, and not slowed by a busy core
+        with threadpool_limits(1, "blas"), np.errstate(over="ignore", invalid="ignore"):
+            for epoch in range(run.first, config.epochs + 1):
                 start = time.perf_counter()
-                order = train_idx[rng.permutation(n)]
-                move_of_batch = rng.integers(len(moves), size=steps_per_epoch)
-                cost_sum, correct, lr = run_epoch(epoch, order, move_of_batch)
-                if not np.isfinite(net.params).all():
-                    raise diverged(f"at epoch {epoch}")
-                val_loss = val_acc = None
-                if len(val_x):
-                    val_loss, val_acc = _batched_cost(net, val_x, val_y, config.loss)
-                record = Epoch(
-                    epoch,
-                    cost_sum / n,
-                    float(correct / n),
-                    val_loss,
-                    val_acc,
-                    lr,
-                    time.perf_counter() - start,
-                )
-                history.epochs.append(record)
-                score = val_acc if val_acc is not None else epoch
-                if score > best_score:
-                    best_params[...] = net.params
-                    best_score, history.best_epoch, since_best = score, epoch, 0
-                else:
-                    since_best += 1
-                stop = bool(config.patience and since_best >= config.patience)
-                if stop:
-                    history.stopped = "early-stopped"
+                cost, correct, lr = run.train_epoch(compiled, on_batch)
+                record = run.record(epoch, cost, correct, lr, time.perf_counter() - start)
                 if on_state is not None:
-                    on_state(
-                        TrainState(
-                            epoch,
-                            step,
-                            net.params.copy(),
-                            best_params.copy(),
-                            best_score,
-                            since_best,
-                            optimizer.state(),
-                            optimizer.steps,
-                            rng.bit_generator.state,
-                            History.from_dict(history.to_dict()),
-                        )
-                    )
+                    on_state(run.state(epoch))
                 if on_epoch is not None:
                     on_epoch(record)
-                if stop:
+                if run.history.stopped == "early-stopped":
                     break
     except KeyboardInterrupt:
-        history.stopped = "interrupted"
-    net.params[...] = best_params
-    if config.normalize:
-        net.params[...] = net.fold_input_transform(scale, shift).params
-    return history
+        run.history.stopped = "interrupted"
+    return run.finish()
 
 
 def train_network(
@@ -349,16 +402,8 @@ def train_network(
     config = TrainConfig() if config is None else config
     init_rng, data_rng = seeded_generators(config.seed)
     net = Network(config.sizes, config.activation, config.output, rng=init_rng)
-    history = fit(
-        net,
-        images,
-        labels,
-        config,
-        data_rng,
-        on_batch=on_batch,
-        on_epoch=on_epoch,
-        on_state=on_state,
-    )
+    callbacks = {"on_batch": on_batch, "on_epoch": on_epoch, "on_state": on_state}
+    history = fit(net, images, labels, config, data_rng, **callbacks)
     return net, history
 
 
