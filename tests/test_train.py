@@ -6,20 +6,30 @@ import numpy as np
 import pytest
 
 from digitnet import kernel
+from digitnet.checkpoint import TrainState
+from digitnet.config import TrainConfig, TrainingDiverged
 from digitnet.network import Network
+from digitnet.optimizers import OPTIMIZERS
 from digitnet.train import (
-    OPTIMIZERS,
-    TrainConfig,
-    TrainingDiverged,
+    batch_input,
     evaluate,
     fit,
     lr_at,
     one_hot,
     seeded_generators,
-    shifted,
     shifts,
     train_network,
 )
+
+LOOPS = ["numpy", "compiled"]
+
+
+@pytest.fixture(params=LOOPS)
+def loop(request):
+    """Each training behaviour is tested on every loop there is."""
+    if request.param == "compiled" and not kernel.AVAILABLE:
+        pytest.skip("numba is not installed (pip install 'digitnet[fast]')")
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -70,44 +80,36 @@ def test_every_combination_learns(small, mnist, activation, loss, output):
     assert accuracy > 0.7, f"{accuracy:.2%} after 4 epochs on 6,000 images"
 
 
-def test_same_seed_same_weights_bit_for_bit(small):
-    config = TrainConfig(epochs=2, seed=7)
+def test_same_seed_same_weights_bit_for_bit(small, loop):
+    config = TrainConfig(epochs=2, seed=7, kernel=loop)
     a, history_a = train_network(*small, config)
     b, history_b = train_network(*small, config)
     assert a.params.tobytes() == b.params.tobytes()
     assert [e.loss for e in history_a.epochs] == [e.loss for e in history_b.epochs]
-    c, _ = train_network(*small, TrainConfig(epochs=2, seed=8))
+    c, _ = train_network(*small, replace(config, seed=8))
     assert not np.array_equal(a.params, c.params)
 
 
-def test_divergence_is_an_error_that_names_the_learning_rate(small):
+def test_divergence_is_an_error_that_names_the_learning_rate(small, loop):
     net = Network(rng=np.random.default_rng(0))
-    config = TrainConfig(
-        optimizer="sgd",
-        lr=1e6,
-        loss="quadratic",
-        output="softmax",
-        activation="relu",
-        epochs=2,
-        validation=0,
-    )
-    with pytest.raises(TrainingDiverged, match="learning rate 1e\\+06"):
+    config = TrainConfig(lr=1e36, epochs=2, validation=0, kernel=loop)
+    with pytest.raises(TrainingDiverged, match="learning rate 1e\\+36"):
         fit(net, *small, config, np.random.default_rng(0))
     assert np.isfinite(net.params).all()
 
 
-def test_validation_split_picks_the_best_epoch(small):
-    config = TrainConfig(epochs=4, validation=1000)
+def test_validation_split_picks_the_best_epoch(small, loop):
+    config = TrainConfig(epochs=4, validation=1000, kernel=loop)
     _, history = train_network(*small, config)
     accuracies = [e.val_accuracy for e in history.epochs]
     assert history.best_epoch == 1 + int(np.argmax(accuracies))
     assert all(e.val_loss is not None for e in history.epochs)
 
 
-def test_kept_weights_are_the_best_epochs(small):
+def test_kept_weights_are_the_best_epochs(small, loop):
     """The returned network scores on the validation images what its epoch scored."""
     images, labels = small
-    config = TrainConfig(epochs=3, validation=1000, seed=3)
+    config = TrainConfig(epochs=3, validation=1000, seed=3, kernel=loop)
     net, history = train_network(images, labels, config)
     _, data_rng = seeded_generators(3)
     held_out = data_rng.permutation(len(images))[:1000]
@@ -115,19 +117,21 @@ def test_kept_weights_are_the_best_epochs(small):
     assert accuracy == pytest.approx(history.epochs[history.best_epoch - 1].val_accuracy)
 
 
-def test_patience_stops_early(small):
+def test_patience_stops_early(small, loop):
     # a learning rate of almost nothing never improves on epoch 1
-    config = TrainConfig(epochs=10, lr=1e-12, validation=500, patience=2, schedule="constant")
+    config = TrainConfig(
+        epochs=10, lr=1e-12, validation=500, patience=2, schedule="constant", kernel=loop
+    )
     _, history = train_network(*small, config)
     assert history.stopped == "early-stopped"
     assert len(history.epochs) == 3 and history.best_epoch == 1
 
 
-def test_normalisation_is_folded_into_the_first_layer(small):
+def test_normalisation_is_folded_into_the_first_layer(small, loop):
     """Trained on standardised pixels, the returned net reads raw [0, 1] pixels and
     scores on the held-out images exactly what training measured on them."""
     images, labels = small
-    config = TrainConfig(epochs=2, normalize=True, validation=1000, lr=0.003, seed=4)
+    config = TrainConfig(epochs=2, normalize=True, validation=1000, lr=0.003, seed=4, kernel=loop)
     net, history = train_network(images, labels, config)
     _, data_rng = seeded_generators(4)
     held_out = data_rng.permutation(len(images))[:1000]
@@ -174,16 +178,35 @@ def test_one_hot():
     np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
 
 
-def test_shifted_moves_the_digit_and_keeps_it_whole():
-    image = np.zeros((1, 28, 28), np.uint8)
-    image[0, 10:15, 12:14] = 200
-    out = np.empty((1, 784), np.uint8)
-    moved = shifted(image.reshape(1, 784), 2, -1, out).reshape(28, 28)
-    assert moved[12:17, 11:13].min() == 200 and moved.sum() == image.sum()
-    back = shifted(moved.reshape(1, 784), -2, 1, np.empty((1, 784), np.uint8))
-    np.testing.assert_array_equal(back.reshape(28, 28), image[0])
-    edge = np.full((1, 784), 9, np.uint8)
-    assert shifted(edge, 0, 1, out).reshape(28, 28)[:, 0].sum() == 0  # vacated column
+def moved(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``batch_input`` of one 28x28 uint8 picture, as 0-255 floats."""
+    out = np.empty((1, 784), np.float32)
+    rows = np.array([0])
+    return batch_input(image.reshape(1, 784), rows, dy, dx, np.float32(1), np.float32(0), out)
+
+
+def test_batch_input_moves_the_digit_and_keeps_it_whole():
+    image = np.zeros((28, 28), np.uint8)
+    image[10:15, 12:14] = 200
+    there = moved(image, 2, -1).reshape(28, 28)
+    assert there[12:17, 11:13].min() == 200 and there.sum() == image.sum()
+    back = moved(there.astype(np.uint8), -2, 1).reshape(28, 28)
+    np.testing.assert_array_equal(back, image)
+    for dy, dx in shifts(3):  # the same move as np.roll with the wrapped pixels blanked
+        expected = np.roll(image, (dy, dx), axis=(0, 1)).astype(np.float32)
+        expected[: max(dy, 0)] = expected[28 + min(dy, 0) :] = 0
+        expected[:, : max(dx, 0)] = expected[:, 28 + min(dx, 0) :] = 0
+        np.testing.assert_array_equal(moved(image, dy, dx).reshape(28, 28), expected)
+    edge = np.full((28, 28), 9, np.uint8)
+    assert moved(edge, 0, 1).reshape(28, 28)[:, 0].sum() == 0  # vacated column
+    assert moved(edge, -1, 0).reshape(28, 28)[-1].sum() == 0  # vacated row
+
+
+def test_batch_input_scales_and_shifts():
+    images = np.array([[0, 255, 51, 102]], np.uint8)
+    out = np.empty((1, 4), np.float32)
+    x = batch_input(images, np.array([0]), 0, 0, np.float32(2 / 255), np.float32(-1), out)
+    np.testing.assert_allclose(x, [[-1, 1, -0.6, -0.2]], atol=1e-6)
 
 
 def test_augment_moves_are_one_axis_at_a_time():
@@ -191,10 +214,7 @@ def test_augment_moves_are_one_axis_at_a_time():
     assert len(shifts(2)) == 9
 
 
-@pytest.mark.parametrize("loop", ["numpy", "compiled"])
 def test_augment_must_leave_some_of_the_picture(loop):
-    if loop == "compiled" and not kernel.AVAILABLE:
-        pytest.skip("numba is not installed (pip install 'digitnet[fast]')")
     images, labels = np.zeros((50, 16), np.uint8), np.zeros(50, np.uint8)
     config = TrainConfig(sizes=(16, 4, 10), augment=4, validation=10, kernel=loop)
     with pytest.raises(ValueError, match="4x4 pictures by at most 3 pixels, got 4"):
@@ -216,9 +236,9 @@ def test_augment_needs_square_images():
         )
 
 
-def test_resume_gives_the_same_weights_as_an_unbroken_run(small):
+def test_resume_gives_the_same_weights_as_an_unbroken_run(small, loop):
     images, labels = small
-    config = TrainConfig(epochs=4, validation=500, seed=11)
+    config = TrainConfig(epochs=4, validation=500, seed=11, kernel=loop)
     states = []
     whole, history = train_network(images, labels, config, on_state=states.append)
     assert [s.epoch for s in states] == [1, 2, 3, 4]
@@ -232,3 +252,40 @@ def test_resume_gives_the_same_weights_as_an_unbroken_run(small):
 
     assert without_time(resumed) == without_time(history)
     assert resumed.best_epoch == history.best_epoch
+
+
+def test_ctrl_c_keeps_the_best_weights_so_far(small, loop):
+    """A KeyboardInterrupt during epoch 3 ends training with epoch 2's record and the
+    best weights of epochs 1-2; the history says it was interrupted."""
+    images, labels = small
+    config = TrainConfig(epochs=5, validation=500, seed=2, kernel=loop)
+    states: list[TrainState] = []
+
+    def on_batch(done: int, total: int) -> None:
+        if len(states) == 2 and done > total // 2:
+            raise KeyboardInterrupt
+
+    net, history = train_network(images, labels, config, on_batch=on_batch, on_state=states.append)
+    assert history.stopped == "interrupted" and len(history.epochs) == 2
+    assert net.params.tobytes() == states[-1].best_params.tobytes()
+
+
+def test_progress_is_reported_within_each_epoch(small, loop):
+    images, labels = small
+    seen: list[tuple[int, int]] = []
+    config = TrainConfig(epochs=1, validation=500, kernel=loop)
+    train_network(images, labels, config, on_batch=lambda *a: seen.append(a))
+    assert len(seen) >= 5 and seen[-1] == (5500, 5500)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def test_an_optimizer_owns_its_state_and_steps_downhill():
+    """step(params, grad, lr) on f(θ) = ½‖θ‖² (gradient θ) moves every optimiser toward
+    0, counting its steps; the loop needs nothing else from it."""
+    for name, optimizer_class in OPTIMIZERS.items():
+        theta = np.array([3.0, -2.0], np.float32)
+        optimizer = optimizer_class(2, np.float32)
+        for _ in range(50):
+            optimizer.step(theta, theta.copy(), 0.05)
+        assert optimizer.steps == 50, name
+        assert np.abs(theta).max() < 2.5, (name, theta)

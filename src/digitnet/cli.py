@@ -13,19 +13,19 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, kernel
 from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
-from .config import KERNELS, SCHEDULES, Epoch, TrainConfig, TrainingDiverged
+from .config import KERNELS, SCHEDULES, Epoch, TrainConfig, TrainingDiverged, record
 from .data import DataError, load_mnist, load_split
 from .modelfile import ModelFileError, load, save
 from .optimizers import OPTIMIZERS
 from .preprocess import PictureError
-from .train import evaluate, resolve_kernel, seeded_generators
+from .train import evaluate, is_compiled, resolve_kernel, seeded_generators
 
 DEFAULTS = TrainConfig()
 PLOT_KINDS = ("network", "weights", "curves", "confusion", "mistakes", "noise")
@@ -184,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--kernel",
         choices=KERNELS,
         default=DEFAULTS.kernel,
-        help="compiled (needs digitnet[fast]), numpy, or auto: compiled when installed "
+        help="the training loop: numpy, compiled (the same loop compiled by numba; needs "
+        "digitnet[fast]), or auto: compiled when it is already built, else numpy (and, in "
+        "a terminal, the compiled loop is built in the background for later runs) "
         "(default: %(default)s)",
     )
     t.add_argument("--data", type=Path, help="folder of MNIST-style IDX files (default: MNIST)")
@@ -303,6 +305,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
 
 
+def _choose_loop(config: TrainConfig, say) -> str:
+    """The loop that trains, said in a line when it is not the obvious one: the
+    compiled loop is compiled in the foreground when asked for, or, under ``auto`` in
+    a terminal, in the background for the next run while this one trains with NumPy
+    (a script gets only the work it asked for)."""
+    from .train import compile_in_background
+
+    loop = resolve_kernel(config)
+    if loop == "compiled" and config.kernel == "compiled" and not is_compiled(config):
+        say("compiling the training loop for this configuration (numba; once, about a minute)")
+    elif loop == "numpy" and config.kernel == "auto" and kernel.AVAILABLE and sys.stdout.isatty():
+        if compile_in_background(config):
+            say(
+                "training with NumPy; the compiled loop is being built in the background "
+                "(numba, about a minute), for the runs after this one"
+            )
+    return loop
+
+
 def train_and_save(
     config: TrainConfig,
     out: Path,
@@ -368,6 +389,7 @@ def train_and_save(
         ):
             save_checkpoint(checkpoint, state, config)
 
+    loop = _choose_loop(config, say)
     init_rng, data_rng = seeded_generators(config.seed)
     net = Network(config.sizes, config.activation, config.output, rng=init_rng)
     start = time.perf_counter()
@@ -376,7 +398,7 @@ def train_and_save(
             net,
             data.train_images,
             data.train_labels,
-            config,
+            replace(config, kernel=loop),
             data_rng,
             on_batch=on_batch,
             on_epoch=on_epoch,
@@ -391,17 +413,14 @@ def train_and_save(
         print("interrupted before the first epoch ended: no model saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     result = evaluate(net, data.test_images, data.test_labels)
-    info = {
-        "loss": config.loss,
-        "seed": config.seed,
-        "config": config.to_dict(),
-        "history": history.to_dict(),
-        "test_accuracy": result.accuracy,
-        "data": "MNIST" if data_dir is None else str(data_dir),
-        "train_seconds": round(seconds, 3),
-        "kernel": resolve_kernel(config),
-        "digitnet_version": __version__,
-    }
+    info = record(
+        config,
+        history,
+        test_accuracy=result.accuracy,
+        seconds=seconds,
+        kernel=loop,
+        data="MNIST" if data_dir is None else str(data_dir),
+    )
     save(out, net, info)
     if history.stopped == "interrupted":
         print(

@@ -1,5 +1,6 @@
 """What a training run is asked to do and what it did: ``TrainConfig``, ``Epoch``,
-``History``.  Plain records, read and written as JSON in model files and checkpoints."""
+``History``, and ``record``, which puts them together as a model file keeps them.
+Plain records, read and written as JSON in model files and checkpoints."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from . import kernel
-from .activations import LOSSES, lookup
+from .activations import ACTIVATIONS, LOSSES, OUTPUTS, lookup
 from .network import DEFAULT_SIZES, check_sizes
 from .optimizers import OPTIMIZERS
 
@@ -44,6 +45,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sizes", check_sizes(self.sizes))
+        lookup(ACTIVATIONS, self.activation, "activation")
+        lookup(OUTPUTS, self.output, "output")
         lookup(OPTIMIZERS, self.optimizer, "optimizer")
         lookup(LOSSES, (self.loss, self.output), "loss/output pair")
         if self.schedule not in SCHEDULES:
@@ -110,3 +113,32 @@ class History:
 
 class TrainingDiverged(ValueError):
     """The cost became NaN or infinite."""
+
+
+def record(
+    config: TrainConfig,
+    history: History,
+    *,
+    test_accuracy: float | None = None,
+    seconds: float | None = None,
+    kernel: str | None = None,
+    data: str = "MNIST",
+) -> dict:
+    """The record of a training run, as ``modelfile.save(path, net, record(...))``
+    stores it and every command reads it: the config, the history, the seed, and
+    what is known of the test accuracy, the wall time and the loop that ran."""
+    from . import __version__
+
+    info = {
+        "loss": config.loss,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "history": history.to_dict(),
+        "data": data,
+        "digitnet_version": __version__,
+    }
+    extra = {"test_accuracy": test_accuracy, "train_seconds": seconds, "kernel": kernel}
+    info.update({key: value for key, value in extra.items() if value is not None})
+    if seconds is not None:
+        info["train_seconds"] = round(seconds, 3)
+    return info

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import platform
+import tempfile
 import types
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -67,9 +69,12 @@ def subnormals_flushed(enabled: bool = FLUSHES_SUBNORMALS):
 
 
 def _register(function: Callable) -> None:
-    """Let numba compile ``function`` and every plain function it calls by name."""
+    """Let numba compile ``function`` and every plain function it calls by name
+    (NumPy's own functions numba knows already)."""
     from numba.extending import register_jitable
 
+    if not isinstance(function, types.FunctionType):
+        return
     if function in _registered or function in _compiled_primitives():
         return
     _registered.add(function)
@@ -171,6 +176,30 @@ def is_compiled(body: Callable, functions: tuple[Callable, ...], args: tuple) ->
         return False
     dispatcher.add_overload(result)
     return True
+
+
+@contextmanager
+def building(functions: tuple[Callable, ...], args: tuple, *, wait: bool):
+    """Hold the lock on building the loop for these functions and arguments' types
+    (a file in the temporary folder) while inside; yields False, without waiting,
+    where ``wait`` is false and another process holds it."""
+    import numba
+
+    key = repr((_fingerprint(), [f.__qualname__ for f in functions], numba.typeof(args)))
+    key += os.environ.get("NUMBA_CACHE_DIR", "")
+    name = f"digitnet-compile-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): build without a lock
+        yield True
+        return
+    with open(Path(tempfile.gettempdir()) / name, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def run(body: Callable, functions: tuple[Callable, ...], args: tuple):

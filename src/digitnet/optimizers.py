@@ -44,7 +44,8 @@ def adam_constants(lr: float, t: int, hyper: tuple) -> tuple:
     θ -= η·√(1-β2ᵗ)/(1-β1ᵗ) · m / (√v + ε·√(1-β2ᵗ)), the same step as with m̂ and v̂."""
     beta1, beta2, eps = hyper
     c2 = math.sqrt(1 - float(beta2) ** t)
-    return (np.float32(lr * c2 / (1 - float(beta1) ** t)), np.float32(float(eps) * c2), beta1, beta2)
+    rate = np.float32(lr * c2 / (1 - float(beta1) ** t))
+    return rate, np.float32(float(eps) * c2), beta1, beta2
 
 
 def adam_rule(p, g, m, v, c):

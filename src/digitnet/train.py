@@ -14,7 +14,11 @@ source (``kernel="compiled"``, ``digitnet.kernel``).
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -102,8 +106,9 @@ def train_batches(net, data, plan, state, hyper, rule, constants, f, f_prime, ou
     and the weight decay of each parameter (0 on biases).
     data = (images (N, n_0) uint8, targets (N, n_L), labels (N,), scale, shift, buffer).
     plan = (rows, moves (k, 2), lrs (k,), B): batch i is rows[i B : (i+1) B], moved by
-    moves[i], at learning rate lrs[i].  (state, hyper, rule, constants) are the optimiser's
-    (``Optimizer.workings()`` and its class's rule); f, f', output, cost and its δ_L come from the registries.
+    moves[i], at learning rate lrs[i].  state and hyper are ``Optimizer.workings()``;
+    the optimiser's rule and constants, f, f', the output layer, the cost and its δ_L
+    are the registries' functions (``math_of``).
     """
     params, grad, W, b, dW, db, decay = net
     images, targets, labels, scale, shift, buffer = data
@@ -141,10 +146,15 @@ def resolve_kernel(config: TrainConfig, dtype: type = np.float32) -> str:
     never waits for a compiler), else NumPy."""
     if config.kernel != "auto":
         return config.kernel
-    if kernel.AVAILABLE and dtype is np.float32:
-        if kernel.is_compiled(train_batches, math_of(config), example_arguments(config)):
-            return "compiled"
+    if kernel.AVAILABLE and dtype is np.float32 and is_compiled(config):
+        return "compiled"
     return "numpy"
+
+
+def is_compiled(config: TrainConfig) -> bool:
+    """Whether the compiled loop for ``config`` is built (in memory or in numba's
+    cache on disk), so that running it starts at once."""
+    return kernel.is_compiled(train_batches, math_of(config), example_arguments(config))
 
 
 def example_arguments(config: TrainConfig) -> tuple:
@@ -158,10 +168,37 @@ def example_arguments(config: TrainConfig) -> tuple:
     return run.loop_args(run.train_idx, run.moves[:1], np.zeros(1))
 
 
-def compile_loop(config: TrainConfig) -> None:
+def compile_loop(config: TrainConfig, *, wait: bool = True) -> None:
     """Compile (and cache on disk) the loop for ``config``, by running it once on
-    ``example_arguments``."""
-    kernel.run(train_batches, math_of(config), example_arguments(config))
+    ``example_arguments``.  One process at a time builds a configuration: with
+    ``wait=False`` this returns at once where another is building it."""
+    functions, args = math_of(config), example_arguments(config)
+    with kernel.building(functions, args, wait=wait) as mine:
+        if mine:
+            kernel.run(train_batches, functions, args)
+
+
+def compile_in_background(config: TrainConfig) -> subprocess.Popen | None:
+    """Start ``compile_loop(config)`` in a process of its own, at low priority, which
+    goes on after this one ends (None where it cannot start).  Where that
+    configuration is already being built by another such process, it stops at once."""
+    settings = json.dumps(config.to_dict())
+    code = (
+        "import json, sys; from digitnet.config import TrainConfig; "
+        "from digitnet.train import compile_loop; "
+        "compile_loop(TrainConfig.from_dict(json.loads(sys.argv[1])), wait=False)"
+    )
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, settings],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the terminal is for the training
+            preexec_fn=(lambda: os.nice(10)) if hasattr(os, "nice") else None,
+        )
+    except OSError:
+        return None
 
 
 def math_of(config: TrainConfig) -> tuple:
