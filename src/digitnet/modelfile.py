@@ -88,7 +88,9 @@ def _file_mode(path: Path) -> int:
 
 
 def save(path: str | os.PathLike, network: Network, info: dict | None = None) -> None:
-    """Save ``network`` and its record ``info`` (JSON-able) atomically to ``path``."""
+    """Save ``network`` and its record ``info`` atomically to ``path``.  ``info`` holds
+    JSON values, or records with ``to_dict()``: ``config.record(config, history)``
+    makes the one every command reads."""
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"{path}: is a directory; give a file name such as model.safetensors")
@@ -106,8 +108,16 @@ def save(path: str | os.PathLike, network: Network, info: dict | None = None) ->
     for i, (W, b) in enumerate(zip(network.W, network.b, strict=True)):
         tensors[f"layers.{i}.weight"] = np.ascontiguousarray(W, dtype=np.float32)
         tensors[f"layers.{i}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
-    data = safetensors_bytes(tensors, metadata={"digitnet": json.dumps(record, allow_nan=False)})
+    text = json.dumps(record, allow_nan=False, default=_as_json)
+    data = safetensors_bytes(tensors, metadata={"digitnet": text})
     atomic_write(path, data)
+
+
+def _as_json(value):
+    """Records such as ``TrainConfig`` and ``History`` as their ``to_dict()``."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"cannot store a {type(value).__name__} in a model file's record")
 
 
 def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
