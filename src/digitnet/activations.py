@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .primitives import row_max, row_sum
+
 Array = np.ndarray
 
 
@@ -57,16 +59,6 @@ def tanh(z: Array) -> Array:
 def tanh_prime(a: Array) -> Array:
     """tanh'(z) = 1 - tanh(z)², from a = tanh(z)."""
     return ONE - a * a
-
-
-def row_max(z: Array) -> Array:
-    """max_j z_ij for every row i, as a column (B, 1)."""
-    return np.max(z, axis=1, keepdims=True)
-
-
-def row_sum(z: Array) -> Array:
-    """Σ_j z_ij for every row i, as a column (B, 1)."""
-    return np.sum(z, axis=1).reshape(-1, 1)
 
 
 def softmax(z: Array) -> Array:

@@ -1,4 +1,4 @@
-"""The two ways training math is applied element by element, as plain NumPy.
+"""Array operations the training loop is built from, as plain NumPy.
 
 Activations and optimiser rules are written once, as expressions that work on a
 number and on an array alike (``σ(z) = ½ tanh(z/2) + ½``).  Plain NumPy applies them
@@ -6,6 +6,9 @@ to whole arrays, which is what these functions do.  ``digitnet.kernel`` gives nu
 its own version of each: a loop that applies the same expression to one element at
 a time, which the compiler fuses into one pass over memory.  (numba compiles the
 whole-array form too, but measured 10 times slower than the loop on Adam's update.)
+The row reductions and the count of right guesses get loops there as well: numba has
+no ``np.max(z, axis=1)``, and its ``axis=`` reductions cost several seconds each to
+compile.
 """
 
 from __future__ import annotations
@@ -27,3 +30,18 @@ def each_parameter(
     optimiser's step on the gradient with L2 weight decay λ (``decay``, per parameter:
     ∂(½ λ θ²)/∂θ = λ θ), m and v being its running averages (unused ones are ignored)."""
     params[...], m[...], v[...] = rule(params, grad + decay * params, m, v, constants)
+
+
+def row_max(z: Array) -> Array:
+    """max_j z_ij for every row i, as a column (B, 1)."""
+    return np.max(z, axis=1, keepdims=True)
+
+
+def row_sum(z: Array) -> Array:
+    """Σ_j z_ij for every row i, as a column (B, 1)."""
+    return np.sum(z, axis=1, keepdims=True)
+
+
+def correct_guesses(a: Array, labels: Array) -> int:
+    """How many rows of the outputs a (B, k) have their largest entry at the label."""
+    return int(np.count_nonzero(np.argmax(a, axis=1) == labels))

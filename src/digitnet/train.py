@@ -32,6 +32,7 @@ from .checkpoint import TrainState
 from .config import Epoch, History, TrainConfig, TrainingDiverged
 from .network import Network, backprop
 from .optimizers import OPTIMIZERS, Optimizer, update
+from .primitives import correct_guesses
 
 Array = np.ndarray
 
@@ -123,7 +124,7 @@ def train_batches(net, data, plan, state, hyper, rule, constants, f, f_prime, ou
         cost_sum += c * m
         if not math.isfinite(c):
             return cost_sum, correct, i + 1
-        correct += np.count_nonzero(np.argmax(a, axis=1) == labels[batch_rows])
+        correct += correct_guesses(a, labels[batch_rows])
         update(params, grad, decay, lrs[i], state, hyper, rule, constants)
     return cost_sum, correct, len(lrs)
 
