@@ -43,9 +43,10 @@ def torch_cost(z, y, labels, loss, output):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("activation, loss, output", CASES)
 def test_one_epoch_matches_pytorch(mnist, activation, loss, output, optimizer):
-    # Learning rates that learn without chaos: at 0.1 a ReLU unit crossing its kink one
-    # step earlier in one of two float32 implementations sends them down different paths.
-    lr = {"sgd": 0.5 if activation == "sigmoid" else 0.05, "adam": 0.002}[optimizer]
+    # Learning rates that learn without chaos: at 0.05 a ReLU unit crossing its kink one
+    # step earlier in one of two float32 implementations sends them down different paths
+    # (seen as 4.5e-4 after an epoch with quadratic cost on sigmoid outputs).
+    lr = {"sgd": 0.5 if activation == "sigmoid" else 0.03, "adam": 0.002}[optimizer]
     torch.set_num_threads(1)
     torch.manual_seed(0)
     images, labels = mnist.train_images, mnist.train_labels

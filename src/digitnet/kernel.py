@@ -94,7 +94,14 @@ def _compiled_primitives() -> tuple:
     over elements, and return them."""
     from numba.extending import overload
 
-    from .primitives import correct_guesses, each, each_parameter, row_max, row_sum
+    from .primitives import (
+        correct_guesses,
+        each,
+        each_parameter,
+        row_max,
+        row_sum,
+        times_each,
+    )
 
     @overload(row_max)
     def _row_max(z):
@@ -108,12 +115,23 @@ def _compiled_primitives() -> tuple:
         return impl
 
     @overload(each)
-    def _each(f, z):
-        def impl(f, z):
+    def _each(f, z, b):
+        def impl(f, z, b):
             out = np.empty_like(z)
             for i in range(z.shape[0]):
                 for j in range(z.shape[1]):
-                    out[i, j] = f(z[i, j])
+                    out[i, j] = f(z[i, j] + b[j])
+            return out
+
+        return impl
+
+    @overload(times_each)
+    def _times_each(g, f_prime, a):
+        def impl(g, f_prime, a):
+            out = np.empty_like(g)
+            for i in range(g.shape[0]):
+                for j in range(g.shape[1]):
+                    out[i, j] = g[i, j] * f_prime(a[i, j])
             return out
 
         return impl
@@ -152,7 +170,7 @@ def _compiled_primitives() -> tuple:
 
         return impl
 
-    return row_max, row_sum, each, each_parameter, correct_guesses
+    return row_max, row_sum, each, times_each, each_parameter, correct_guesses
 
 
 @cache

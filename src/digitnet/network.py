@@ -20,7 +20,7 @@ from itertools import pairwise
 import numpy as np
 
 from .activations import ACTIVATIONS, LOSSES, OUTPUTS, Activation, Loss, lookup
-from .primitives import each
+from .primitives import each, times_each
 
 Array = np.ndarray
 
@@ -74,7 +74,7 @@ def feedforward(W, b, x: Array, f, output) -> tuple[list[Array], Array]:
     ``W`` and ``b`` are sequences of W[l] (n_out, n_in) and b[l] (n_out,)."""
     activations = [x]
     for l in range(len(W) - 1):
-        activations.append(each(f, activations[l] @ W[l].T + b[l]))  # the row form of W a + b
+        activations.append(each(f, activations[l] @ W[l].T, b[l]))  # the row form of W a + b
     z = activations[-1] @ W[-1].T + b[-1]
     activations.append(output(z))
     return activations, z
@@ -95,7 +95,7 @@ def backprop(W, b, dW, db, x: Array, y: Array, f, f_prime, output, cost, cost_de
         np.dot(delta.T, activations[l], dW[l])  # (n_out, n_in)
         np.dot(np.ones(len(x), delta.dtype), delta, db[l])  # Σ over the batch: (n_out,)
         if l:
-            delta = (delta @ W[l]) * each(f_prime, activations[l])  # (B, n_in)
+            delta = times_each(delta @ W[l], f_prime, activations[l])  # (B, n_in)
     return cost(z, a, y), a
 
 

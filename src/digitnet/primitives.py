@@ -18,9 +18,16 @@ import numpy as np
 Array = np.ndarray
 
 
-def each(f, z: Array) -> Array:
-    """f(z) for every element of z (B, n): a layer's squashing, or its derivative."""
-    return f(z)
+def each(f, z: Array, b: Array) -> Array:
+    """f(z + b) for every element of z (B, n), the bias b (n,) added to every row:
+    a layer's squashing of its weighted input."""
+    return f(z + b)
+
+
+def times_each(g: Array, f_prime, a: Array) -> Array:
+    """g ⊙ f'(a), element by element (B, n): an error passed back through a layer's
+    squashing."""
+    return g * f_prime(a)
 
 
 def each_parameter(
