@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,12 +71,15 @@ def open_page(browser, url, errors, **context):
     return ctx, page
 
 
-def fresh_page(browser, url, **context):
-    """Yields a page at url in a context of its own; no script errors allowed."""
+@contextmanager
+def page_at(browser, url, **context):
+    """A page at url in a browser context of its own; no script errors allowed."""
     errors = []
     ctx, page = open_page(browser, url, errors, **context)
-    yield page
-    ctx.close()
+    try:
+        yield page
+    finally:
+        ctx.close()
     assert errors == []
 
 

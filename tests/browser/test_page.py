@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from pagetools import DIGITS, chromium, fresh_page, serving, stroke
+from pagetools import DIGITS, chromium, page_at, serving, stroke
 from playwright.sync_api import expect
 
 
@@ -19,7 +19,8 @@ def browser():
 
 @pytest.fixture
 def page(browser, server):
-    yield from fresh_page(browser, server)
+    with page_at(browser, server) as page:
+        yield page
 
 
 @pytest.mark.parametrize("digit", sorted(DIGITS))

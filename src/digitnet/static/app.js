@@ -223,8 +223,8 @@ function settled(answer) {
   describePad();
 }
 
-function describePad() {
-  // The status line says what is on the pad, always.
+function describePad(note = "") {
+  // The status line says what is on the pad, always (and then any note).
   const n = state.strokes.length;
   const yours = `${n} stroke${n === 1 ? "" : "s"} of yours`;
   let text;
@@ -243,7 +243,7 @@ function describePad() {
       text += ` It was made with another network (model ${state.linkModel}, this one is ${state.modelId}), so its guess may have differed.`;
     }
   }
-  setStatus(text);
+  setStatus(note ? `${text} ${note}` : text);
 }
 
 function setStatus(text, isError = false) {
@@ -475,13 +475,13 @@ $("copy-link").addEventListener("click", async () => {
   const url = location.href;
   try {
     await navigator.clipboard.writeText(url);
-    setStatus("The link is copied: it opens this drawing, its guess and the pinned neuron.");
+    describePad("The link is copied: it opens this drawing, its guess and the pinned neuron.");
   } catch {
     const field = $("link-text");
     field.value = url;
     field.hidden = false;
     field.select();
-    setStatus("Copy the link from the box below the buttons (Ctrl+C or ⌘C).");
+    describePad("Copy the link from the box above (Ctrl+C or ⌘C).");
   }
 });
 

@@ -98,8 +98,8 @@ export class Diagram {
       class: "frame" }, svg);
     el("image", { id: "input-image", x: g.inputX, y: g.inputY, width: g.side, height: g.side,
       preserveAspectRatio: "none", "aria-hidden": "true" }, svg);
-    this.text(g.inputX + g.side / 2, g.inputY + g.side + 16, `input: ${side}×${side}`, "label");
     el("g", { id: "links", "aria-hidden": "true" }, svg);
+    this.text(g.inputX + g.side / 2, g.inputY + g.side + 16, `input: ${side}×${side}`, "label");
     const names = sizes.slice(1).map((n, l) => (l === sizes.length - 2 ? "output" : `layer ${l + 1}`));
     sizes.slice(1).forEach((count, l) => {
       const layer = l + 1;
@@ -117,6 +117,8 @@ export class Diagram {
           if (e.pointerType === "mouse" || e.pointerType === "pen") this.onPreview({ layer, index: j }, "hover");
         });
         node.addEventListener("pointerleave", () => this.onPreview(null, "hover"));
+        // A click pins without taking the keyboard focus, which would preview.
+        node.addEventListener("mousedown", (e) => e.preventDefault());
         node.addEventListener("click", () => {
           this.setActive(layer, j);
           this.onPin({ layer, index: j });
@@ -211,7 +213,7 @@ export class Diagram {
     const last = sizes.length - 1;
     const image = this.svg.querySelector("#input-image");
     if (image && view.inputUrl) image.setAttribute("href", view.inputUrl);
-    const same = (n, l, j) => n && n.layer === l && n.index === j;
+    const same = (n, l, j) => Boolean(n) && n.layer === l && n.index === j;
     for (let l = 1; l <= last; l++) {
       const values = view.acts ? view.acts[l] : new Array(sizes[l]).fill(0);
       const shades = shade(values, activation, l === last);
