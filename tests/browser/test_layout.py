@@ -150,7 +150,7 @@ def test_phone_with_touch(browser, server, tmp_path, width, height):
         "viewport": {"width": width, "height": height},
         "has_touch": True,
         "is_mobile": True,
-        "device_scale_factor": 3,
+        "device_scale_factor": 2,
     }
     with page_at(browser, server, **context) as page:
         seen_while_drawing = {}
