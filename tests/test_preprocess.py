@@ -2,13 +2,22 @@
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from conftest import cli
-from digitnet.preprocess import MAX_PIXELS, PictureError, read_digit, to_mnist
+from digitnet.preprocess import (
+    MAX_PIXELS,
+    PictureError,
+    greyscale,
+    ink_map,
+    read_digit,
+    steps,
+    to_mnist,
+)
 from digitnet.recognise import predict_image, predict_pixels
 from pictures import variants
 
@@ -187,7 +196,8 @@ def test_predict_cli_text_and_exit_code(trained, files):
 def test_digits_from_other_writers(trained):
     """scikit-learn's 1,797 digits (UCI, 43 writers none of whom wrote MNIST), 8x8 at 17
     grey levels, drawn larger as a person's picture would be: a hard set, since 8x8
-    loses detail.  The 10-epoch test model measured 74.8%, the default model 76.6%."""
+    loses detail.  The 10-epoch test model measured 81.4% (74.3% while wide strokes
+    came out hollow), a 40-epoch model 85.3%."""
     datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn not installed")
     net, _ = trained
     digits = datasets.load_digits()
@@ -196,4 +206,188 @@ def test_digits_from_other_writers(trained):
         small = Image.fromarray((image / 16 * 255).astype(np.uint8))
         picture = np.asarray(small.resize((80, 80), Image.Resampling.BICUBIC))
         right.append(predict_image(net, picture).digit == label)
-    assert np.mean(right) >= 0.70, f"{np.mean(right):.1%}"
+    assert np.mean(right) >= 0.77, f"{np.mean(right):.1%}"
+
+
+# -- wide strokes, printed digits, dots ---------------------------------------------------
+
+
+def arc(cx, cy, rx, ry, start, end, n=24):
+    """Points along an ellipse from angle start to end (degrees, y pointing down)."""
+    t = np.radians(np.linspace(start, end, n + 1))
+    return list(zip(cx + rx * np.cos(t), cy + ry * np.sin(t), strict=True))
+
+
+# Each digit as a person draws it on the page's 280x280 pad, as strokes of points.
+HAND = {
+    0: [arc(140, 140, 70, 100, -90, 270, 40)],
+    1: [[(150, 40), (140, 140), (130, 240)]],
+    2: [arc(140, 95, 65, 55, 180, 360, 16) + [(200, 110), (75, 235), (215, 235)]],
+    3: [arc(135, 85, 60, 45, 200, 450, 20) + arc(135, 180, 70, 55, -90, 160, 20)],
+    4: [[(170, 240), (170, 40), (70, 170), (220, 170)]],
+    5: [[(200, 45), (90, 45), (80, 125)] + arc(135, 170, 70, 65, -125, 150, 24)],
+    6: [[(190, 40), (120, 90), (80, 175)] + arc(140, 180, 62, 58, 180, -180, 30)],
+    7: [[(60, 50), (220, 50), (170, 130), (110, 245)]],
+    8: [arc(140, 85, 50, 45, 90, 450, 24) + arc(140, 180, 65, 58, -90, 270, 30)],
+    9: [arc(140, 95, 55, 52, 0, 360, 28) + [(195, 95), (185, 170), (160, 245)]],
+}
+
+
+def drawn(strokes, width: int) -> Image.Image:
+    """Dark strokes on a white 280x280 pad with a round pen, as the page draws them."""
+    pad = Image.new("L", (280, 280), 255)
+    draw = ImageDraw.Draw(pad)
+    r = width / 2
+    for points in strokes:
+        draw.line(points, fill=0, width=width, joint="curve")
+        for x, y in (points[0], points[-1]):
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=0)
+    return pad
+
+
+def holes(ink: np.ndarray) -> int:
+    """How many regions of background (ink < 0.5) the ink encloses, not counting
+    specks of under 4 px: a 7 has none, a 0 one, an 8 two; a stroke drawn as its
+    outline encloses one more."""
+    background = ink < 0.5
+    outside = np.zeros_like(background)
+    outside[[0, -1], :], outside[:, [0, -1]] = background[[0, -1], :], background[:, [0, -1]]
+    while True:  # flood the background from the border, 4-connected
+        grown = outside.copy()
+        grown[1:] |= outside[:-1]
+        grown[:-1] |= outside[1:]
+        grown[:, 1:] |= outside[:, :-1]
+        grown[:, :-1] |= outside[:, 1:]
+        grown &= background
+        if (grown == outside).all():
+            break
+        outside = grown
+    inside = {tuple(p) for p in np.argwhere(background & ~outside)}
+    count = 0
+    while inside:  # the enclosed regions, one flood at a time
+        todo, size = [inside.pop()], 1
+        while todo:
+            r, c = todo.pop()
+            for q in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+                if q in inside:
+                    inside.remove(q)
+                    todo.append(q)
+                    size += 1
+        count += size >= 4
+    return count
+
+
+@pytest.mark.parametrize("width", [20, 40, 60, 70])
+def test_wide_strokes_stay_solid(width):
+    """A marker stroke is ink all the way across, not its outline: the ink found
+    encloses exactly the holes the drawing has (a 7 none, a 0 one), however wide
+    the pen, and so does the network's input for the digits with no holes."""
+    for digit in range(10):
+        pad = drawn(HAND[digit], width)
+        inside = np.asarray(pad) < 128
+        ink = ink_map(greyscale(pad))
+        assert holes(ink) == holes(inside.astype(float)), (digit, width)
+        assert ink[inside].min() > 0.9, (digit, width)  # the middle of the stroke is ink
+    for digit in (1, 7):
+        assert holes(to_mnist(drawn(HAND[digit], width))) == 0, (digit, width)
+    assert holes(ink_map(greyscale(drawn(HAND[0], width)))) == 1
+
+
+def test_a_60_px_seven_reads_as_seven(trained):
+    net, _ = trained
+    for width in (20, 40, 60):
+        prediction = predict_image(net, drawn(HAND[7], width))
+        assert prediction.digit == 7 and prediction.confidence > 0.9, width
+
+
+def test_wide_pens_read_like_narrow_ones(trained):
+    """Every digit the network reads right drawn with the page's normal pen (20 px)
+    it still reads right drawn with a marker (40 and 60 px)."""
+    net, _ = trained
+    read = {
+        width: [predict_image(net, drawn(HAND[d], width)).digit for d in range(10)]
+        for width in (20, 40, 60)
+    }
+    right = [d for d in range(10) if read[20][d] == d]
+    assert len(right) >= 8, read
+    for width in (40, 60):
+        assert [read[width][d] for d in right] == right, read
+
+
+def font(name: str, size: int) -> ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.truetype(name, size)
+    except OSError:
+        if os.environ.get("CI"):
+            raise RuntimeError(f"CI must install the font {name}: {FONT_PACKAGES}") from None
+        pytest.skip(f"font {name} not installed (apt-get install {FONT_PACKAGES})")
+
+
+FONT_PACKAGES = "fonts-dejavu-core fonts-liberation"
+FONTS = [
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "LiberationSans-Regular.ttf",
+    "LiberationSans-Bold.ttf",
+]
+
+
+def printed(name: str, digit: int, bold: int) -> Image.Image:
+    """A digit printed 200 px tall on a 280x280 white card, made ``bold`` px bolder."""
+    card = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(card).text(
+        (140, 140),
+        str(digit),
+        font=font(name, 200),
+        fill=0,
+        anchor="mm",
+        stroke_width=bold,
+        stroke_fill=0,
+    )
+    return card
+
+
+def test_bold_print_reads_as_well_as_plain_print(trained):
+    """Printed digits, plain and thickened by 6 and 12 px (strokes up to about 60 px):
+    the bold ones are read about as often as the plain ones.  (Before the paper was
+    estimated from the paper alone, the boldest read 28 of 80 in eight fonts.)"""
+    net, _ = trained
+    right = {
+        bold: sum(
+            predict_image(net, printed(name, d, bold)).digit == d
+            for name in FONTS
+            for d in range(10)
+        )
+        for bold in (0, 6, 12)
+    }
+    assert right[0] >= 30, right  # of 40: printed digits are not MNIST's handwriting
+    assert right[6] >= right[0] - 3 and right[12] >= right[0] - 6, right
+
+
+@pytest.mark.parametrize("diameter", [6, 20, 60])
+def test_a_dot_stays_a_dot(diameter):
+    """One touch of the pen is not blown up into a disc that fills the 20x20 box."""
+    pad = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(pad).ellipse([90, 150, 90 + diameter, 150 + diameter], fill=0)
+    step = steps(pad)
+    assert step.pen == "shrunk"
+    x = step.field
+    rows, cols = np.flatnonzero(x.max(1) > 0.05), np.flatnonzero(x.max(0) > 0.05)
+    assert rows[-1] - rows[0] < 8 and cols[-1] - cols[0] < 8
+    r, c = np.indices(x.shape)
+    assert abs((r * x).sum() / x.sum() - 14) <= 0.5 and abs((c * x).sum() / x.sum() - 14) <= 0.5
+
+
+def test_steps_lead_to_the_input():
+    pad = drawn(HAND[4], 20)
+    step = steps(pad)
+    assert np.array_equal(step.field, to_mnist(pad))
+    top, left, bottom, right = step.bounds
+    assert step.ink.shape == (280, 280) and step.ink[top:bottom, left:right].any(0).all()
+    assert not step.ink[:top].any() and not step.ink[bottom:].any()
+    assert max(step.box.shape) == 20 and step.pen in ("kept", "thickened")
+    t, left_ = step.offset
+    h, w = step.box.shape
+    assert np.array_equal(step.field[t : t + h, left_ : left_ + w], step.box)
+    assert step.field.sum() == pytest.approx(step.box.sum())
+    assert steps(drawn(HAND[4], 60)).pen == "thinned"

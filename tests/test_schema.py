@@ -38,4 +38,6 @@ def test_api_conforms_to_its_openapi(case):
 
 
 def test_schema_covers_the_api():
-    assert {"/api/model", "/api/predict", "/api/sample"} <= set(app.openapi()["paths"])
+    assert {"/api/model", "/api/predict", "/api/sample", "/api/preprocess"} <= set(
+        app.openapi()["paths"]
+    )

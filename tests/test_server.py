@@ -75,7 +75,7 @@ def test_page_and_static_files(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert 'id="pad"' in page.text and "Clear" in page.text
-    for name in ("app.js", "style.css"):
+    for name in ("app.js", "diagram.js", "share.js", "steps.js", "style.css"):
         assert client.get(f"/static/{name}").status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"/api/model", "/api/predict", "/api/sample"} <= set(spec["paths"])
@@ -192,3 +192,24 @@ def test_sample_digit_must_be_one_plain_digit(client, query):
 def test_pixels_must_be_numbers_not_booleans(client):
     response = client.post("/api/predict", json={"pixels": [True] * 784})
     assert response.status_code == 422 and "valid number" in response.json()["error"]
+
+
+def test_preprocess_steps(client, mnist):
+    """Every step from a canvas to the input, and the input is the one predict uses."""
+    url = data_url(canvas_of(mnist.test_images[0]))
+    body = client.post("/api/preprocess", json={"image": url}).json()
+    assert body["input"] == client.post("/api/predict", json={"image": url}).json()["input"]
+    top, left, bottom, right = body["bounds"]
+    assert body["size"] == [280, 280] and 0 <= top < bottom <= 280 and 0 <= left < right <= 280
+    crop = Image.open(io.BytesIO(base64.b64decode(body["ink"].split(",", 1)[1])))
+    assert crop.size == (right - left, bottom - top) and np.asarray(crop).max() == 255
+    box = np.array(body["box"])
+    assert max(box.shape) == 20 and box.max() == pytest.approx(1)
+    t, lft = body["offset"]
+    field = np.array(body["input"]).reshape(28, 28)
+    assert np.allclose(field[t : t + box.shape[0], lft : lft + box.shape[1]], box, atol=1e-4)
+    assert body["pen"] in ("kept", "thickened", "thinned", "shrunk") and body["stroke"] > 0
+    blank = data_url(Image.new("RGBA", (280, 280), "white"))
+    answer = client.post("/api/preprocess", json={"image": blank})
+    assert answer.status_code == 422 and "no ink" in answer.json()["error"]
+    assert client.post("/api/preprocess", json={"pixels": [0] * 784}).status_code == 422

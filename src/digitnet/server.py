@@ -10,6 +10,8 @@ it on uvicorn.  Endpoints:
   ``{"pixels": [784 numbers in [0, 1]]}`` -> digit, probabilities, the 784 inputs
   the network saw and every layer's activations.
 - ``GET /api/sample[?digit=7]``: a random MNIST test digit.
+- ``POST /api/preprocess``: ``{"image": ...}`` as for predict -> every step from the
+  canvas to the network's input (``preprocess.steps``), for the page to show.
 
 Bad requests get a 4xx with ``{"error": "..."}``; bodies over ``MAX_BODY_BYTES`` are
 refused before they are parsed, pictures over ``MAX_IMAGE_PIXELS`` before they are
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import socket
 from importlib import resources
 from pathlib import Path
@@ -31,11 +34,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .modelfile import Model
-from .preprocess import PictureError, open_picture, to_mnist
+from .preprocess import PictureError, open_picture, steps, to_mnist
 from .recognise import predict_pixels
 
 #: Largest request body accepted, in bytes.
@@ -81,6 +85,22 @@ class SampleResponse(BaseModel):
     label: int = Field(description="the digit MNIST says it is")
     index: int = Field(description="its index in the MNIST test set")
     pixels: list[float] = Field(description="784 values in [0, 1]")
+
+
+class StepsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(description="a PNG as a data URL: data:image/png;base64,...")
+
+
+class StepsResponse(BaseModel):
+    size: list[int] = Field(description="[height, width] of the picture as worked on")
+    ink: str = Field(description="the ink found, white on black, cropped: a PNG data URL")
+    bounds: list[int] = Field(description="[top, left, bottom, right] of the ink (ends excluded)")
+    stroke: float = Field(description="the stroke width (px) the ink would have in the 20x20 box")
+    pen: str = Field(description="what was done to the strokes: kept, thickened, thinned, shrunk")
+    box: list[list[float]] = Field(description="the ink fitted into the 20x20 box, (h, w)")
+    offset: list[int] = Field(description="[top, left] of the box in the 28x28 input")
+    input: list[float] = Field(description="the 784 values the network sees, row by row")
 
 
 class ErrorResponse(BaseModel):
@@ -234,6 +254,32 @@ def create_app(model: Model, samples: tuple[np.ndarray, np.ndarray] | None = Non
         except PictureError as e:
             status = 413 if "limit" in str(e) else 422
             return error(status, str(e))
+
+    def steps_of(url: str) -> dict:
+        picture = open_picture(decode_png_data_url(url), max_pixels=MAX_IMAGE_PIXELS)
+        done = steps(picture)
+        top, left, bottom, right = done.bounds
+        crop = Image.fromarray(np.round(255 * done.ink[top:bottom, left:right]).astype(np.uint8))
+        png = io.BytesIO()
+        crop.save(png, format="PNG")
+        return {
+            "size": list(done.ink.shape),
+            "ink": PNG_DATA_URL + base64.b64encode(png.getvalue()).decode("ascii"),
+            "bounds": list(done.bounds),
+            "stroke": round(done.stroke, 3),
+            "pen": done.pen,
+            "box": _round(done.box, 4),
+            "offset": list(done.offset),
+            "input": _round(done.field.reshape(-1), 4),
+        }
+
+    @app.post("/api/preprocess", response_model=StepsResponse, responses=ERRORS)
+    async def preprocess(request: StepsRequest) -> dict | JSONResponse:
+        """Every step from a canvas PNG to the network's 28x28 input."""
+        try:
+            return await run_in_threadpool(steps_of, request.image)
+        except PictureError as e:
+            return error(413 if "limit" in str(e) else 422, str(e))
 
     @app.get("/api/sample", response_model=SampleResponse, responses=ERRORS)
     async def sample(

@@ -1,98 +1,26 @@
-"""The page in a real browser (Debian's Chromium driven by Playwright), against the
-real server on a free loopback port: draw digits with the mouse, read the guess."""
+"""The page in a real browser: draw digits with the mouse, read the guess."""
 
-import math
-import os
 import re
-import shutil
-import time
-import urllib.request
 
 import pytest
-
-from conftest import start_server, stop
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must install Debian's chromium for the browser tests")
-    pytest.skip(
-        "no Chromium at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True
-    )
-
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+from pagetools import DIGITS, chromium, page_at, serving, stroke
+from playwright.sync_api import expect
 
 
 @pytest.fixture(scope="module")
 def server(trained):
-    _, model = trained
-    process, port, _ = start_server(model)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "api/model", timeout=2).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    stop(process)
+    yield from serving(trained[1])
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
+    yield from chromium()
 
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server)
-    page.wait_for_selector("body[data-ready=true]")
-    yield page
-    context.close()
-    assert errors == []
-
-
-def stroke(page, points):
-    """Draw one stroke through points given in the pad's 280x280 coordinates."""
-    box = page.locator("#pad").bounding_box()
-    scale = box["width"] / 280
-    at = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in points]
-    page.mouse.move(*at[0])
-    page.mouse.down()
-    for x, y in at[1:]:
-        page.mouse.move(x, y, steps=3)
-    page.mouse.up()
-
-
-def ellipse(cx, cy, rx, ry, n=40):
-    return [
-        (cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n))
-        for i in range(n + 1)
-    ]
-
-
-DIGITS = {
-    "1": [[(150, 40), (140, 140), (130, 240)]],
-    "0": [ellipse(140, 140, 65, 100)],
-    "7": [[(60, 50), (220, 50), (170, 130), (110, 245)]],
-}
+    with page_at(browser, server) as page:
+        yield page
 
 
 @pytest.mark.parametrize("digit", sorted(DIGITS))
@@ -129,21 +57,17 @@ def test_clear_and_undo(page):
 def test_hidden_neuron_shows_its_weights(page):
     stroke(page, DIGITS["7"][0])
     expect(page.locator("#guess")).to_have_text("7", timeout=5000)
-    page.locator("#layer-1 circle").nth(4).click()
+    page.locator("#layer-1 .neuron").nth(4).click()
     panel = page.locator("#neuron")
     expect(panel).to_be_visible()
-    expect(page.locator("#neuron-title")).to_contain_text("Layer 1, neuron 5")
+    expect(page.locator("#neuron-title")).to_have_text("Layer 1, neuron 5 (pinned)")
     colours = page.evaluate(
         "() => new Set(Array.from(document.getElementById('weights').getContext('2d')"
         ".getImageData(0, 0, 28, 28).data)).size"
     )
     assert colours > 20  # a picture, not a flat square
     assert re.fullmatch(r"-?\d+\.\d{3}", page.locator("#neuron-bias").inner_text())
-    # keyboard: a second-layer neuron by Tab focus and Enter
-    neuron = page.locator("#layer-2 circle").nth(0)
-    neuron.focus()
-    page.keyboard.press("Enter")
-    expect(page.locator("#neuron-title")).to_contain_text("Layer 2, neuron 1")
+    assert re.fullmatch(r"\d\.\d{3}", page.locator("#neuron-activation").inner_text())
 
 
 def test_connections_are_drawn(page):
@@ -152,7 +76,7 @@ def test_connections_are_drawn(page):
     lines = page.locator("#links line")
     assert lines.count() > 50
     colours = {lines.nth(i).get_attribute("stroke") for i in range(lines.count())}
-    assert colours == {"#e4572e", "#3a86ff"}  # both signs shown
+    assert colours == {"#ff7a5c", "#5aa2ff"}  # both signs shown
 
 
 def test_mnist_sample(page):

@@ -1,57 +1,78 @@
 // digitnet page: draw a digit, send it to /api/predict, show what every layer does.
 "use strict";
 
+import { Diagram } from "./diagram.js";
+import { modelId, readAddress, writeAddress } from "./share.js";
+import { showSteps } from "./steps.js";
+
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
 const ctx = pad.getContext("2d");
-const SVG = "http://www.w3.org/2000/svg";
-const STROKE_WIDTH = 20;   // in the 280 px pad: about MNIST's stroke once shrunk to 20 px
-const THROTTLE_MS = 120;   // at most one prediction request this often while drawing
+const PENS = { thin: 10, normal: 20, thick: 36 }; // px on the 280 px pad; normal ≈ MNIST's stroke
+const THROTTLE_MS = 120; // at most one prediction request this often while drawing
+// When to say that the network has no "not a digit" answer, measured on the 10,000
+// MNIST test digits: their ink always spans 20 px (a dot is kept smaller), at most
+// 258 of the 784 pixels are over half inked, and a 10-epoch network is under 60%
+// sure of 3.4% of them.
+const DIGIT_SPAN = 17;
+const MOST_INK = 260;
+const UNSURE = 0.6;
 
 const state = {
-  model: null,      // /api/model
-  strokes: [],      // [[{x, y}, ...], ...] in pad pixels
-  current: null,    // the stroke being drawn
-  sample: null,     // {label, index, pixels} when an MNIST digit is shown
-  result: null,     // the last /api/predict answer applied
-  selected: null,   // {layer, index} of the neuron whose weights are shown
-  sent: 0,          // sequence number of the newest request sent
-  applied: 0,       // sequence number of the newest answer shown
+  model: null,        // /api/model
+  modelId: null,      // its FNV-1a, for links
+  blank: null,        // /api/predict's answer for an all-black input
+  strokes: [],        // [{width, points: [{x, y}, ...]}, ...] in pad pixels
+  current: null,      // the stroke being drawn
+  base: null,         // the picture under the strokes: {kind: "mnist"|"link", pixels, ...}
+  result: null,       // the answer shown (null: the pad is blank)
+  pinned: null,       // {layer, index} chosen by click, Enter or the link
+  hover: null,        // previewed by the mouse
+  focus: null,        // previewed by keyboard focus
+  version: 0,         // bumped whenever the pad changes
+  sent: 0,            // sequence number of the newest request sent
+  applied: 0,         // sequence number of the newest answer shown
   inFlight: false,
-  pending: false,
+  pending: null,      // {final} of a request waiting for the one in flight
   lastSent: 0,
   timer: null,
+  linkModel: null,    // the model a link was made with, when it is not this one
 };
 
 // ---- drawing ------------------------------------------------------------------------
 
+function pen() {
+  const chosen = document.querySelector('input[name="pen"]:checked');
+  return PENS[chosen ? chosen.value : "normal"];
+}
+
 function redraw() {
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, pad.width, pad.height);
-  if (state.sample) drawSample(state.sample.pixels);
+  if (state.base) drawPixels(state.base.pixels);
   ctx.strokeStyle = "#000";
   ctx.fillStyle = "#000";
-  ctx.lineWidth = STROKE_WIDTH;
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
   for (const stroke of state.strokes) drawStroke(stroke);
 }
 
-function drawStroke(stroke) {
-  if (stroke.length === 1) {
+function drawStroke({ width, points }) {
+  ctx.lineWidth = width;
+  if (points.length === 1) {
     ctx.beginPath();
-    ctx.arc(stroke[0].x, stroke[0].y, STROKE_WIDTH / 2, 0, 2 * Math.PI);
+    ctx.arc(points[0].x, points[0].y, width / 2, 0, 2 * Math.PI);
     ctx.fill();
     return;
   }
   ctx.beginPath();
-  ctx.moveTo(stroke[0].x, stroke[0].y);
-  for (const p of stroke.slice(1)) ctx.lineTo(p.x, p.y);
+  ctx.moveTo(points[0].x, points[0].y);
+  for (const p of points.slice(1)) ctx.lineTo(p.x, p.y);
   ctx.stroke();
 }
 
-function drawSample(pixels) {
-  // An MNIST digit (white on black) shown as dark ink on the white pad.
+function drawPixels(pixels) {
+  // A 28x28 input (white on black) shown as dark ink on the white pad.
   const cell = pad.width / 28;
   for (let i = 0; i < 784; i++) {
     if (pixels[i] <= 0) continue;
@@ -70,27 +91,30 @@ function padPoint(event) {
 }
 
 pad.addEventListener("pointerdown", (event) => {
+  if (!state.model) return;
   event.preventDefault();
   pad.setPointerCapture(event.pointerId);
-  state.current = [padPoint(event)];
+  state.current = { width: pen(), points: [padPoint(event)] };
   state.strokes.push(state.current);
+  state.version++;
   redraw();
-  schedulePredict();
+  schedulePredict(false);
 });
 
 pad.addEventListener("pointermove", (event) => {
   if (!state.current) return;
   event.preventDefault();
-  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
-  for (const e of events.length ? events : [event]) state.current.push(padPoint(e));
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+  for (const e of events.length ? events : [event]) state.current.points.push(padPoint(e));
   redraw();
-  schedulePredict();
+  schedulePredict(false);
 });
 
 function endStroke(event) {
   if (!state.current) return;
   event.preventDefault();
   state.current = null;
+  state.version++;
   schedulePredict(true);
 }
 pad.addEventListener("pointerup", endStroke);
@@ -98,19 +122,31 @@ pad.addEventListener("pointercancel", endStroke);
 pad.addEventListener("touchstart", (e) => e.preventDefault(), { passive: false });
 pad.addEventListener("touchmove", (e) => e.preventDefault(), { passive: false });
 
+function changed() {
+  // The pad changed: redraw it, and say what is on it now.
+  state.version++;
+  redraw();
+  describePad();
+}
+
 $("clear").addEventListener("click", () => {
   state.strokes = [];
-  state.sample = null;
-  redraw();
-  showNothing();
-  setStatus("Draw a digit with your mouse, finger or pen.");
+  state.base = null;
+  changed();
+  showBlank();
+  announce("The pad is cleared.");
 });
 
 $("undo").addEventListener("click", () => {
+  if (!state.strokes.length) return;
   state.strokes.pop();
-  redraw();
-  if (state.strokes.length || state.sample) schedulePredict(true);
-  else showNothing();
+  changed();
+  if (state.strokes.length || state.base) {
+    schedulePredict(true);
+  } else {
+    showBlank();
+    announce("Last stroke undone; the pad is blank.");
+  }
 });
 
 $("sample").addEventListener("click", async () => {
@@ -119,10 +155,9 @@ $("sample").addEventListener("click", async () => {
     const response = await fetch("/api/sample" + (digit === "" ? "" : `?digit=${digit}`));
     const body = await response.json();
     if (!response.ok) throw new Error(body.error || response.statusText);
-    state.sample = body;
+    state.base = { kind: "mnist", ...body };
     state.strokes = [];
-    redraw();
-    setStatus(`MNIST test image #${body.index}, labelled ${body.label}.`);
+    changed();
     schedulePredict(true);
   } catch (err) {
     setStatus(`Could not load a sample: ${err.message}`, true);
@@ -131,22 +166,24 @@ $("sample").addEventListener("click", async () => {
 
 // ---- talking to the network ------------------------------------------------------------
 
-function schedulePredict(now = false) {
+function schedulePredict(final) {
+  // final: the pad is at rest (a stroke ended, Undo, a sample): announce the answer.
   clearTimeout(state.timer);
-  const wait = now ? 0 : Math.max(0, THROTTLE_MS - (performance.now() - state.lastSent));
-  state.timer = setTimeout(sendPredict, wait);
+  const wait = final ? 0 : Math.max(0, THROTTLE_MS - (performance.now() - state.lastSent));
+  state.timer = setTimeout(() => sendPredict(final), wait);
 }
 
-async function sendPredict() {
+async function sendPredict(final) {
   if (state.inFlight) {          // one request at a time; the newest drawing goes next
-    state.pending = true;
+    state.pending = { final: final || Boolean(state.pending && state.pending.final) };
     return;
   }
-  if (!state.strokes.length && !state.sample) return;
+  if (!state.strokes.length && !state.base) return;
   const seq = ++state.sent;
+  const version = state.version;
   const body = state.strokes.length
     ? { image: pad.toDataURL("image/png") }
-    : { pixels: state.sample.pixels };
+    : { pixels: state.base.pixels };
   state.inFlight = true;
   state.lastSent = performance.now();
   try {
@@ -156,11 +193,11 @@ async function sendPredict() {
       body: JSON.stringify(body),
     });
     const answer = await response.json();
-    if (seq > state.applied && (state.strokes.length || state.sample)) {
+    if (seq > state.applied && (state.strokes.length || state.base)) {
       state.applied = seq;
       if (response.ok) {
         show(answer);
-        if (!state.sample) setStatus("Keep drawing, or press Clear to start again.");
+        if (final && version === state.version && !state.current) settled(answer);
       } else {
         setStatus(answer.error || response.statusText, true);
       }
@@ -170,16 +207,60 @@ async function sendPredict() {
   } finally {
     state.inFlight = false;
     if (state.pending) {
-      state.pending = false;
-      schedulePredict(true);
+      const { final: next } = state.pending;
+      state.pending = null;
+      schedulePredict(next);
     }
   }
 }
 
+function settled(answer) {
+  // The answer for a pad at rest: announce it once and put it in the address.
+  const p = answer.probabilities[answer.digit];
+  const doubt = caveat(answer);
+  announce(`Guess ${answer.digit}, ${(100 * p).toFixed(1)}% sure${doubt ? `. ${doubt.short}` : ""}`);
+  updateAddress();
+  describePad();
+}
+
+function describePad(note = "") {
+  // The status line says what is on the pad, always (and then any note).
+  const n = state.strokes.length;
+  const yours = `${n} stroke${n === 1 ? "" : "s"} of yours`;
+  let text;
+  if (!state.base && !n) {
+    text = "The pad is blank: draw a digit with your mouse, finger or pen. An empty picture "
+      + "still gets an answer: each first-layer neuron shows σ(b), its bias alone.";
+  } else if (!state.base) {
+    text = `Your drawing, ${n} stroke${n === 1 ? "" : "s"}. Keep drawing, undo the last stroke, or clear the pad.`;
+  } else if (state.base.kind === "mnist") {
+    const what = `MNIST test image #${state.base.index}, labelled ${state.base.label}`;
+    text = n ? `${what}, with ${yours} on top.` : `${what}.`;
+  } else {
+    const what = "The drawing from the link you opened";
+    text = n ? `${what}, with ${yours} on top.` : `${what}.`;
+    if (state.linkModel) {
+      text += ` It was made with another network (model ${state.linkModel}, this one is ${state.modelId}), so its guess may have differed.`;
+    }
+  }
+  setStatus(note ? `${text} ${note}` : text);
+}
+
 function setStatus(text, isError = false) {
+  // The line under the pad; errors are also announced.
   const status = $("status");
-  status.textContent = text;
+  if (status.textContent !== text) status.textContent = text;
   status.classList.toggle("error", isError);
+  if (isError) announce(text);
+}
+
+let announceTimer = null;
+function announce(text) {
+  // One message for screen readers, even when it repeats the last one.
+  const region = $("announce");
+  region.textContent = "";
+  clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => { region.textContent = text; }, 60);
 }
 
 // ---- showing the answer ----------------------------------------------------------------
@@ -188,39 +269,79 @@ function buildBars() {
   const bars = $("bars");
   for (let d = 0; d < 10; d++) {
     const li = document.createElement("li");
-    li.innerHTML = `<span>${d}</span><span class="bar"><span></span></span><span class="value">–</span>`;
+    li.innerHTML = `<span class="digit">${d}</span><span class="bar"><span></span></span><span class="value">–</span>`;
     li.dataset.digit = d;
     bars.appendChild(li);
   }
 }
 
-function show(answer) {
-  state.result = answer;
-  $("guess").textContent = answer.digit;
-  const top = answer.digit;
+function setBars(probabilities, top) {
   [...$("bars").children].forEach((li, d) => {
-    const p = answer.probabilities[d];
-    li.querySelector(".bar > span").style.width = `${(100 * p).toFixed(1)}%`;
-    li.querySelector(".value").textContent = `${(100 * p).toFixed(1)}%`;
+    const p = probabilities ? probabilities[d] : 0;
+    li.style.setProperty("--p", p.toFixed(4));
+    li.querySelector(".value").textContent = probabilities ? `${(100 * p).toFixed(1)}%` : "–";
     li.classList.toggle("top", d === top);
   });
-  paintGrey($("seen"), answer.input);
-  updateDiagram();
-  if (state.selected) showNeuron(state.selected.layer, state.selected.index);
 }
 
-function showNothing() {
+function caveat(answer) {
+  // Why this drawing may be no digit at all, or null.
+  const input = answer.input;
+  let top = 28, bottom = -1, left = 28, right = -1, inked = 0;
+  for (let i = 0; i < input.length; i++) {
+    if (input[i] > 0.5) inked++;
+    if (input[i] > 0.05) {
+      const r = Math.floor(i / 28), c = i % 28;
+      top = Math.min(top, r); bottom = Math.max(bottom, r);
+      left = Math.min(left, c); right = Math.max(right, c);
+    }
+  }
+  const span = Math.max(bottom - top + 1, right - left + 1);
+  const p = answer.probabilities[answer.digit];
+  const rule = "The network has no “not a digit” answer: it must pick one of 0–9.";
+  if (span < DIGIT_SPAN) {
+    return { text: `This looks like a dot, not a digit. ${rule}`, short: "This looks like a dot; the network must still pick a digit" };
+  }
+  if (inked > MOST_INK) {
+    return { text: `This has more ink than any MNIST digit. ${rule}`, short: "More ink than any digit; the network must still pick one" };
+  }
+  if (p < UNSURE) {
+    return { text: `The network is unsure: this is unlike the digits it learned from, or between two of them. ${rule}`, short: "The network is unsure; it must still pick a digit" };
+  }
+  return null;
+}
+
+function show(answer) {
+  state.result = answer;
+  const p = answer.probabilities[answer.digit];
+  $("guess").textContent = answer.digit;
+  $("confidence").textContent = `${(100 * p).toFixed(1)}% sure`;
+  $("bars").classList.remove("blank");
+  $("bars-caption").textContent = "The ten outputs, as probabilities:";
+  setBars(answer.probabilities, answer.digit);
+  const doubt = caveat(answer);
+  $("caveat").hidden = !doubt;
+  $("caveat").textContent = doubt ? doubt.text : "";
+  paintGrey($("seen"), answer.input);
+  $("show-steps").disabled = false;
+  refresh();
+}
+
+function showBlank() {
+  // Nothing drawn: the guess is "?", and the outputs and the diagram show what the
+  // network makes of an all-black input (784 zeros), as it really does.
   state.result = null;
   state.applied = state.sent;
   $("guess").textContent = "?";
-  for (const li of $("bars").children) {
-    li.querySelector(".bar > span").style.width = "0";
-    li.querySelector(".value").textContent = "–";
-    li.classList.remove("top");
-  }
+  $("confidence").textContent = "nothing drawn";
+  $("caveat").hidden = true;
+  $("bars").classList.add("blank");
+  $("bars-caption").textContent = "What the network answers for an empty picture:";
+  setBars(state.blank ? state.blank.probabilities : null, null);
   paintGrey($("seen"), new Array(784).fill(0));
-  updateDiagram();
-  if (state.selected) showNeuron(state.selected.layer, state.selected.index);
+  $("show-steps").disabled = true;
+  updateAddress();
+  refresh();
 }
 
 function paintGrey(canvas, values) {
@@ -241,144 +362,73 @@ function diverging(value, scale) {
   return [255 + (r - 255) * k, 255 + (g - 255) * k, 255 + (b - 255) * k].map(Math.round);
 }
 
-// ---- the network diagram ---------------------------------------------------------------
+// ---- the diagram and the chosen neuron ----------------------------------------------------
 
-const layout = { inputX: 20, inputY: 70, cell: 10, columns: [430, 570, 690] };
+const diagram = new Diagram($("diagram"), {
+  onPreview(neuron, source) {
+    state[source] = neuron;
+    refresh();
+  },
+  onPin(neuron) {
+    const same = state.pinned && state.pinned.layer === neuron.layer && state.pinned.index === neuron.index;
+    pin(same ? null : neuron);
+  },
+});
 
-function neuronY(count, index) {
-  const top = 20, height = 400;
-  const step = height / count;
-  return top + step * (index + 0.5);
+function pin(neuron) {
+  state.pinned = neuron;
+  refresh();
+  updateAddress();
+  announce(neuron ? `Pinned. ${neuronSummary(neuron)}` : "Neuron unpinned.");
 }
 
-function el(name, attrs, parent) {
-  const node = document.createElementNS(SVG, name);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (parent) parent.appendChild(node);
-  return node;
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || !state.pinned) return;
+  if (event.target.closest && event.target.closest("dialog")) return;
+  pin(null);
+});
+
+function activations() {
+  return state.result ? state.result.activations : state.blank ? state.blank.activations : null;
 }
 
-function buildDiagram() {
-  const svg = $("diagram");
-  svg.innerHTML = "";
-  const sizes = state.model.sizes;
-  const side = Math.round(Math.sqrt(sizes[0]));
-  el("rect", { x: layout.inputX - 1, y: layout.inputY - 1, width: side * layout.cell + 2,
-    height: side * layout.cell + 2, fill: "none", stroke: "#5b6473" }, svg);
-  el("image", { id: "input-image", x: layout.inputX, y: layout.inputY,
-    width: side * layout.cell, height: side * layout.cell, preserveAspectRatio: "none",
-    style: "image-rendering: pixelated" }, svg);
-  const labels = [`input: ${sizes[0]} pixels`, ...sizes.slice(1, -1).map((n, i) => `layer ${i + 1}: ${n}`), "output"];
-  el("text", { x: layout.inputX + side * layout.cell / 2, y: layout.inputY + side * layout.cell + 22, class: "label" }, svg)
-    .textContent = labels[0];
-  el("g", { id: "links" }, svg);
-  const hidden = sizes.length - 2;
-  sizes.slice(1).forEach((count, l) => {
-    const x = layout.columns[Math.min(l, layout.columns.length - 1)];
-    const group = el("g", { id: `layer-${l + 1}` }, svg);
-    for (let j = 0; j < count; j++) {
-      const isHidden = l < hidden;
-      const circle = el("circle", { cx: x, cy: neuronY(count, j), r: count > 12 ? 10 : 13,
-        fill: "#000", "data-layer": l + 1, "data-index": j }, group);
-      if (isHidden) {
-        circle.classList.add("hidden-neuron");
-        circle.setAttribute("tabindex", "0");
-        circle.setAttribute("role", "button");
-        circle.setAttribute("aria-label", `layer ${l + 1}, neuron ${j + 1}: show its incoming weights`);
-        circle.addEventListener("click", () => showNeuron(l + 1, j));
-        circle.addEventListener("mouseenter", () => showNeuron(l + 1, j));
-        circle.addEventListener("focus", () => showNeuron(l + 1, j));
-        circle.addEventListener("keydown", (e) => {
-          if (e.key === "Enter" || e.key === " ") { e.preventDefault(); showNeuron(l + 1, j); }
-        });
-      } else {
-        el("text", { x: x + 22, y: neuronY(count, j), class: "out-label", id: `out-label-${j}` }, svg)
-          .textContent = `${j}`;
-      }
-    }
-    el("text", { x, y: 14, class: "label" }, svg).textContent = labels[l + 1];
+function refresh() {
+  // Redraw the diagram and the neuron panel from the state.
+  diagram.render({
+    acts: activations(),
+    digit: state.result ? state.result.digit : null,
+    pinned: state.pinned,
+    preview: state.hover || state.focus,
+    inputUrl: $("seen").toDataURL(),
   });
+  showNeuron(state.hover || state.focus || state.pinned);
 }
 
-function activationShade(values, activation) {
-  // map a layer's activations to [0, 1] for shading
-  if (activation === "sigmoid") return values.map((v) => Math.max(0, Math.min(1, v)));
-  if (activation === "tanh") return values.map((v) => (v + 1) / 2);
-  const top = Math.max(1e-9, ...values);
-  return values.map((v) => Math.max(0, v) / top);
+function neuronName({ layer, index }) {
+  const last = state.model.sizes.length - 1;
+  return layer === last ? `Output ${index}` : `Layer ${layer}, neuron ${index + 1}`;
 }
 
-function strongest(links, k) {
-  return links.sort((a, b) => Math.abs(b.c) - Math.abs(a.c)).slice(0, k);
+function neuronSummary(neuron) {
+  const { biases } = state.model;
+  const acts = activations();
+  const a = acts ? acts[neuron.layer][neuron.index] : null;
+  return `${neuronName(neuron)}: bias ${biases[neuron.layer - 1][neuron.index].toFixed(3)}`
+    + (a === null ? "" : `, activation ${a.toFixed(3)}`) + ". Its incoming weights are shown.";
 }
 
-function updateDiagram() {
-  if (!state.model) return;
-  const { sizes, weights, activation } = state.model;
-  const acts = state.result ? state.result.activations : null;
-  const side = Math.round(Math.sqrt(sizes[0]));
-  const image = $("input-image");
-  if (image) image.setAttribute("href", $("seen").toDataURL());
-
-  // neurons shaded by activation
-  for (let l = 1; l < sizes.length; l++) {
-    const values = acts ? acts[l] : new Array(sizes[l]).fill(0);
-    const shades = l === sizes.length - 1 ? values.map((v) => Math.max(0, Math.min(1, v)))
-      : activationShade(values, activation);
-    [...$(`layer-${l}`).children].forEach((circle, j) => {
-      const v = Math.round(255 * shades[j]);
-      circle.setAttribute("fill", `rgb(${v},${v},${v})`);
-      circle.classList.toggle("guess-neuron", l === sizes.length - 1 && acts && j === state.result.digit);
-      const title = circle.querySelector("title") || el("title", {}, circle);
-      title.textContent = `layer ${l}, neuron ${j + 1}: activation ${values[j].toFixed(3)}`;
-    });
+function showNeuron(neuron) {
+  const panel = $("neuron");
+  const empty = !neuron || !state.model;
+  panel.classList.toggle("empty", empty);
+  $("neuron-help").hidden = !empty;
+  $("neuron-facts").hidden = empty;
+  if (empty) {
+    $("neuron-title").textContent = "Pick a neuron";
+    clearCanvas($("weights"));
+    return;
   }
-  for (let j = 0; j < sizes[sizes.length - 1]; j++) {
-    const label = $(`out-label-${j}`);
-    if (!label) continue;
-    const v = acts ? acts[sizes.length - 1][j] : null;
-    label.textContent = v === null ? `${j}` : `${j}  ${v.toFixed(2)}`;
-    label.classList.toggle("top", Boolean(acts) && j === state.result.digit);
-  }
-
-  // the strongest connections: contribution w·a for this input (|w| with no input)
-  const links = $("links");
-  links.innerHTML = "";
-  const drawn = [];
-  for (let l = 0; l < weights.length; l++) {
-    const W = weights[l];
-    const from = acts ? acts[l] : null;
-    const candidates = [];
-    for (let j = 0; j < W.length; j++) {
-      const row = W[j];
-      for (let k = 0; k < row.length; k++) {
-        const c = from ? row[k] * from[k] : row[k] * 0.05;
-        if (c !== 0) candidates.push({ l, j, k, w: row[k], c });
-      }
-    }
-    drawn.push(...strongest(candidates, l === 0 ? 48 : 40));
-  }
-  const max = Math.max(1e-9, ...drawn.map((d) => Math.abs(d.c)));
-  for (const d of drawn) {
-    let x1, y1;
-    if (d.l === 0) {
-      x1 = layout.inputX + ((d.k % side) + 0.5) * layout.cell;
-      y1 = layout.inputY + (Math.floor(d.k / side) + 0.5) * layout.cell;
-    } else {
-      x1 = layout.columns[d.l - 1];
-      y1 = neuronY(sizes[d.l], d.k);
-    }
-    const x2 = layout.columns[Math.min(d.l, layout.columns.length - 1)];
-    const y2 = neuronY(sizes[d.l + 1], d.j);
-    const strength = Math.abs(d.c) / max;
-    el("line", { x1, y1, x2, y2, stroke: d.w > 0 ? "#e4572e" : "#3a86ff",
-      "stroke-width": (0.4 + 3.2 * strength).toFixed(2),
-      "stroke-opacity": (0.25 + 0.7 * strength).toFixed(2) }, links);
-  }
-}
-
-function showNeuron(layer, index) {
-  state.selected = { layer, index };
+  const { layer, index } = neuron;
   const { weights, biases, sizes } = state.model;
   const W = weights[layer - 1][index];
   const canvas = $("weights");
@@ -393,15 +443,64 @@ function showNeuron(layer, index) {
   g.putImageData(image, 0, 0);
   const from = layer === 1 ? `the ${sizes[0]} input pixels, as a ${side}×${side} picture`
     : `the ${W.length} neurons of layer ${layer - 1}${square ? `, as a ${side}×${side} grid` : ""}`;
-  $("neuron-title").textContent = `Layer ${layer}, neuron ${index + 1}: weights from ${from}`;
+  const pinned = state.pinned && state.pinned.layer === layer && state.pinned.index === index;
+  $("neuron-title").textContent = `${neuronName(neuron)} ${pinned ? "(pinned)" : "(preview)"}`;
+  $("neuron-from").textContent = `Weights from ${from}.`;
+  canvas.setAttribute("aria-label", `Incoming weights of ${neuronName(neuron)}`);
   $("neuron-bias").textContent = biases[layer - 1][index].toFixed(3);
-  const acts = state.result ? state.result.activations[layer][index] : null;
-  $("neuron-activation").textContent = acts === null ? "– (draw a digit)" : acts.toFixed(3);
-  $("neuron").hidden = false;
-  for (const c of document.querySelectorAll("#diagram circle.hidden-neuron")) {
-    c.classList.toggle("selected", Number(c.dataset.layer) === layer && Number(c.dataset.index) === index);
-  }
+  const acts = activations();
+  const a = acts ? acts[layer][index] : null;
+  $("neuron-activation").textContent = a === null ? "–" : a.toFixed(3) + (state.result ? "" : " (empty pad)");
 }
+
+function clearCanvas(canvas) {
+  const g = canvas.getContext("2d");
+  g.fillStyle = "#000";
+  g.fillRect(0, 0, canvas.width, canvas.height);
+}
+
+// ---- the address, the link, the preprocessing steps ----------------------------------------
+
+function updateAddress() {
+  const query = writeAddress({
+    input: state.result ? state.result.input : null,
+    neuron: state.pinned,
+    model: state.modelId,
+  });
+  history.replaceState(null, "", location.pathname + query);
+}
+
+$("copy-link").addEventListener("click", async () => {
+  updateAddress();
+  const url = location.href;
+  try {
+    await navigator.clipboard.writeText(url);
+    describePad("The link is copied: it opens this drawing, its guess and the pinned neuron.");
+  } catch {
+    const field = $("link-text");
+    field.value = url;
+    field.hidden = false;
+    field.select();
+    describePad("Copy the link from the box above (Ctrl+C or ⌘C).");
+  }
+});
+
+$("show-steps").addEventListener("click", async () => {
+  const dialog = $("steps");
+  const body = $("steps-body");
+  body.textContent = "Working…";
+  dialog.showModal();
+  try {
+    await showSteps(body, {
+      pad,
+      strokes: state.strokes.length > 0,
+      input: state.result ? state.result.input : new Array(784).fill(0),
+    });
+  } catch (err) {
+    body.textContent = `Could not show the steps: ${err.message}`;
+  }
+});
+$("steps-close").addEventListener("click", () => $("steps").close());
 
 // ---- start -------------------------------------------------------------------------------
 
@@ -410,8 +509,17 @@ async function start() {
   redraw();
   try {
     const response = await fetch("/api/model");
-    state.model = await response.json();
-    if (!response.ok) throw new Error(state.model.error || response.statusText);
+    const text = await response.text();
+    const model = JSON.parse(text);
+    if (!response.ok) throw new Error(model.error || response.statusText);
+    state.model = model;
+    state.modelId = modelId(text);
+    const blank = await fetch("/api/predict", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ pixels: new Array(model.sizes[0]).fill(0) }),
+    });
+    if (blank.ok) state.blank = await blank.json();
   } catch (err) {
     $("model-info").textContent = `Could not load the network: ${err.message}`;
     return;
@@ -421,8 +529,24 @@ async function start() {
     : `${(100 * m.test_accuracy).toFixed(2)}% right on the 10,000 MNIST test images`;
   $("model-info").textContent = `${m.sizes.join("-")} network, ${m.activation} hidden layers, `
     + `${m.n_parameters.toLocaleString("en")} weights and biases; ${accuracy}.`;
-  buildDiagram();
-  showNothing();
+  diagram.setModel(m);
+  new ResizeObserver(() => diagram.layout()).observe($("diagram"));
+
+  const link = readAddress(location.search);
+  if (link.neuron && link.neuron.layer >= 1 && link.neuron.layer < m.sizes.length
+      && link.neuron.index >= 0 && link.neuron.index < m.sizes[link.neuron.layer]) {
+    state.pinned = link.neuron;
+  }
+  if (link.model && link.model !== state.modelId) state.linkModel = link.model;
+  if (link.input && m.sizes[0] === 784) {
+    state.base = { kind: "link", pixels: link.input };
+    changed();
+    await sendPredict(true);
+  } else {
+    changed();
+    showBlank();
+    if (link.badInput) setStatus("The link's drawing could not be read; the pad is blank.", true);
+  }
   document.body.dataset.ready = "true";
 }
 

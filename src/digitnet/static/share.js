@@ -1,0 +1,94 @@
+// The page's state in its address: the 28x28 input, the pinned neuron, the model.
+//
+//   ?d=<input>&n=<layer>.<neuron>&m=<model>
+//
+// d: the 784 input values (row by row, 0 background .. 1 ink), each as one byte
+//    round(255 v); a run of zero bytes is written as 0 followed by its length
+//    (1-255), which keeps a digit, mostly background, to 300-500 bytes; then
+//    base64url without padding (RFC 4648 §5).
+// n: the pinned neuron, both numbers counted from 1 as the page shows them.
+// m: 8 hex digits, FNV-1a of the /api/model answer, to tell a link made with
+//    another network.
+"use strict";
+
+export function encodeInput(values) {
+  const bytes = [];
+  let zeros = 0;
+  const flush = () => {
+    while (zeros > 0) {
+      const run = Math.min(255, zeros);
+      bytes.push(0, run);
+      zeros -= run;
+    }
+  };
+  for (const v of values) {
+    const q = Math.round(255 * Math.min(1, Math.max(0, v)));
+    if (q === 0) {
+      zeros++;
+    } else {
+      flush();
+      bytes.push(q);
+    }
+  }
+  flush();
+  let text = "";
+  for (const b of bytes) text += String.fromCharCode(b);
+  return btoa(text).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+export function decodeInput(text, length = 784) {
+  // -> an array of `length` values in [0, 1], or null when text is not such an input.
+  if (!/^[A-Za-z0-9_-]+$/.test(text)) return null;
+  let raw;
+  try {
+    raw = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
+  } catch {
+    return null;
+  }
+  const values = [];
+  for (let i = 0; i < raw.length; i++) {
+    const b = raw.charCodeAt(i);
+    if (b !== 0) {
+      values.push(b / 255);
+      continue;
+    }
+    const run = raw.charCodeAt(++i);
+    if (!(run > 0)) return null;
+    for (let k = 0; k < run; k++) values.push(0);
+  }
+  return values.length === length ? values : null;
+}
+
+export function modelId(text) {
+  // FNV-1a (32 bit) of the model's JSON text, as 8 hex digits.
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
+}
+
+export function readAddress(search) {
+  // -> {input, neuron: {layer, index} | null, model} from a query string.
+  const params = new URLSearchParams(search);
+  const d = params.get("d");
+  const input = d ? decodeInput(d) : null;
+  const n = /^(\d+)\.(\d+)$/.exec(params.get("n") || "");
+  return {
+    input,
+    badInput: Boolean(d) && !input,
+    neuron: n ? { layer: Number(n[1]), index: Number(n[2]) - 1 } : null,
+    model: params.get("m"),
+  };
+}
+
+export function writeAddress({ input, neuron, model }) {
+  // The query string for this state ("" when there is nothing to keep).
+  const params = new URLSearchParams();
+  if (input) params.set("d", encodeInput(input));
+  if (neuron) params.set("n", `${neuron.layer}.${neuron.index + 1}`);
+  if (model && (input || neuron)) params.set("m", model);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
