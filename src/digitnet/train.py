@@ -89,8 +89,7 @@ def batch_input(images, rows, dy: int, dx: int, scale, shift, out: Array) -> Arr
     first, last = max(offset, 0), n + min(offset, 0)
     out[:, :first] = shift
     out[:, last:] = shift
-    for r in range(len(rows)):
-        out[r, first:last] = images[rows[r], first - offset : last - offset] * scale + shift
+    out[:, first:last] = images[rows, first - offset : last - offset] * scale + shift
     if dx != 0:
         blank_from, blank_to = (0, dx) if dx > 0 else (side + dx, side)
         out.reshape(-1, side, side)[:, :, blank_from:blank_to] = shift
