@@ -136,13 +136,15 @@ def test_training_leaves_subnormal_arithmetic_as_it_was(mnist):
 
 
 def test_auto_takes_the_compiled_loop_only_once_it_is_built(tmp_path):
-    """With an empty compile cache "auto" trains with NumPy; the loop built in the
-    background (as ``digitnet train`` starts it) is then taken by the next run."""
+    """With an empty compile cache "auto" trains with NumPy, without so much as
+    importing numba; the loop built in the background (as ``digitnet train`` starts
+    it in a terminal) is then taken by the next run."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     env.pop("NUMBA_OPT", None)
     ask = (
-        "from digitnet.config import TrainConfig; from digitnet.train import resolve_kernel; "
-        "print(resolve_kernel(TrainConfig(sizes=(784, 12, 10))))"
+        "import sys; from digitnet.config import TrainConfig; "
+        "from digitnet.train import resolve_kernel; "
+        "print(resolve_kernel(TrainConfig(sizes=(784, 12, 10))), 'numba' in sys.modules)"
     )
 
     def resolved() -> str:
@@ -150,13 +152,13 @@ def test_auto_takes_the_compiled_loop_only_once_it_is_built(tmp_path):
         assert run.returncode == 0, run.stderr
         return run.stdout.strip()
 
-    assert resolved() == "numpy"
+    assert resolved() == "numpy False"  # nothing cached: not even numba is imported
     build = (
         "from digitnet.config import TrainConfig; from digitnet.train import compile_in_background;"
         " compile_in_background(TrainConfig(sizes=(784, 12, 10))).wait()"
     )
     subprocess.run([sys.executable, "-c", build], env=env, check=True, timeout=600)
-    assert resolved() == "compiled"
+    assert resolved() == "compiled True"
 
 
 def test_is_compiled_knows_what_this_process_compiled(mnist):
