@@ -87,14 +87,17 @@ def png_16bit_rgba(pixels: np.ndarray) -> bytes:
 @pytest.fixture(scope="module")
 def largest_picture(mnist) -> bytes:
     """The costliest picture the API accepts: 2000x2000 (its 4-megapixel limit),
-    16-bit RGBA, a test digit drawn big in dark ink on white.  About 60 KB."""
+    16-bit RGBA, a test digit drawn big in solid dark ink on white: a small file (the
+    size is in the assertion) that decodes to 32 MB."""
     digit = Image.fromarray(mnist.test_images[0].reshape(28, 28)).resize((1400, 1400))
     ink = np.zeros((2000, 2000), np.float64)
-    ink[300:1700, 300:1700] = np.asarray(digit) / 255
+    ink[300:1700, 300:1700] = np.asarray(digit) > 127
     pixels = np.empty((2000, 2000, 4), np.uint16)
     pixels[..., :3] = np.round(65535 * (1 - ink))[..., None]
     pixels[..., 3] = 65535
-    return png_16bit_rgba(pixels)
+    png = png_16bit_rgba(pixels)
+    assert len(png) < 100_000
+    return png
 
 
 def predict_body(png: bytes) -> bytes:
@@ -377,7 +380,7 @@ def test_one_largest_picture_takes_at_most_picture_bytes(largest_picture, tmp_pa
     )
     assert result.returncode == 0, result.stderr
     used, brightest = map(float, result.stdout.split())
-    print(f"\none 2000x2000 16-bit RGBA picture: {used:.0f} MiB at peak")
+    print(f"\none 2000x2000 16-bit RGBA picture ({len(largest_picture):,} bytes): {used:.0f} MiB")
     assert brightest == 1.0  # the digit was found
     assert used * 2**20 <= PICTURE_BYTES
 
@@ -653,10 +656,8 @@ def test_a_checkpoint_that_cannot_be_written_does_not_end_training(tmp_path, sma
         "--epochs", "60", "--checkpoint-every", "1", "--checkpoint", checkpoint, "--out", out,
     )  # fmt: skip
     wait_for_line(process, "epoch  1/60")
-    if failure == "folder removed":
-        folder.rename(tmp_path / "gone")
-    else:
-        shutil.rmtree(folder)
+    folder.rename(tmp_path / "gone")  # in one step, whatever the run is writing
+    if failure == "path made a folder":
         checkpoint.mkdir(parents=True)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
@@ -689,13 +690,14 @@ STARTUP = (
 
 
 def test_ctrl_c_while_starting_up_is_one_line(trained):
-    """Ctrl-C at moments spread over the first second (while NumPy and the rest load,
-    then while the command runs): one line, never a traceback.  (The first 20 ms
-    after "up" are Python finding and reading digitnet.cli, before any of its code
-    runs: no program can handle a signal there.)"""
+    """Ctrl-C at moments spread over the first few tenths of a second (while NumPy and
+    the rest load, then while the command runs): one line, never a traceback.  (The
+    first few ms after "up" are Python finding digitnet.cli, before any of its code
+    runs, and the last few its own shutdown: no program handles a signal there; a
+    signal in its shutdown ends the process quietly, by SIGINT.)"""
     _, model = trained
     codes = []
-    for delay in (0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.7, 1.0):
+    for delay in (0.05, 0.08, 0.12, 0.16, 0.2, 0.25, 0.3, 0.45):
         process = subprocess.Popen(
             [sys.executable, "-c", STARTUP, "info", str(model)],
             stdout=subprocess.PIPE,
@@ -708,9 +710,11 @@ def test_ctrl_c_while_starting_up_is_one_line(trained):
         _, err = process.communicate(timeout=60)
         codes.append(process.returncode)
         assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, (delay, err)
-        assert process.returncode in (0, 130), (delay, process.returncode, err)
+        assert process.returncode in (0, 130, -signal.SIGINT), (delay, process.returncode, err)
         if process.returncode == 130:
             assert err.strip() == "interrupted"
+        if process.returncode == -signal.SIGINT:
+            assert err == ""
     assert 130 in codes  # some signal did land while it was starting
 
 
