@@ -1,11 +1,14 @@
 """Shared fixtures: the MNIST copy that ships with the package, loaded once."""
 
+import gzip
 import os
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from digitnet.data import load_mnist
@@ -29,6 +32,26 @@ def trained(mnist, tmp_path_factory):
     accuracy = evaluate(net, mnist.test_images, mnist.test_labels).accuracy
     save(path, net, {"history": history.to_dict(), "test_accuracy": accuracy})
     return net, path
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An array of uint8 as a gzip'd IDX file (MNIST's format)."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0))
+
+
+@pytest.fixture(scope="session")
+def small_mnist(mnist, tmp_path_factory) -> Path:
+    """A folder in MNIST's four-file form holding its first 1,000 training and 300
+    test images: for runs that only need to be real, not good (``--data``)."""
+    folder = tmp_path_factory.mktemp("small-mnist")
+    write_idx(folder / "train-images-idx3-ubyte.gz", mnist.train_images[:1000].reshape(-1, 28, 28))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", mnist.train_labels[:1000])
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", mnist.test_images[:300].reshape(-1, 28, 28))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", mnist.test_labels[:300])
+    return folder
 
 
 def cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from digitnet.files import OutputError
 from digitnet.modelfile import FORMAT_VERSION, ModelFileError, atomic_write, load, save
 from digitnet.network import Network
 
@@ -171,5 +172,5 @@ def test_atomic_write_replaces_whole(tmp_path):
 
 
 def test_save_to_missing_folder(tmp_path, net):
-    with pytest.raises(ModelFileError, match="does not exist"):
+    with pytest.raises(OutputError, match="does not exist"):
         save(tmp_path / "no" / "m.safetensors", net)

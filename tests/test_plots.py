@@ -90,6 +90,7 @@ def test_bad_arguments_exit_2(trained, tmp_path, args, message):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_example_notebook_runs(tmp_path):
     notebook = nbformat.read(EXAMPLES / "tour.ipynb", as_version=4)
     NotebookClient(

@@ -4,6 +4,7 @@ and invalid requests for every operation; no 5xx, and every answer as documented
 import os
 
 import numpy as np
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
@@ -22,6 +23,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 EXAMPLES = int(os.environ.get("DIGITNET_FUZZ_EXAMPLES", "1000"))
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,

@@ -5,36 +5,51 @@
 >>> net, history = train_network(data.train_images, data.train_labels, TrainConfig())
 >>> net.predict(data.test_images[:5])
 >>> predict_image(net, "my_digit.png").digit
+
+The names below are loaded from their modules on first use, so that importing the
+package (as ``digitnet`` the command does first) costs nothing and cannot be
+interrupted halfway by Ctrl-C outside the command's own error handling.
 """
 
-from .config import History, TrainConfig, TrainingDiverged
-from .data import DataError, load_mnist, read_idx
-from .modelfile import Model, ModelFileError, load, save
-from .network import Network
-from .preprocess import PictureError, read_digit, to_mnist
-from .recognise import Prediction, predict_image
-from .train import evaluate, fit, train_network
+from __future__ import annotations
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DataError",
-    "History",
-    "Model",
-    "ModelFileError",
-    "Network",
-    "PictureError",
-    "Prediction",
-    "TrainConfig",
-    "TrainingDiverged",
-    "evaluate",
-    "fit",
-    "load",
-    "load_mnist",
-    "predict_image",
-    "read_digit",
-    "read_idx",
-    "save",
-    "to_mnist",
-    "train_network",
-]
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "DataError": "data",
+    "History": "config",
+    "Model": "modelfile",
+    "ModelFileError": "modelfile",
+    "Network": "network",
+    "PictureError": "preprocess",
+    "Prediction": "recognise",
+    "TrainConfig": "config",
+    "TrainingDiverged": "config",
+    "evaluate": "train",
+    "fit": "train",
+    "load": "modelfile",
+    "load_mnist": "data",
+    "predict_image": "recognise",
+    "read_digit": "preprocess",
+    "read_idx": "data",
+    "save": "modelfile",
+    "to_mnist": "preprocess",
+    "train_network": "train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'digitnet' has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

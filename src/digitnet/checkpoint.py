@@ -1,7 +1,8 @@
 """Checkpoints: the state of a training run, saved so that it can continue exactly.
 
 A checkpoint is a safetensors file: tensors ``params``, ``best_params`` and
-``optimizer.NAME``, metadata ``digitnet_checkpoint`` (JSON).
+``optimizer.NAME``, metadata ``digitnet_checkpoint`` (JSON, checked on load against
+``metadata.CHECKPOINT``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 from safetensors.numpy import save as safetensors_bytes
 
 from .config import History, TrainConfig
-from .modelfile import ModelFileError, _read, atomic_write
+from .files import atomic_write
+from .metadata import MetadataError, checkpoint_record, parse_json
+from .modelfile import ModelFileError, _read
 from .network import count_parameters
 from .optimizers import OPTIMIZERS
 
@@ -44,6 +47,13 @@ class TrainState:
 CHECKPOINT_VERSION = 1
 
 
+def checkpoint_bytes(config: TrainConfig) -> int:
+    """About how many bytes a checkpoint of this run takes: the weights, the best
+    weights and the optimiser's arrays as float32, and the record."""
+    arrays = 2 + len(OPTIMIZERS[config.optimizer].names)
+    return arrays * 4 * count_parameters(config.sizes) + 200 * config.epochs + 4096
+
+
 def save_checkpoint(path: str | os.PathLike, state, config) -> None:
     """Save a ``TrainState`` and its ``TrainConfig`` atomically, so that
     ``fit(..., resume=state)`` continues the run exactly.  A checkpoint is a
@@ -63,20 +73,23 @@ def save_checkpoint(path: str | os.PathLike, state, config) -> None:
         "history": state.history.to_dict(),
     }
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-    data = safetensors_bytes(tensors, metadata={"digitnet_checkpoint": json.dumps(record)})
-    atomic_write(path, data)
+    metadata = {"digitnet_checkpoint": json.dumps(record, allow_nan=False)}
+    atomic_write(path, safetensors_bytes(tensors, metadata=metadata))
 
 
 def load_checkpoint(path: str | os.PathLike):
-    """(TrainState, TrainConfig) from a checkpoint file, every field checked."""
+    """(TrainState, TrainConfig) from a checkpoint file, every field checked
+    (``metadata.CHECKPOINT``) before the tensors are compared with it."""
     path = Path(path)
     metadata, tensors = _read(path)
     if "digitnet_checkpoint" not in metadata:
         raise ModelFileError(f"{path}: not a digitnet checkpoint (no 'digitnet_checkpoint')")
     try:
-        record = json.loads(metadata["digitnet_checkpoint"])
-        if record.get("format_version") != CHECKPOINT_VERSION:
-            raise ValueError(f"unknown checkpoint version {record.get('format_version')!r}")
+        raw = parse_json(metadata["digitnet_checkpoint"], "checkpoint metadata")
+        if not isinstance(raw, dict) or raw.get("format_version") != CHECKPOINT_VERSION:
+            version = raw.get("format_version") if isinstance(raw, dict) else None
+            raise MetadataError(f"unknown checkpoint version {version!r}")
+        record = checkpoint_record(raw)
         config = TrainConfig.from_dict(record["config"])
         history = History.from_dict(record["history"])
         n = count_parameters(config.sizes)
@@ -84,30 +97,27 @@ def load_checkpoint(path: str | os.PathLike):
             f"optimizer.{name}" for name in OPTIMIZERS[config.optimizer].names
         }
         if set(tensors) != names:
-            raise ValueError(f"expected tensors {sorted(names)}, found {sorted(tensors)}")
+            raise MetadataError(f"expected tensors {sorted(names)}, found {sorted(tensors)[:6]}")
         for name, tensor in tensors.items():
             if tensor.shape != (n,) or tensor.dtype != np.float32:
-                raise ValueError(
+                raise MetadataError(
                     f"tensor {name!r} is {tensor.dtype} {tensor.shape}, not float32 ({n},)"
                 )
             if not np.isfinite(tensor).all():
-                raise ValueError(f"tensor {name!r} holds NaN or infinite values")
-        np.random.default_rng().bit_generator.state = record["rng"]  # checks it
-        state = TrainState(
-            epoch=int(record["epoch"]),
-            step=int(record["step"]),
-            params=tensors["params"],
-            best_params=tensors["best_params"],
-            best_score=float(record["best_score"]),
-            since_best=int(record["since_best"]),
-            optimizer={k.split(".", 1)[1]: v for k, v in tensors.items() if "." in k},
-            optimizer_steps=int(record["optimizer_steps"]),
-            rng=record["rng"],
-            history=history,
-        )
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
-        reason = str(e) if not isinstance(e, KeyError) else f"missing {e}"
-        raise ModelFileError(f"{path}: bad checkpoint ({reason})") from None
-    if not 0 <= state.epoch <= config.epochs:
-        raise ModelFileError(f"{path}: checkpoint epoch {state.epoch} outside 0-{config.epochs}")
+                raise MetadataError(f"tensor {name!r} holds NaN or infinite values")
+        np.random.default_rng().bit_generator.state = record["rng"]  # numpy checks it too
+    except (MetadataError, ValueError, TypeError) as e:
+        raise ModelFileError(f"{path}: bad checkpoint ({e})") from None
+    state = TrainState(
+        epoch=record["epoch"],
+        step=record["step"],
+        params=tensors["params"],
+        best_params=tensors["best_params"],
+        best_score=record["best_score"],
+        since_best=record["since_best"],
+        optimizer={k.split(".", 1)[1]: v for k, v in tensors.items() if "." in k},
+        optimizer_steps=record["optimizer_steps"],
+        rng=record["rng"],
+        history=history,
+    )
     return state, config

@@ -1,39 +1,58 @@
 """The ``digitnet`` command: a thin layer over the library.
 
 This is the only module that prints or exits.  Library errors (bad files, bad
-arguments) become one line on stderr and exit code 2; a training run that diverges
-exits 1; Ctrl-C exits 130 after keeping what can be kept.
+arguments, an output that cannot be written) become one line on stderr and exit
+code 2; a training run that diverges exits 1; Ctrl-C exits 130 and SIGTERM 143,
+both after keeping what can be kept.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import fields, replace
-from pathlib import Path
 
-import numpy as np
+try:  # Ctrl-C while the libraries load (NumPy, numba) is one line, as everywhere else
+    import argparse
+    import json
+    import math
+    import signal
+    import threading
+    import time
+    from collections.abc import Sequence
+    from dataclasses import fields, replace
+    from pathlib import Path
 
-from . import __version__, kernel
-from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
-from .config import KERNELS, SCHEDULES, Epoch, TrainConfig, TrainingDiverged, record
-from .data import DataError, load_mnist, load_split
-from .modelfile import ModelFileError, load, save
-from .optimizers import OPTIMIZERS
-from .preprocess import PictureError
-from .train import evaluate, is_compiled, resolve_kernel, seeded_generators
+    import numpy as np
+
+    from . import __version__, kernel
+    from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
+    from .config import KERNELS, SCHEDULES, Epoch, TrainConfig, TrainingDiverged, record
+    from .data import FILES, DataError, load_mnist, load_split
+    from .files import InputError, OutputError, check_output, same_file
+    from .limits import MAX_EPOCHS, MAX_SETTING, SizeError, check_network_size, check_training_size
+    from .modelfile import ModelFileError, expected_bytes, load, save
+    from .optimizers import OPTIMIZERS
+    from .preprocess import PictureError
+    from .train import evaluate, is_compiled, resolve_kernel, seeded_generators
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 DEFAULTS = TrainConfig()
+DEFAULT_MODEL = Path("model.safetensors")
 PLOT_KINDS = ("network", "weights", "curves", "confusion", "mistakes", "noise")
 EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class UsageError(ValueError):
     """Arguments that do not fit together."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its errors as one line (``digitnet train: error: ...``), exit
+    code 2, and no usage block: ``--help`` shows that."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -45,6 +64,10 @@ def _sizes(text: str) -> tuple[int, ...]:
         ) from None
     if len(sizes) < 2 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"need at least two positive sizes, got {text!r}")
+    try:
+        check_network_size(sizes)
+    except SizeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return sizes
 
 
@@ -60,6 +83,7 @@ def _number(kind: type, *, allow_zero: bool):
             value is None
             or not math.isfinite(value)
             or value < 0
+            or value > MAX_SETTING
             or (value == 0 and not allow_zero)
         ):
             wanted = "a number >= 0" if allow_zero else f"a positive {kind.__name__}"
@@ -78,7 +102,7 @@ def _non_negative(kind: type):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="digitnet",
         description="Train, evaluate and inspect the 784-16-16-10 network of the video.",
     )
@@ -201,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--checkpoint",
         type=Path,
-        help="checkpoint file (default: OUT with .ckpt.safetensors)",
+        help="checkpoint file (default: OUT with .ckpt.safetensors); given alone, "
+        "a checkpoint is saved every epoch",
     )
     t.add_argument(
         "--resume",
@@ -233,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         default=Path("model.safetensors"),
         metavar="MODEL",
-        help="model file; trained with the defaults first if it does not exist "
-        "(default: %(default)s)",
+        help="model file (default: %(default)s, trained with the defaults first "
+        "when it does not exist)",
     )
     v.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -283,7 +308,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     resume = None
     if args.resume is not None:
+        _refuse_changes_on_resume(args.given)
         resume, config = load_checkpoint(args.resume)
+        if "kernel" in args.given:  # the same arithmetic either way, to float32 rounding
+            config = replace(config, kernel=args.kernel)
         if not args.quiet:
             print(
                 f"resuming {args.resume} after epoch {resume.epoch} of {config.epochs}, "
@@ -291,9 +319,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
     else:
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    checkpoint = None
-    if args.checkpoint_every:
-        checkpoint = args.checkpoint or args.out.with_name(args.out.stem + ".ckpt.safetensors")
+    checkpoint, every = _checkpoint_plan(args)
     return train_and_save(
         config,
         args.out,
@@ -301,7 +327,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.quiet,
         resume=resume,
         checkpoint=checkpoint,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=every,
+        inputs=[args.resume] if args.resume is not None else [],
     )
 
 
@@ -324,6 +351,69 @@ def _choose_loop(config: TrainConfig, say) -> str:
     return loop
 
 
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _refuse_changes_on_resume(given: set[str]) -> None:
+    """--resume continues a run exactly: the settings that shape it come from the
+    checkpoint, so flags that would change them are refused, not ignored.  (--kernel
+    may change: both loops compute the same steps.)"""
+    shaping = {f.name for f in fields(TrainConfig)} - {"kernel"}
+    changed = sorted(given & shaping)
+    if changed:
+        flags = ", ".join(_option(name) for name in changed)
+        raise UsageError(
+            f"--resume continues the run with the settings it was started with; "
+            f"{flags} cannot change them (start a new run to train differently)"
+        )
+
+
+def _checkpoint_plan(args: argparse.Namespace) -> tuple[Path | None, int]:
+    """(checkpoint path or None, every how many epochs): --checkpoint alone means
+    every epoch; --checkpoint with an explicit --checkpoint-every 0 is a contradiction."""
+    every = args.checkpoint_every
+    if args.checkpoint is not None and every == 0:
+        if "checkpoint_every" in args.given:
+            raise UsageError(
+                "--checkpoint with --checkpoint-every 0 would save nothing; "
+                "give N >= 1 or leave out --checkpoint"
+            )
+        every = 1
+    if not every:
+        return None, 0
+    return args.checkpoint or args.out.with_name(args.out.stem + ".ckpt.safetensors"), every
+
+
+def _check_train_outputs(
+    config: TrainConfig,
+    out: Path,
+    checkpoint: Path | None,
+    data_dir: Path | None,
+    inputs: Sequence[Path],
+) -> None:
+    """Before any work: the model's and the checkpoint's paths can be written, hold
+    no input of the run, and the sizes fit (``files.check_output``, ``limits``)."""
+    from .checkpoint import checkpoint_bytes
+
+    if config.epochs > MAX_EPOCHS:
+        raise UsageError(f"--epochs {config.epochs}: at most {MAX_EPOCHS:,}")
+    check_network_size(config.sizes)
+    data_files = []
+    if data_dir is not None:
+        data_files = [data_dir / f"{name}{gz}" for name in FILES.values() for gz in ("", ".gz")]
+    check_output(
+        out, inputs=[*inputs, *data_files], size=expected_bytes(config.sizes), what="--out"
+    )
+    if checkpoint is not None:
+        if same_file(out, checkpoint):
+            raise UsageError(f"--checkpoint {checkpoint} and --out {out} are the same file")
+        # (a resumed run may go on saving to the checkpoint it started from)
+        check_output(
+            checkpoint, inputs=data_files, size=checkpoint_bytes(config), what="--checkpoint"
+        )
+
+
 def train_and_save(
     config: TrainConfig,
     out: Path,
@@ -333,14 +423,21 @@ def train_and_save(
     resume=None,
     checkpoint: Path | None = None,
     checkpoint_every: int = 0,
+    inputs: Sequence[Path] = (),
+    keep_interrupted: bool = True,
 ) -> int:
-    """Train as ``config`` says, report each epoch, save to ``out``; an exit code."""
+    """Train as ``config`` says, report each epoch, save to ``out``; an exit code.
+
+    Output paths and sizes are checked before anything is loaded; a checkpoint that
+    cannot be written is a warning, not the end of the run; an interrupted run saves
+    the best model so far unless ``keep_interrupted`` is False."""
     from tqdm import tqdm
 
     from .checkpoint import TrainState, save_checkpoint
     from .network import Network
     from .train import fit
 
+    _check_train_outputs(config, out, checkpoint, data_dir, inputs)
     data = load_mnist(data_dir)
     if config.sizes[0] != data.train_images.shape[1]:
         raise UsageError(
@@ -350,8 +447,9 @@ def train_and_save(
     n_classes = int(data.train_labels.max()) + 1
     if config.sizes[-1] < n_classes:
         raise UsageError(f"--sizes ends with {config.sizes[-1]} outputs for {n_classes} classes")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    n_train = len(data.train_images) - config.validation
+    if n_train > 0:
+        check_training_size(config.sizes, config.batch_size, n_train, config.validation)
 
     say = (lambda *a, **k: None) if quiet else print
     say(
@@ -362,6 +460,13 @@ def train_and_save(
         f"validating on {config.validation:,}"
     )
     bar = None
+    unsaved: list[int] = []  # epochs whose checkpoint could not be written
+
+    def close_bar() -> None:
+        nonlocal bar
+        if bar is not None:
+            bar.close()
+            bar = None
 
     def on_batch(done: int, total: int) -> None:
         nonlocal bar
@@ -376,18 +481,15 @@ def train_and_save(
             )
         bar.update(done - bar.n)
 
-    def on_epoch(record: Epoch) -> None:
-        nonlocal bar
-        if bar is not None:
-            bar.close()
-            bar = None
-        say(_epoch_line(record, config.epochs), flush=True)
+    def on_epoch(epoch: Epoch) -> None:
+        close_bar()
+        say(_epoch_line(epoch, config.epochs), flush=True)
 
     def on_state(state: TrainState) -> None:
         if checkpoint is not None and (
             state.epoch % checkpoint_every == 0 or state.epoch == config.epochs
         ):
-            save_checkpoint(checkpoint, state, config)
+            _save_checkpoint_or_warn(save_checkpoint, checkpoint, state, config, unsaved, close_bar)
 
     loop = _choose_loop(config, say)
     init_rng, data_rng = seeded_generators(config.seed)
@@ -406,11 +508,22 @@ def train_and_save(
             resume=resume,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        close_bar()
     seconds = time.perf_counter() - start
+    if unsaved:
+        print(
+            f"warning: {len(unsaved)} checkpoint(s) not saved (epochs "
+            f"{', '.join(map(str, unsaved[:5]))}{', ...' if len(unsaved) > 5 else ''})",
+            file=sys.stderr,
+        )
     if not history.epochs:
         print("interrupted before the first epoch ended: no model saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if history.stopped == "interrupted" and not keep_interrupted:
+        print(
+            f"interrupted after {len(history.epochs)} of {config.epochs} epochs: no model saved",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     result = evaluate(net, data.test_images, data.test_labels)
     info = record(
@@ -421,7 +534,18 @@ def train_and_save(
         kernel=loop,
         data="MNIST" if data_dir is None else str(data_dir),
     )
-    save(out, net, info)
+    try:
+        save(out, net, info)
+    except OutputError as e:
+        kept = (
+            ""
+            if checkpoint is None or unsaved
+            else (
+                f"; the run is in {checkpoint}: digitnet train --resume {checkpoint} "
+                "--out ANOTHER.safetensors saves it"
+            )
+        )
+        raise UsageError(f"{e}{kept}") from None
     if history.stopped == "interrupted":
         print(
             f"interrupted: kept the best model so far (epoch {history.best_epoch})", file=sys.stderr
@@ -436,6 +560,18 @@ def train_and_save(
     return EXIT_INTERRUPTED if history.stopped == "interrupted" else 0
 
 
+def _save_checkpoint_or_warn(save_checkpoint, path, state, config, unsaved, close_bar) -> None:
+    """Save a checkpoint; if the disk is full or the folder gone, say so once and let
+    training go on (the model is still saved at the end)."""
+    try:
+        save_checkpoint(path, state, config)
+    except (OutputError, OSError) as e:
+        if not unsaved:
+            close_bar()
+            print(f"warning: checkpoint not saved ({e}); training goes on", file=sys.stderr)
+        unsaved.append(state.epoch)
+
+
 # -- evaluate and info ------------------------------------------------------------------
 
 
@@ -447,17 +583,28 @@ def _table(confusion: np.ndarray) -> str:
     return "\n".join(lines)
 
 
+def _check_fits(model_path: Path, net, images: np.ndarray, labels: np.ndarray) -> None:
+    """The model reads these images and has an output for each of their labels."""
+    if images.shape[1] != net.sizes[0]:
+        raise UsageError(
+            f"{model_path} takes {net.sizes[0]} inputs but the test images "
+            f"have {images.shape[1]} pixels"
+        )
+    classes = int(labels.max()) + 1 if len(labels) else 0
+    if net.sizes[-1] < classes:
+        raise UsageError(
+            f"{model_path} has {net.sizes[-1]} outputs but the test labels run from 0 to "
+            f"{classes - 1}"
+        )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load(args.model)
     images, labels = load_split(args.data, "test")
-    if images.shape[1] != model.network.sizes[0]:
-        raise UsageError(
-            f"{args.model} takes {model.network.sizes[0]} inputs but the test images "
-            f"have {images.shape[1]} pixels"
-        )
+    _check_fits(args.model, model.network, images, labels)
     result = evaluate(model.network, images, labels)
     if args.json:
-        print(json.dumps({"model": str(args.model), **result.to_dict()}))
+        print(json.dumps({"model": str(args.model), **result.to_dict()}, allow_nan=False))
         return 0
     correct = round(result.accuracy * result.n)
     print(f"{args.model}: test accuracy {result.accuracy:.2%} ({correct}/{result.n})")
@@ -468,10 +615,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    model = load(args.model)
+    model = load(args.model)  # every field checked against metadata.MODEL
     info, net = model.info, model.network
     if args.json:
-        print(json.dumps({**info, "n_parameters": net.n_parameters}))
+        print(json.dumps({**info, "n_parameters": net.n_parameters}, allow_nan=False))
         return 0
     print(f"{args.model}")
     print(
@@ -492,9 +639,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     history = info.get("history") or {}
     epochs = history.get("epochs") or []
     if epochs:
+        seconds = info.get("train_seconds")
         print(
             f"  training      {len(epochs)} epochs ({history.get('stopped')}), kept epoch "
-            f"{history.get('best_epoch')}, {info.get('train_seconds', '?')}s"
+            f"{history.get('best_epoch')}, {'?' if seconds is None else seconds}s"
         )
         print("  epoch   loss    train     val")
         for e in epochs:
@@ -513,20 +661,46 @@ def _input_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _save_input_plan(args: argparse.Namespace) -> dict[int, Path]:
+    """Where --save-input puts each picture's 28x28 input (DIR/NAME.png, NAME-2.png
+    for a repeated name), every path checked before any picture is read: none may be
+    one of this command's inputs (the pictures themselves, the model)."""
+    folder = args.save_input
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--save-input {folder}: exists and is not a folder")
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--save-input {folder}: cannot make the folder ({e.strerror})") from None
+    plan, used = {}, set()
+    try:
+        for i, path in enumerate(args.images):
+            name, n = f"{path.stem}.png", 1
+            while name in used:
+                n += 1
+                name = f"{path.stem}-{n}.png"
+            used.add(name)
+            plan[i] = check_output(
+                folder / name, inputs=[args.model, *args.images], what="--save-input"
+            )
+    except OutputError:
+        if created:
+            folder.rmdir()
+        raise
+    return plan
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .modelfile import atomic_write
-    from .preprocess import PictureError
+    from .files import atomic_write
     from .recognise import predict_image
 
     net = load(args.model).network
     if net.sizes[0] != 784:
         raise UsageError(f"{args.model} takes {net.sizes[0]} inputs; pictures give 784")
-    if args.save_input is not None:
-        if args.save_input.exists() and not args.save_input.is_dir():
-            raise UsageError(f"--save-input {args.save_input}: exists and is not a folder")
-        args.save_input.mkdir(parents=True, exist_ok=True)
-    results, failed, used = [], 0, set()
-    for path in args.images:
+    saved = _save_input_plan(args) if args.save_input is not None else {}
+    results, failed = [], 0
+    for i, path in enumerate(args.images):
         try:
             prediction = predict_image(net, path)
         except PictureError as e:
@@ -541,44 +715,64 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "probabilities": prediction.probabilities,
             "top3": [{"digit": d, "probability": p} for d, p in prediction.top(3)],
         }
-        if args.save_input is not None:
-            name, n = f"{path.stem}.png", 1
-            while name in used:
-                n += 1
-                name = f"{path.stem}-{n}.png"
-            used.add(name)
-            atomic_write(args.save_input / name, _input_png(prediction.input))
-            result["input_file"] = str(args.save_input / name)
+        if i in saved:
+            atomic_write(saved[i], _input_png(prediction.input))
+            result["input_file"] = str(saved[i])
         results.append(result)
         if not args.json:
             top = ", ".join(f"{d} {p:.1%}" for d, p in prediction.top(3))
             print(f"{path}: {prediction.digit} ({prediction.confidence:.1%})   top 3: {top}")
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps(results, allow_nan=False))
     return EXIT_USAGE if failed else 0
+
+
+#: Which plot kinds each plot option applies to.
+PLOT_OPTIONS = {
+    "image": {"network"},
+    "index": {"network"},
+    "count": {"mistakes", "noise"},
+    "seed": {"noise"},
+    "data": {"network", "confusion", "mistakes"},
+}
+
+
+def _check_plot_options(args: argparse.Namespace) -> None:
+    """An option given for a kind it does not apply to is an error, not ignored."""
+    for dest, kinds in PLOT_OPTIONS.items():
+        if dest in args.given and args.kind not in kinds:
+            raise UsageError(
+                f"{_option(dest)} does not apply to {args.kind} plots "
+                f"(only to {', '.join(sorted(kinds))})"
+            )
+    if args.image is not None and args.data is not None:
+        raise UsageError("--data does not apply with --image (the picture is the input)")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from . import plots
     from .config import History
-    from .modelfile import atomic_write
+    from .files import atomic_write
 
     kind = args.out.suffix.lower().lstrip(".")
     if kind not in ("png", "svg"):
         raise UsageError(f"--out must end in .png or .svg, got {args.out.name!r}")
-    if not args.out.parent.is_dir():
-        raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    _check_plot_options(args)
     if args.count is not None and not 1 <= args.count <= 200:
         raise UsageError(f"--count must be 1-200, got {args.count}")
+    check_output(args.out, inputs=[args.model, *([args.image] if args.image else [])], what="--out")
     model = load(args.model)
     net = model.network
     if args.kind == "network":
         if args.image is not None:
             from .recognise import predict_image
 
+            if net.sizes[0] != 784:
+                raise UsageError(f"{args.model} takes {net.sizes[0]} inputs; pictures give 784")
             figure = plots.network_figure(net, predict_image(net, args.image).input)
         else:
             images, labels = load_split(args.data, "test")
+            _check_fits(args.model, net, images, labels)
             index = 0 if args.index is None else args.index
             if not 0 <= index < len(images):
                 raise UsageError(f"--index must be 0-{len(images) - 1}, got {index}")
@@ -592,9 +786,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
         figure = plots.curves_figure(History.from_dict(record))
     elif args.kind == "confusion":
         images, labels = load_split(args.data, "test")
+        _check_fits(args.model, net, images, labels)
         figure = plots.confusion_figure(np.array(evaluate(net, images, labels).confusion))
     elif args.kind == "mistakes":
         images, labels = load_split(args.data, "test")
+        _check_fits(args.model, net, images, labels)
         figure = plots.mistakes_figure(net, images, labels, count=args.count or 24)
     else:
         figure = plots.noise_figure(net, np.random.default_rng(args.seed), count=args.count or 4)
@@ -608,30 +804,51 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import bind, create_app, is_loopback, serve
+    from .server import bind, create_app, is_loopback, loopback_names, serve
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {args.port}")
-    if not args.model.exists():
-        print(f"no model at {args.model}: training one with the defaults first", flush=True)
-        code = train_and_save(TrainConfig(), args.model, None, quiet=False)
-        if code:
-            return code
-    app = create_app(load(args.model))
-    try:
+    missing = not args.model.exists()
+    if missing and args.model != DEFAULT_MODEL:
+        raise UsageError(
+            f"no model at {args.model}; train one with `digitnet train --out {args.model}`, "
+            f"or run `digitnet serve` alone to train and serve {DEFAULT_MODEL}"
+        )
+    try:  # listen first: a port in use is an error before the training, not after
         sock = bind(args.host, args.port)
     except OSError as e:
         raise UsageError(f"cannot listen on {args.host}:{args.port} ({e.strerror})") from None
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    if not is_loopback(args.host):
-        print(
-            f"WARNING: listening on {args.host}, not loopback: other machines on your network "
-            "can reach this page and its API.",
-            file=sys.stderr,
-        )
-    print(f"serving {args.model} at http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
-    serve(app, sock)
+    with sock:
+        if missing:
+            print(f"no model at {args.model}: training one with the defaults first", flush=True)
+            # an interrupted first training saves nothing: a later serve would otherwise
+            # pick up a half-trained model without a word
+            code = train_and_save(
+                TrainConfig(), args.model, None, quiet=False, keep_interrupted=False
+            )
+            if code:
+                return code
+        model = load(args.model)
+        history = model.info.get("history") or {}
+        if history.get("stopped") == "interrupted":
+            epochs = len(history.get("epochs") or [])
+            planned = (model.info.get("config") or {}).get("epochs", "?")
+            print(
+                f"note: {args.model} is from a run interrupted after {epochs} of {planned} epochs",
+                file=sys.stderr,
+            )
+        loopback = is_loopback(args.host)
+        app = create_app(model, hosts=loopback_names(args.host) if loopback else None)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        if not loopback:
+            print(
+                f"WARNING: listening on {args.host}, not loopback: other machines on your "
+                "network can reach this page and its API.",
+                file=sys.stderr,
+            )
+        print(f"serving {args.model} at http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
+        serve(app, sock)
     return 0
 
 
@@ -645,21 +862,69 @@ COMMANDS = {
 }
 
 
+def given_options(argv: Sequence[str] | None) -> set[str]:
+    """The options the command line sets explicitly (argparse ``dest`` names): parsed
+    again with every default suppressed, so that a value equal to its default still
+    counts as given."""
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for option in sub._actions:
+                    if option.dest != "help":
+                        option.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv))) - {"command"}
+
+
+def _os_error(e: OSError) -> str:
+    """An OSError as one line: the file, and what went wrong."""
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or type(e).__name__}"
+
+
+def _catch_sigterm(received: list[int]):
+    """SIGTERM as Ctrl-C: the run stops the same way and keeps what it would keep.
+    The previous handler back, or None when not on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    received: list[int] = []
+    previous = _catch_sigterm(received)
+    command = "digitnet"
     try:
-        return COMMANDS[args.command](args)
-    except (UsageError, DataError, ModelFileError, PictureError) as e:
-        print(f"digitnet {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        args = build_parser().parse_args(argv)
+        command = f"digitnet {args.command}"
+        args.given = given_options(argv)
+        code = COMMANDS[args.command](args)
+        return 128 + received[0] if code == EXIT_INTERRUPTED and received else code
     except TrainingDiverged as e:
-        print(f"digitnet {args.command}: error: {e}", file=sys.stderr)
+        print(f"{command}: error: {e}", file=sys.stderr)
         return EXIT_DIVERGED
-    except ValueError as e:
-        print(f"digitnet {args.command}: error: {e}", file=sys.stderr)
+    except (UsageError, DataError, ModelFileError, PictureError, OutputError, InputError) as e:
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as e:  # SizeError and the library's other checks of values
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:
+        print(f"{command}: error: out of memory", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print("interrupted" if not received else "stopped by SIGTERM", file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a disk that fills up, a folder that vanishes, ...
+        print(f"{command}: error: {_os_error(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import open_regular
+
 #: IDX type code -> NumPy dtype (big-endian, as the format stores it).
 IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -66,13 +68,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     exactly as long as the dimensions say; anything else raises DataError.
     """
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected an IDX file")
-    try:
-        raw = open(path, "rb")
-    except OSError as e:
-        raise DataError(f"{path}: cannot open ({e.strerror})") from None
-    with raw:
+    with open_regular(path, DataError, "an IDX file") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
@@ -137,7 +133,7 @@ def mnist_dir() -> Path:
 
 def _find(directory: Path, name: str) -> Path:
     for candidate in (directory / name, directory / f"{name}.gz"):
-        if candidate.is_file():
+        if candidate.exists():  # read_idx refuses what is not a regular file
             return candidate
     raise DataError(f"{directory}: no {name} or {name}.gz")
 

@@ -16,9 +16,8 @@ already folded into layer 0.
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
+import struct
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -27,14 +26,22 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save as safetensors_bytes
 
-from .activations import ACTIVATIONS, OUTPUTS
-from .network import Network, check_sizes
+from .files import atomic_write, check_output, open_regular
+from .limits import MAX_LAYERS
+from .metadata import MetadataError, model_record, parse_json, short
+from .network import Network, count_parameters
+
+__all__ = ["Model", "ModelFileError", "atomic_write", "check_output", "load", "save"]
 
 FORMAT_VERSION = 1
 #: Format versions this code reads.
 KNOWN_VERSIONS = {1}
 #: A model file larger than this is refused before it is read.
 MAX_FILE_BYTES = 1 << 30
+#: A safetensors header (tensor table and metadata) longer than this is refused.
+MAX_HEADER_BYTES = 32 * 1024 * 1024
+#: Most tensors a model or checkpoint file may declare.
+MAX_TENSORS = 4 * MAX_LAYERS
 #: Tensor dtypes accepted on load (all converted to float32).
 DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16}
 
@@ -60,42 +67,12 @@ def tensor_names(n_layers: int) -> list[str]:
     return [f"layers.{i}.{kind}" for i in range(n_layers) for kind in ("weight", "bias")]
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a
-    rename, so ``path`` holds either its old content or all of the new, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _file_mode(path: Path) -> int:
-    """The mode ``path`` has, or a new file would get under the current umask."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
 def save(path: str | os.PathLike, network: Network, info: dict | None = None) -> None:
     """Save ``network`` and its record ``info`` atomically to ``path``.  ``info`` holds
     JSON values, or records with ``to_dict()``: ``config.record(config, history)``
     makes the one every command reads."""
     path = Path(path)
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory; give a file name such as model.safetensors")
-    if not path.parent.is_dir():
-        raise ModelFileError(f"{path}: folder {path.parent} does not exist")
+    check_output(path)
     record = {
         **(info or {}),
         "format_version": FORMAT_VERSION,
@@ -120,55 +97,68 @@ def _as_json(value):
     raise TypeError(f"cannot store a {type(value).__name__} in a model file's record")
 
 
+def expected_bytes(sizes, info: dict | None = None) -> int:
+    """About how many bytes a model file of these layer sizes takes: float32 tensors,
+    the tensor table, and the record ``info`` as JSON."""
+    record = len(json.dumps(info, allow_nan=False, default=_as_json)) if info else 4096
+    return count_parameters(sizes) * 4 + 200 * (len(sizes) - 1) + record + 1024
+
+
 def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """The metadata and tensors of a safetensors file, or ModelFileError."""
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory, expected a .safetensors model file")
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise ModelFileError(f"{path}: cannot open ({e.strerror})") from None
-    if size > MAX_FILE_BYTES:
-        raise ModelFileError(f"{path}: {size} bytes, more than the {MAX_FILE_BYTES}-byte limit")
+    """The metadata and tensors of a safetensors file, or ModelFileError.
+
+    The file must be a regular file (a FIFO would block), at most ``MAX_FILE_BYTES``;
+    its header at most ``MAX_HEADER_BYTES`` and ``MAX_TENSORS`` tensors, all checked
+    before a tensor is read."""
+    with open_regular(path, ModelFileError, "a .safetensors model file") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            raise ModelFileError(
+                f"{path}: {size:,} bytes, more than the {MAX_FILE_BYTES:,}-byte limit"
+            )
+        head = f.read(8)
+    if len(head) == 8 and struct.unpack("<Q", head)[0] > MAX_HEADER_BYTES:
+        raise ModelFileError(
+            f"{path}: not a valid safetensors file (its header declares "
+            f"{struct.unpack('<Q', head)[0]:,} bytes, more than {MAX_HEADER_BYTES:,})"
+        )
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
+            names = list(f.keys())
+            if len(names) > MAX_TENSORS:
+                raise ModelFileError(
+                    f"{path}: {len(names):,} tensors, more than the {MAX_TENSORS} allowed"
+                )
+            tensors = {name: f.get_tensor(name) for name in names}
+    except ModelFileError:
+        raise
     except Exception as e:  # the parser's own errors, for any malformed file
-        reason = str(e).strip() or type(e).__name__
+        reason = short(str(e).strip(), 120) or type(e).__name__
         raise ModelFileError(f"{path}: not a valid safetensors file ({reason})") from None
     return metadata, tensors
 
 
 def _record(path: Path, metadata: dict) -> dict:
-    """The ``digitnet`` metadata, checked field by field."""
+    """The ``digitnet`` metadata, checked field by field (``metadata.MODEL``)."""
     if "digitnet" not in metadata:
         raise ModelFileError(f"{path}: safetensors file without 'digitnet' metadata")
     try:
-        info = json.loads(metadata["digitnet"])
-    except (ValueError, RecursionError) as e:
-        raise ModelFileError(f"{path}: 'digitnet' metadata is not valid JSON ({e})") from None
+        info = parse_json(metadata["digitnet"], "'digitnet' metadata")
+    except MetadataError as e:
+        raise ModelFileError(f"{path}: {e}") from None
     if not isinstance(info, dict):
         raise ModelFileError(f"{path}: 'digitnet' metadata must be a JSON object")
     version = info.get("format_version")
     if type(version) is not int or version not in KNOWN_VERSIONS:
         raise ModelFileError(
-            f"{path}: unknown format version {version!r}; this digitnet reads "
+            f"{path}: unknown format version {short(version)}; this digitnet reads "
             f"{sorted(KNOWN_VERSIONS)}"
         )
-    for key, table in (("activation", ACTIVATIONS), ("output", OUTPUTS)):
-        if not isinstance(info.get(key), str) or info[key] not in table:
-            raise ModelFileError(
-                f"{path}: unknown {key} {info.get(key)!r}; expected one of {sorted(table)}"
-            )
-    sizes = info.get("sizes")
-    if not isinstance(sizes, list) or not all(type(n) is int for n in sizes):
-        raise ModelFileError(f"{path}: 'sizes' must be a list of whole numbers, got {sizes!r}")
     try:
-        info["sizes"] = list(check_sizes(sizes))
-    except ValueError as e:
+        return model_record(info)
+    except MetadataError as e:
         raise ModelFileError(f"{path}: {e}") from None
-    return info
 
 
 def load(path: str | os.PathLike) -> Model:
@@ -184,7 +174,9 @@ def load(path: str | os.PathLike) -> Model:
     arrays: list[list] = [[None, None] for _ in range(len(sizes) - 1)]
     for name, tensor in tensors.items():
         if name not in expected:
-            raise ModelFileError(f"{path}: unknown tensor {name!r}; expected {', '.join(expected)}")
+            raise ModelFileError(
+                f"{path}: unknown tensor {short(name)}; expected {_names(expected)}"
+            )
         layer, kind, shape = expected[name]
         if tensor.dtype.name not in DTYPES:
             raise ModelFileError(
@@ -192,18 +184,23 @@ def load(path: str | os.PathLike) -> Model:
             )
         if tensor.shape != shape:
             raise ModelFileError(
-                f"{path}: tensor {name!r} has shape {tensor.shape}, but sizes {sizes} need {shape}"
+                f"{path}: tensor {name!r} has shape {tensor.shape}, but sizes "
+                f"{short(sizes)} need {shape}"
             )
         if not np.isfinite(tensor).all():
             raise ModelFileError(f"{path}: tensor {name!r} holds NaN or infinite values")
         arrays[layer][kind] = tensor.astype(np.float32)
     missing = [name for name in expected if name not in tensors]
     if missing:
-        raise ModelFileError(f"{path}: missing tensors {', '.join(missing)}")
-    acc = info.get("test_accuracy")
-    if acc is not None and not (isinstance(acc, (int, float)) and math.isfinite(acc)):
-        raise ModelFileError(f"{path}: test_accuracy must be a number, got {acc!r}")
+        raise ModelFileError(f"{path}: missing tensors {_names(missing)}")
     network = Network.from_arrays(
         [w for w, _ in arrays], [b for _, b in arrays], info["activation"], info["output"]
     )
     return Model(network, info)
+
+
+def _names(names) -> str:
+    """Tensor names for a message: the first few and how many in all."""
+    names = list(names)
+    shown = ", ".join(names[:4])
+    return shown if len(names) <= 4 else f"{shown}, ... ({len(names)} in all)"

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .files import require_regular
 from .network import Network
-from .preprocess import read_digit, to_mnist
+from .preprocess import PictureError, read_digit, to_mnist
 
 Array = np.ndarray
 
@@ -55,7 +56,10 @@ def predict_image(
     net: Network, picture: str | os.PathLike | bytes | Array | Image.Image
 ) -> Prediction:
     """Read one digit from a picture: a file path, the file's bytes, a Pillow image or
-    an array (H, W[, 3|4]); it is first brought to MNIST's form (``preprocess``)."""
+    an array (H, W[, 3|4]); it is first brought to MNIST's form (``preprocess``).
+    A path must name a regular file: a FIFO or a device is refused unopened."""
+    if isinstance(picture, (str, os.PathLike)) and os.path.exists(picture):
+        require_regular(picture, PictureError, "an image file")  # (missing: read_digit says)
     if isinstance(picture, (str, os.PathLike, bytes)):
         pixels = read_digit(picture)
     else:

@@ -3,7 +3,8 @@
 ``create_app(model)`` builds a FastAPI app (tests start their own); ``serve`` runs
 it on uvicorn.  Endpoints:
 
-- ``GET /``: the page (static files shipped in the package; nothing from a CDN).
+- ``GET /`` (and ``HEAD /``): the page (static files shipped in the package; nothing
+  from a CDN).
 - ``GET /api/model``: sizes, activations, accuracy, and every weight and bias, which
   the page needs to draw connections and weight pictures.
 - ``POST /api/predict``: ``{"image": "data:image/png;base64,..."}`` (a canvas) or
@@ -13,30 +14,53 @@ it on uvicorn.  Endpoints:
 - ``POST /api/preprocess``: ``{"image": ...}`` as for predict -> every step from the
   canvas to the network's input (``preprocess.steps``), for the page to show.
 
-Bad requests get a 4xx with ``{"error": "..."}``; bodies over ``MAX_BODY_BYTES`` are
-refused before they are parsed, pictures over ``MAX_IMAGE_PIXELS`` before they are
-decoded.
+Every error is JSON, ``{"error": "..."}``, whoever sends it (the app, the request
+checks below, or the HTTP layer).  Against hostile and unlucky clients:
+
+- bodies over ``MAX_BODY_BYTES`` are refused before they are read, and a body must
+  arrive within ``BODY_TIMEOUT`` seconds (408);
+- pictures over ``MAX_IMAGE_PIXELS`` are refused before they are decoded, and at
+  most ``PICTURE_WORKERS`` are decoded at once (``PICTURE_QUEUE`` more wait; beyond
+  that, 503), which bounds the memory pictures take to about
+  ``PICTURE_WORKERS`` x ``PICTURE_BYTES``;
+- a connection must send its request line and headers within ``HEADER_TIMEOUT``
+  seconds, and an idle keep-alive connection is closed after ``KEEP_ALIVE_TIMEOUT``;
+- up to ``MAX_CONNECTIONS`` are held; when one more arrives, the connection idle
+  longest makes room, so idle sockets cannot lock real requests out;
+- bound to loopback, only requests whose Host is a loopback name are answered (421
+  otherwise), so a web page cannot reach the API through DNS rebinding;
+- SIGTERM or Ctrl-C stop the server gracefully within ``SHUTDOWN_TIMEOUT`` seconds:
+  no new connections, uploads still arriving are answered 503, requests already
+  read get that long to finish.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import ctypes
+import ctypes.util
 import io
+import json
 import socket
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
+import h11
 import numpy as np
 from fastapi import FastAPI, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .modelfile import Model
 from .preprocess import PictureError, open_picture, steps, to_mnist
@@ -46,8 +70,27 @@ from .recognise import predict_pixels
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: Largest picture accepted by /api/predict, in pixels (width x height).
 MAX_IMAGE_PIXELS = 4_000_000
+#: Pictures decoded at once (one per core of the machine this was measured on).
+PICTURE_WORKERS = 2
+#: Pictures that may wait for a worker; more at once get a 503.
+PICTURE_QUEUE = 64
+#: Memory one picture of MAX_IMAGE_PIXELS takes while it is decoded and brought to
+#: MNIST's form, at most (measured: 142 MiB for a 2000x2000 16-bit RGBA PNG, the
+#: costliest kind; tests/test_redteam.py checks the bound).
+PICTURE_BYTES = 160 * 1024 * 1024
+#: Seconds a connection has to send its request line and headers.
+HEADER_TIMEOUT = 10.0
+#: Seconds a request's body has to arrive, once its headers have.
+BODY_TIMEOUT = 20.0
+#: Seconds an idle keep-alive connection is held open.
+KEEP_ALIVE_TIMEOUT = 5
+#: Seconds requests in progress get to finish once the server is told to stop.
+SHUTDOWN_TIMEOUT = 5
+#: Connections held at once.
+MAX_CONNECTIONS = 1000
 PNG_DATA_URL = "data:image/png;base64,"
 DIGITS = frozenset("0123456789")
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 STATIC = Path(str(resources.files("digitnet") / "static"))
 
@@ -111,32 +154,61 @@ ERRORS = {
     400: {"model": ErrorResponse},
     413: {"model": ErrorResponse},
     422: {"model": ErrorResponse},
+    503: {"model": ErrorResponse},
 }
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error(status: int, message: str, *, close: bool = False) -> JSONResponse:
+    """``{"error": message}`` with ``status``; ``close`` ends the connection after it."""
+    headers = {"connection": "close"} if close else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def raw_error(status: int, message: str) -> bytes:
+    """A whole HTTP/1.1 error response as bytes, for the HTTP layer to write on a
+    connection it then closes (no app is running for it)."""
+    body = json.dumps({"error": message}).encode()
+    reason = _REASONS.get(status, "Error").encode()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n" % (status, reason, len(body))
+    ) + body
+
+
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 503: "Service Unavailable"}
 
 
 class BodyLimit:
     """ASGI middleware: refuse request bodies over ``limit`` bytes with a 413, by
-    the Content-Length header when there is one, else while the body streams in."""
+    the Content-Length header when there is one, else while the body streams in;
+    a body that has not fully arrived ``timeout`` seconds after its headers gets a
+    408 and the connection is closed (a client that stops sending cannot hold a
+    request open)."""
 
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, timeout: float = BODY_TIMEOUT) -> None:
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_big = error(413, f"request body over the {self.limit:,}-byte limit")
+        too_big = error(413, f"request body over the {self.limit:,}-byte limit", close=True)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             if not length.isdigit():
-                return await error(400, "bad Content-Length header")(scope, receive, send)
+                bad = error(400, "bad Content-Length header", close=True)
+                return await bad(scope, receive, send)
             return await too_big(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         body, more = bytearray(), True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                slow = error(
+                    408, f"the request body did not arrive within {self.timeout:g} s", close=True
+                )
+                return await slow(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
@@ -153,6 +225,104 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def host_name(header: bytes) -> str:
+    """The name in a Host header, without port or brackets: b"[::1]:8000" -> "::1"."""
+    text = header.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    name = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    return name.rstrip(".")
+
+
+class HostCheck:
+    """ASGI middleware: answer only requests whose Host header names one of
+    ``hosts`` (421 otherwise).  On loopback this stops DNS rebinding: a web page on
+    evil.example that makes its name resolve to 127.0.0.1 still sends
+    ``Host: evil.example``.  Requests without a Host (HTTP/1.0) come from no browser
+    and pass."""
+
+    def __init__(self, app, hosts: Collection[str]) -> None:
+        self.app, self.hosts = app, frozenset(h.lower() for h in hosts)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            header = dict(scope["headers"]).get(b"host")
+            if header is not None and host_name(header) not in self.hosts:
+                shown = header[:60].decode("latin-1")
+                names = ", ".join(sorted(self.hosts))
+                refuse = error(
+                    421, f"Host {shown!r} is not served here; use one of: {names}", close=True
+                )
+                return await refuse(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class JSONErrors:
+    """ASGI wrapper: if the app fails before it has answered, the client still gets
+    JSON (500, or 503 when the server is stopping), not the HTTP layer's plain text."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        started = False
+
+        async def tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except BaseException as e:
+            if scope["type"] == "http" and not started:
+                stopping = isinstance(e, asyncio.CancelledError)
+                status, text = (
+                    (503, "the server is stopping") if stopping else (500, "internal error")
+                )
+                try:
+                    await error(status, text, close=True)(scope, receive, send)
+                except Exception:
+                    pass
+            raise
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system after a picture: glibc keeps freed small
+    blocks in the thread's arena for reuse; malloc_trim returns what it can (after
+    64 large pictures: 96 MiB kept without it, 79 MiB with it, from 78 MiB before).
+    Does nothing where there is no glibc."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+#: glibc's mallopt parameter for the size above which a block gets its own mapping.
+M_MMAP_THRESHOLD = -3
+
+
+def map_large_blocks(threshold: int = 1 << 20) -> None:
+    """Make glibc give every block of ``threshold`` bytes or more its own mapping,
+    returned to the system the moment it is freed.  By default glibc raises that
+    threshold after the first large free (up to 32 MB), after which a picture's 16-64 MB
+    arrays come from the threads' heaps, where freed memory lingers between pictures
+    (64 concurrent large pictures: the server peaked 361 MiB above its start without
+    this, 281 MiB with it, two pictures' worth).  Does nothing where there is no glibc."""
+    if _LIBC is not None and hasattr(_LIBC, "mallopt"):
+        _LIBC.mallopt(M_MMAP_THRESHOLD, threshold)
+
+
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _libc()
 
 
 def _round(values: np.ndarray, digits: int = 5) -> list:
@@ -173,9 +343,18 @@ def decode_png_data_url(url: str) -> bytes:
     return data
 
 
-def create_app(model: Model, samples: tuple[np.ndarray, np.ndarray] | None = None) -> FastAPI:
+def create_app(
+    model: Model,
+    samples: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    hosts: Collection[str] | None = None,
+    body_timeout: float = BODY_TIMEOUT,
+    picture_workers: int = PICTURE_WORKERS,
+    picture_queue: int = PICTURE_QUEUE,
+) -> FastAPI:
     """The app for one model.  ``samples`` are (images (N, 784) uint8, labels (N,))
-    for /api/sample; the MNIST test set when not given."""
+    for /api/sample; the MNIST test set when not given.  ``hosts``: the Host names
+    answered (all when None; ``serve`` on loopback passes ``loopback_names``)."""
     if samples is None:
         from .data import load_split
 
@@ -183,12 +362,22 @@ def create_app(model: Model, samples: tuple[np.ndarray, np.ndarray] | None = Non
     images, labels = samples
     net = model.network
     rng = np.random.default_rng()
+    pictures: dict = {"waiting": 0, "pool": None}  # the pool starts with the first picture
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        pool, pictures["pool"] = pictures["pool"], None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     app = FastAPI(
         title="digitnet",
         version="1",
         summary="Draw a digit and watch the 784-16-16-10 network think.",
         docs_url=None,  # Swagger UI would load from a CDN; /openapi.json documents the API
         redoc_url=None,
+        lifespan=lifespan,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -208,7 +397,11 @@ def create_app(model: Model, samples: tuple[np.ndarray, np.ndarray] | None = Non
         response.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return response
 
-    @app.get("/", include_in_schema=False)
+    @app.exception_handler(Exception)
+    async def failure(request: Request, exc: Exception) -> JSONResponse:
+        return error(500, f"internal error ({type(exc).__name__})")
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
@@ -236,27 +429,46 @@ def create_app(model: Model, samples: tuple[np.ndarray, np.ndarray] | None = Non
             "activations": [_round(a, 5) for a in prediction.activations],
         }
 
-    def from_image(url: str) -> dict:
-        picture = open_picture(decode_png_data_url(url), max_pixels=MAX_IMAGE_PIXELS)
-        return answer(to_mnist(picture))
+    def from_image(url: str, work) -> dict:
+        """Decode one picture and hand it to ``work``, on a pool thread; its memory goes
+        back after."""
+        try:
+            picture = open_picture(decode_png_data_url(url), max_pixels=MAX_IMAGE_PIXELS)
+            return work(picture)
+        finally:
+            picture = None
+            release_memory()
+
+    async def read_picture(url: str, work) -> dict | JSONResponse:
+        """``from_image`` on the bounded pool: at most ``picture_workers`` at once and
+        ``picture_queue`` waiting; more get a 503."""
+        if pictures["waiting"] >= picture_queue:
+            return error(503, "too many pictures at once; try again in a moment")
+        if pictures["pool"] is None:
+            pictures["pool"] = ThreadPoolExecutor(picture_workers, thread_name_prefix="picture")
+        pictures["waiting"] += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(pictures["pool"], from_image, url, work)
+        finally:
+            pictures["waiting"] -= 1
 
     @app.post("/api/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict(request: PredictRequest) -> dict | JSONResponse:
         """Read a digit from a canvas PNG or from 784 pixels."""
         if (request.image is None) == (request.pixels is None):
             return error(422, "send exactly one of 'image' (a PNG data URL) or 'pixels'")
+        if net.sizes[0] != 784:
+            return error(422, f"this model takes {net.sizes[0]} inputs, not the 784 of a picture")
         if request.pixels is not None:
-            if net.sizes[0] != 784:
-                return error(422, f"this model takes {net.sizes[0]} inputs, not 784")
             return answer(np.array(request.pixels, dtype=np.float32))
         try:
-            return await run_in_threadpool(from_image, request.image)
+            return await read_picture(request.image, lambda picture: answer(to_mnist(picture)))
         except PictureError as e:
             status = 413 if "limit" in str(e) else 422
             return error(status, str(e))
 
-    def steps_of(url: str) -> dict:
-        picture = open_picture(decode_png_data_url(url), max_pixels=MAX_IMAGE_PIXELS)
+    def steps_of(picture) -> dict:
         done = steps(picture)
         top, left, bottom, right = done.bounds
         crop = Image.fromarray(np.round(255 * done.ink[top:bottom, left:right]).astype(np.uint8))
@@ -277,7 +489,7 @@ def create_app(model: Model, samples: tuple[np.ndarray, np.ndarray] | None = Non
     async def preprocess(request: StepsRequest) -> dict | JSONResponse:
         """Every step from a canvas PNG to the network's 28x28 input."""
         try:
-            return await run_in_threadpool(steps_of, request.image)
+            return await read_picture(request.image, steps_of)
         except PictureError as e:
             return error(413 if "limit" in str(e) else 422, str(e))
 
@@ -301,7 +513,9 @@ def create_app(model: Model, samples: tuple[np.ndarray, np.ndarray] | None = Non
         }
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=body_timeout)
+    if hosts is not None:
+        app.add_middleware(HostCheck, hosts=hosts)  # outermost: checked before the body
     return app
 
 
@@ -311,6 +525,11 @@ def is_loopback(host: str) -> bool:
     except socket.gaierror:
         return False
     return all(info[4][0].startswith("127.") or info[4][0] == "::1" for info in infos)
+
+
+def loopback_names(host: str) -> frozenset[str]:
+    """The Host names a server bound to the loopback address ``host`` answers to."""
+    return LOOPBACK_NAMES | {host.strip("[]").lower()}
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -326,16 +545,142 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: FastAPI, sock: socket.socket) -> None:
-    """Run the app on an already bound socket until Ctrl-C."""
+class GuardedProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 connection with the limits a server facing idle, slow and
+    hostile clients needs (uvicorn's own concurrency limit counts idle connections,
+    so 256 silent sockets would turn every real request into a 503):
+
+    - the request line and headers must arrive within ``header_timeout`` seconds of
+      the connection opening or of the previous response (408, or a plain close for
+      a connection that sent nothing);
+    - past ``max_connections``, the connection idle longest (no request in progress)
+      is closed to make room; if every one is busy, the newcomer gets a 503;
+    - on shutdown, a request whose body is still arriving gets a 503 at once;
+    - the HTTP layer's own errors (malformed requests) are JSON."""
+
+    def __init__(
+        self,
+        *args,
+        header_timeout: float = HEADER_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout, self.max_connections = header_timeout, max_connections
+        self.header_timer: asyncio.TimerHandle | None = None
+        self.opened = self.loop.time()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._await_headers()
+        if len(self.connections) > self.max_connections:
+            self._make_room()
+
+    def connection_lost(self, exc) -> None:
+        self._headers_arrived()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.header_timer is None and self.conn.their_state is h11.IDLE:
+            self._await_headers()  # a new request begins on a kept-alive connection
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._headers_arrived()
+
+    def _await_headers(self) -> None:
+        self.header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _headers_arrived(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self.header_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.conn.trailing_data[0]:  # it sent part of a request: say why it ends
+            message = f"no complete request headers within {self.header_timeout:g} s"
+            self.transport.write(raw_error(408, message))
+        self.transport.close()
+
+    def idle(self) -> bool:
+        """No request in progress: waiting for one, or between requests."""
+        return (self.cycle is None or self.cycle.response_complete) and (
+            self.conn.their_state in (h11.IDLE, h11.DONE)
+        )
+
+    def _make_room(self) -> None:
+        idle = [c for c in self.connections if c is not self and getattr(c, "idle", None)]
+        idle = [c for c in idle if c.idle() and not c.transport.is_closing()]
+        if idle:
+            min(idle, key=lambda c: c.opened).transport.close()
+        else:
+            self.transport.write(
+                raw_error(503, f"all {self.max_connections} connections are busy; try again")
+            )
+            self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        self.transport.write(raw_error(400, f"malformed HTTP request ({msg.rstrip('.')})"))
+        self.transport.close()
+
+    def shutdown(self) -> None:
+        if self.cycle is not None and self.conn.their_state is h11.SEND_BODY:
+            self.transport.write(raw_error(503, "the server is stopping; send it again later"))
+            self.transport.close()
+            return
+        super().shutdown()
+
+
+def _raise_open_files_limit(connections: int) -> int:
+    """Allow this process enough open files for ``connections`` sockets (and the
+    files it reads); the number of connections it can then hold."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = connections + 256
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+    except (ImportError, ValueError, OSError):
+        return connections
+    return connections if soft == resource.RLIM_INFINITY else min(connections, soft - 256)
+
+
+def serve(
+    app: FastAPI,
+    sock: socket.socket,
+    *,
+    header_timeout: float = HEADER_TIMEOUT,
+    keep_alive: int = KEEP_ALIVE_TIMEOUT,
+    shutdown_timeout: int = SHUTDOWN_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
+) -> None:
+    """Run the app on an already bound socket until Ctrl-C or SIGTERM, with the
+    limits in this module's docstring."""
+    from functools import partial
+
     import uvicorn
 
+    protocol = partial(
+        GuardedProtocol,
+        header_timeout=header_timeout,
+        max_connections=_raise_open_files_limit(max_connections),
+    )
     config = uvicorn.Config(
-        app,
+        JSONErrors(app),
+        http=protocol,
+        lifespan="on",
         log_level="warning",
-        timeout_keep_alive=5,
-        limit_concurrency=256,
+        timeout_keep_alive=keep_alive,
+        timeout_graceful_shutdown=shutdown_timeout,
+        limit_concurrency=None,  # GuardedProtocol limits connections; see its docstring
+        backlog=2048,
         h11_max_incomplete_event_size=64 * 1024,
     )
+    map_large_blocks()
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

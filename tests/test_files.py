@@ -1,0 +1,165 @@
+"""Output paths checked before work, atomic writes, stale temporary files, and inputs
+that are not regular files: ``digitnet.files`` on real files, FIFOs and sockets."""
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from digitnet.files import (
+    InputError,
+    OutputError,
+    atomic_write,
+    check_output,
+    open_regular,
+    remove_stale_temporaries,
+    require_regular,
+    stale_temporaries,
+    temp_path,
+)
+
+
+def special_files(folder):
+    """A FIFO, a Unix socket, a folder and (where the system lets us) a copy of the
+    /dev/null device node, each made here so that nothing outside the test is at risk."""
+    made = {}
+    os.mkfifo(folder / "fifo")
+    made["a FIFO"] = folder / "fifo"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "sock"))
+    made["a socket"] = folder / "sock"
+    (folder / "dir").mkdir()
+    made["a directory"] = folder / "dir"
+    try:
+        os.mknod(folder / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        made["a character device"] = folder / "null"
+    except PermissionError:
+        pass
+    return made, sock
+
+
+def test_outputs_that_are_not_regular_files_are_refused_untouched(tmp_path):
+    made, sock = special_files(tmp_path)
+    try:
+        for kind, path in made.items():
+            before = os.lstat(path)
+            with pytest.raises(OutputError, match=f"exists and is {kind}, not a regular file"):
+                check_output(path, what="--out")
+            with pytest.raises(OutputError, match=f"is {kind}"):
+                atomic_write(path, b"data")
+            after = os.lstat(path)
+            assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    finally:
+        sock.close()
+
+
+def test_an_input_of_the_same_command_is_never_an_output(tmp_path):
+    picture = tmp_path / "seven.png"
+    picture.write_bytes(b"picture")
+    (tmp_path / "link.png").symlink_to(picture)
+    os.link(picture, tmp_path / "hard.png")
+    for output in (
+        picture,
+        tmp_path / "link.png",
+        tmp_path / "hard.png",
+        tmp_path / "." / "seven.png",
+    ):
+        with pytest.raises(OutputError, match="which this command reads"):
+            check_output(output, inputs=[picture])
+    assert check_output(tmp_path / "other.png", inputs=[picture]) == tmp_path / "other.png"
+    assert picture.read_bytes() == b"picture"
+
+
+def test_folders_that_cannot_take_the_file(tmp_path):
+    with pytest.raises(OutputError, match="folder .* does not exist"):
+        check_output(tmp_path / "missing" / "m.safetensors")
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(OutputError, match="is not a folder"):
+        check_output(tmp_path / "file" / "m.safetensors")
+    with pytest.raises(OutputError, match="cannot write in /proc"):
+        check_output("/proc/m.safetensors")
+    with pytest.raises(OutputError, match=r"needs about [\d,]+ bytes but .* free"):
+        check_output(tmp_path / "m.safetensors", size=10**18)
+    assert not list(tmp_path.glob(".*.tmp"))  # the probes left nothing
+
+
+def test_a_long_legal_name_saves_and_a_too_long_one_is_refused_first(tmp_path):
+    name = "a" * 240 + ".safetensors"  # 252 bytes: legal, but .NAME.tmp would not be
+    assert len(name.encode()) == 252
+    check_output(tmp_path / name)
+    atomic_write(tmp_path / name, b"model")
+    assert (tmp_path / name).read_bytes() == b"model"
+    assert len(temp_path(tmp_path / name).name.encode()) <= 255
+    with pytest.raises(OutputError, match="the name is 256 bytes, more than the 255"):
+        check_output(tmp_path / ("b" * 256))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_stale_temporaries_of_our_naming_are_removed_on_the_next_save(tmp_path):
+    path = tmp_path / "m.safetensors"
+    dead = tmp_path / f".m.safetensors.{dead_pid()}.0123abcd.tmp"
+    alive = tmp_path / f".m.safetensors.{os.getppid()}.89abcdef.tmp"  # a running process
+    old_style = tmp_path / ".m.safetensors.k2j4_x9q.tmp"
+    fresh_old_style = tmp_path / ".m.safetensors.abcdefgh.tmp"
+    other = tmp_path / ".other.safetensors.1.0123abcd.tmp"
+    mine = tmp_path / "notes.tmp"
+    for p in (dead, alive, old_style, fresh_old_style, other, mine):
+        p.write_bytes(b"x" * 100)
+    two_hours_ago = time.time() - 7200
+    os.utime(old_style, (two_hours_ago, two_hours_ago))
+    assert sorted(stale_temporaries(path)) == sorted([dead, old_style])
+    atomic_write(path, b"new")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"m.safetensors", alive.name, fresh_old_style.name, other.name, "notes.tmp"}
+    assert remove_stale_temporaries(path) == 0
+
+
+def test_a_write_that_fails_for_want_of_space_is_one_error_and_leaves_nothing(tmp_path):
+    """A real EFBIG from the kernel (a file-size limit, as a full quota would): the old
+    file stays whole, no temporary file is left, and the error names the path."""
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"old model")
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "from digitnet.files import atomic_write, OutputError\n"
+        "try:\n"
+        f"    atomic_write({str(path)!r}, b'x' * 100_000)\n"
+        "except OutputError as e:\n"
+        "    print(e)\n"
+        "    sys.exit(3)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3, result.stderr
+    assert f"{path}: cannot write (File too large" in result.stdout
+    assert path.read_bytes() == b"old model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_inputs_must_be_regular_files_and_are_never_opened_otherwise(tmp_path):
+    made, sock = special_files(tmp_path)
+    try:
+        for kind, path in made.items():
+            with pytest.raises(InputError, match=f"is {kind}, expected a model"):
+                require_regular(path, expected="a model")
+            with pytest.raises(InputError, match=f"is {kind}"):
+                open_regular(path)  # a FIFO without a writer: refused, not waited on
+        with pytest.raises(InputError, match="cannot open"):
+            require_regular(tmp_path / "missing")
+    finally:
+        sock.close()
+    (tmp_path / "f").write_bytes(b"abc")
+    with open_regular(tmp_path / "f") as f:
+        assert f.read() == b"abc"
