@@ -425,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         + ". One BLAS / intra-op thread for every contender.",
         "",
         f"Seconds per epoch over {len(images):,} training images (784-16-16-10 sigmoid, "
-        "cross-entropy, Adam; `digitnet` is the NumPy path, `digitnet compiled` the numba "
-        f"kernel of `pip install digitnet[fast]`; median of {measured} epochs, taken in "
+        "cross-entropy, Adam; `digitnet` is the NumPy path, `digitnet compiled` the same loop "
+        f"compiled by numba (`pip install digitnet[fast]`); median of {measured} epochs, taken in "
         f"{rounds} turns of {epochs - 1} after a warm-up, the contenders taking turns"
         f"{' — SMOKE RUN on 3,000 images' if args.smoke else ''}):",
         "",
