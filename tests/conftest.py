@@ -27,7 +27,8 @@ def mnist():
 @pytest.fixture(scope="session")
 def trained(mnist, tmp_path_factory):
     """A default network trained for 10 epochs (about 95.5% on the test set), saved."""
-    net, history = train_network(mnist.train_images, mnist.train_labels, TrainConfig(epochs=10, kernel="numpy"))
+    config = TrainConfig(epochs=10, kernel="numpy")  # the same model whatever is compiled
+    net, history = train_network(mnist.train_images, mnist.train_labels, config)
     path = tmp_path_factory.mktemp("model") / "model.safetensors"
     accuracy = evaluate(net, mnist.test_images, mnist.test_labels).accuracy
     save(path, net, {"history": history.to_dict(), "test_accuracy": accuracy})
