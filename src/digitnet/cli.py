@@ -10,29 +10,50 @@ from __future__ import annotations
 
 import sys
 
-try:  # Ctrl-C while the libraries load (NumPy, numba) is one line, as everywhere else
-    import argparse
-    import json
-    import math
+# Ctrl-C while the libraries load (NumPy, numba; under a second) is held until they
+# have loaded, then handled as everywhere else: one line.  Raised inside NumPy's own
+# import, it would surface as a misleading ImportError with a traceback.
+try:
     import signal
-    import threading
-    import time
-    from collections.abc import Sequence
-    from dataclasses import fields, replace
-    from pathlib import Path
 
-    import numpy as np
+    _hold = hasattr(signal, "pthread_sigmask")
+    if _hold:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        import argparse
+        import json
+        import math
+        import threading
+        import time
+        from collections.abc import Sequence
+        from dataclasses import fields, replace
+        from pathlib import Path
 
-    from . import __version__, kernel
-    from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
-    from .config import KERNELS, SCHEDULES, Epoch, TrainConfig, TrainingDiverged, record
-    from .data import FILES, DataError, load_mnist, load_split
-    from .files import InputError, OutputError, check_output, same_file
-    from .limits import MAX_EPOCHS, MAX_SETTING, SizeError, check_network_size, check_training_size
-    from .modelfile import ModelFileError, expected_bytes, load, save
-    from .optimizers import OPTIMIZERS
-    from .preprocess import PictureError
-    from .train import evaluate, is_compiled, resolve_kernel, seeded_generators
+        import numpy as np
+
+        from . import __version__, kernel
+        from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
+        from .config import KERNELS, SCHEDULES, Epoch, TrainConfig, TrainingDiverged, record
+        from .data import FILES, DataError, load_mnist, load_split
+        from .files import InputError, OutputError, check_output, same_file
+        from .limits import (
+            MAX_EPOCHS,
+            MAX_SETTING,
+            SizeError,
+            check_network_size,
+            check_training_size,
+        )
+        from .modelfile import ModelFileError, expected_bytes, load, save
+        from .optimizers import OPTIMIZERS
+        from .preprocess import PictureError
+        from .train import evaluate, is_compiled, resolve_kernel, seeded_generators
+
+        if _hold and signal.SIGINT in signal.sigpending():
+            signal.sigtimedwait({signal.SIGINT}, 0)  # taken, so it is not raised again
+            raise KeyboardInterrupt
+    finally:
+        if _hold:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     raise SystemExit(130) from None
