@@ -3,6 +3,8 @@
 import gzip
 import os
 import re
+import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -85,3 +87,23 @@ def stop(process: subprocess.Popen) -> str:
     """Stop a server started above; what it wrote to stderr."""
     process.terminate()
     return process.communicate(timeout=10)[1]
+
+
+def special_files(folder: Path, suffix: str = "") -> tuple[dict, socket.socket]:
+    """A FIFO, a Unix socket, a folder and (where the system lets us) a copy of the
+    /dev/null device node, each made here so that nothing outside the test is at risk,
+    named with ``suffix``; and the socket, for the caller to close."""
+    made = {}
+    os.mkfifo(folder / f"fifo{suffix}")
+    made["a FIFO"] = folder / f"fifo{suffix}"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / f"sock{suffix}"))
+    made["a socket"] = folder / f"sock{suffix}"
+    (folder / f"dir{suffix}").mkdir()
+    made["a directory"] = folder / f"dir{suffix}"
+    try:
+        os.mknod(folder / f"null{suffix}", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        made["a character device"] = folder / f"null{suffix}"
+    except PermissionError:
+        pass
+    return made, sock

@@ -2,14 +2,13 @@
 that are not regular files: ``digitnet.files`` on real files, FIFOs and sockets."""
 
 import os
-import socket
-import stat
 import subprocess
 import sys
 import time
 
 import pytest
 
+from conftest import special_files
 from digitnet.files import (
     InputError,
     OutputError,
@@ -21,25 +20,6 @@ from digitnet.files import (
     stale_temporaries,
     temp_path,
 )
-
-
-def special_files(folder):
-    """A FIFO, a Unix socket, a folder and (where the system lets us) a copy of the
-    /dev/null device node, each made here so that nothing outside the test is at risk."""
-    made = {}
-    os.mkfifo(folder / "fifo")
-    made["a FIFO"] = folder / "fifo"
-    sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(folder / "sock"))
-    made["a socket"] = folder / "sock"
-    (folder / "dir").mkdir()
-    made["a directory"] = folder / "dir"
-    try:
-        os.mknod(folder / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
-        made["a character device"] = folder / "null"
-    except PermissionError:
-        pass
-    return made, sock
 
 
 def test_outputs_that_are_not_regular_files_are_refused_untouched(tmp_path):

@@ -16,7 +16,6 @@ import re
 import shutil
 import signal
 import socket
-import stat
 import struct
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import cli, start_server, stop
+from conftest import cli, special_files, start_server, stop
 from digitnet.limits import available_memory, training_bytes
 from digitnet.modelfile import Model, load, save
 from digitnet.network import Network
@@ -443,19 +442,7 @@ def test_a_model_without_784_inputs_answers_422_for_pictures(mnist, largest_pict
 def specials(tmp_path):
     """Special files made in the test's folder: a FIFO, a socket, a folder and, where
     allowed, a copy of the /dev/null device node (never the real one)."""
-    made = {}
-    os.mkfifo(tmp_path / "fifo.png")
-    made["a FIFO"] = tmp_path / "fifo.png"
-    sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(tmp_path / "sock.png"))
-    made["a socket"] = tmp_path / "sock.png"
-    (tmp_path / "dir.png").mkdir()
-    made["a directory"] = tmp_path / "dir.png"
-    try:
-        os.mknod(tmp_path / "null.png", stat.S_IFCHR | 0o666, os.makedev(1, 3))
-        made["a character device"] = tmp_path / "null.png"
-    except PermissionError:
-        pass
+    made, sock = special_files(tmp_path, ".png")
     yield made
     sock.close()
 

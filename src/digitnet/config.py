@@ -137,8 +137,7 @@ def record(
         "data": data,
         "digitnet_version": __version__,
     }
+    seconds = None if seconds is None else round(seconds, 3)
     extra = {"test_accuracy": test_accuracy, "train_seconds": seconds, "kernel": kernel}
     info.update({key: value for key, value in extra.items() if value is not None})
-    if seconds is not None:
-        info["train_seconds"] = round(seconds, 3)
     return info
