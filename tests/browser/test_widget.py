@@ -15,7 +15,7 @@ import time
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
-from pagetools import DIGITS, chromium, stroke
+from pagetools import DIGITS, SCREENSHOTS, chromium, stroke
 from playwright.sync_api import expect
 
 PAD = ".digitnet-widget .dw-pad"
@@ -112,6 +112,8 @@ def test_drawing_on_the_widget_changes_the_guess_in_python_and_on_screen(browser
         assert state["layers"] == [784, 16, 16, 10] and state["ink"] > 20
         expect(page.locator(".digitnet-widget #out-label-7")).to_have_class(re.compile("top"))
         assert page.locator(".digitnet-widget svg #links line").count() > 0
+        if SCREENSHOTS:
+            page.locator(".digitnet-widget").screenshot(path=f"{SCREENSHOTS}/widget.png")
 
         page.locator(".digitnet-widget button", has_text="Clear").click()
         expect(page.locator(GUESS)).to_have_text("?", timeout=10_000)
