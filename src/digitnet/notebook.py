@@ -13,7 +13,8 @@ inlines them into the one ES module anywidget loads (a module loaded from a stri
 cannot import files by relative path).  Predictions run here, in Python, through the
 functions /api/predict uses: ``preprocess.read_digit`` brings the pad's PNG to MNIST's
 form and ``recognise.predict_pixels`` runs ``Network.trace``, a' = σ(W a + b) layer by
-layer.
+layer.  (The module is not named ``widget``: ``digitnet.widget`` is the function, and
+importing a submodule of that name would replace it on the package.)
 """
 
 from __future__ import annotations
@@ -23,9 +24,15 @@ import re
 from importlib import resources
 from pathlib import Path
 
-import anywidget
 import numpy as np
-import traitlets
+
+try:
+    import anywidget
+    import traitlets
+except ImportError as e:  # the notebook extra is not installed
+    raise ImportError(
+        f"digitnet.widget needs anywidget ({e.name} is missing): pip install 'digitnet[notebook]'"
+    ) from None
 
 from .modelfile import Model, load
 from .network import Network
@@ -87,7 +94,7 @@ def as_pixels(value) -> Array:
     x = x.astype(np.float32).reshape(784)
     if not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
         raise traitlets.TraitError(
-            f"pixels: expected values in [0, 1], got {x.min()!r} to {x.max()!r}"
+            f"pixels: expected values in [0, 1], got {float(x.min()):g} to {float(x.max()):g}"
         )
     x.flags.writeable = False
     return x
@@ -122,7 +129,7 @@ class DigitWidget(anywidget.AnyWidget):
     _css = traitlets.Unicode(
         (STATIC / "diagram.css").read_text("utf-8") + (STATIC / "widget.css").read_text("utf-8")
     ).tag(sync=True)
-    #: Sizes, activation, weights and biases: what the diagram draws.
+    #: Sizes, activation and weights: what the diagram draws.
     _network = traitlets.Dict().tag(sync=True)
     #: The sequence number of the pad message the pixels came from; 0: set from Python.
     _drawn = traitlets.Int(0).tag(sync=True)
@@ -147,9 +154,7 @@ class DigitWidget(anywidget.AnyWidget):
             _network={
                 "sizes": list(net.sizes),
                 "activation": net.activation_name,
-                "output": net.output_name,
                 "weights": [_list(W) for W in net.W],
-                "biases": [_list(b) for b in net.b],
             },
             **kwargs,
         )
