@@ -33,6 +33,12 @@ NOTEBOOK = [
     "                               'layers': [len(a) for a in w.activations]}})\n\n"
     "w.observe(report, names=['activations', 'probabilities', 'digit'])\n"
     "report()\npython",
+    # A picture put on the pad from Python.
+    "from digitnet import load_mnist\n\n"
+    "images = load_mnist().test_images\n"
+    "show = ipywidgets.Button(description='Show test image 0')\n"
+    "show.on_click(lambda _: setattr(w, 'pixels', images[0]))\n"
+    "show",
 ]
 
 
@@ -90,7 +96,21 @@ def browser():
     yield from chromium()
 
 
-def test_drawing_on_the_widget_changes_the_guess_in_python_and_on_screen(browser, voila):
+def ink_on(page) -> int:
+    """How many of the pad's pixels are not white."""
+    return page.evaluate(
+        """(selector) => {
+            const pad = document.querySelector(selector);
+            const data = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
+            let n = 0;
+            for (let i = 0; i < data.length; i += 4) if (data[i] < 250) n++;
+            return n;
+        }""",
+        PAD,
+    )
+
+
+def test_drawing_on_the_widget_changes_the_guess_in_python_and_on_screen(browser, voila, mnist):
     ctx = browser.new_context(viewport={"width": 1300, "height": 900})
     refused, errors = [], []
     ctx.route(OUTSIDE, lambda route: (refused.append(route.request.url), route.abort()))
@@ -122,6 +142,21 @@ def test_drawing_on_the_widget_changes_the_guess_in_python_and_on_screen(browser
         stroke(page, DIGITS["1"][0], pad=PAD)
         expect(page.locator(GUESS)).to_have_text("1", timeout=10_000)
         expect(python).to_have_text(re.compile(r'"digit": 1'), timeout=10_000)
+
+        # Pixels set from Python replace the drawing; strokes drawn over them are read
+        # with them; undoing the strokes brings back the picture as it was.
+        page.locator(".widget-button", has_text="Show test image 0").click()
+        expect(page.locator(GUESS)).to_have_text("7", timeout=10_000)
+        expect(python).to_have_text(re.compile(r'"digit": 7'), timeout=10_000)
+        ink = float((mnist.test_images[0] / 255).sum())
+        assert json.loads(python.text_content())["ink"] == pytest.approx(ink, abs=0.02)
+        assert ink_on(page) > 2000  # the 7 on the pad, 10x10 px per pixel
+        stroke(page, [(40, 150), (240, 150)], pad=PAD)  # a bar across it
+        expect(python).not_to_have_text(re.compile(f'"ink": {ink:.2f}'), timeout=10_000)
+        page.locator(".digitnet-widget button", has_text="Undo stroke").click()
+        expect(page.locator(GUESS)).to_have_text("7", timeout=10_000)
+        expect(python).to_have_text(re.compile(r'"digit": 7'), timeout=10_000)
+        assert json.loads(python.text_content())["ink"] == pytest.approx(ink, abs=0.02)
     finally:
         ctx.close()
     assert errors == []

@@ -152,6 +152,7 @@ function render({ model, el }) {
   }
 
   model.on("change:pixels", pixelsChanged);
+  model.on("change:_drawn", pixelsChanged); // pixels set from Python may arrive before it
   model.on("change", show);
   diagram.setModel(model.get("_network"));
   const resized = new ResizeObserver(() => diagram.layout());
@@ -162,6 +163,7 @@ function render({ model, el }) {
     clearTimeout(timer);
     resized.disconnect();
     model.off("change:pixels", pixelsChanged);
+    model.off("change:_drawn", pixelsChanged);
     model.off("change", show);
   };
 }
