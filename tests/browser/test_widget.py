@@ -110,6 +110,7 @@ def ink_on(page) -> int:
     )
 
 
+@pytest.mark.slow  # Voila starts a kernel that imports digitnet and runs the notebook
 def test_drawing_on_the_widget_changes_the_guess_in_python_and_on_screen(browser, voila, mnist):
     ctx = browser.new_context(viewport={"width": 1300, "height": 900})
     refused, errors = [], []
