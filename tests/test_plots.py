@@ -107,5 +107,11 @@ def test_example_notebook_runs(tmp_path):
         if "image/png" in output.get("data", {})
     ]
     assert len(images) == 6  # one figure per kind
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    view = "application/vnd.jupyter.widget-view+json"
+    widgets = [o for o in outputs if view in o.get("data", {})]
+    assert len(widgets) == 1  # the drawing pad, digitnet.widget(net)
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "guess 7; layers [(784,), (16,), (16,), (10,)]" in printed  # test image 0 is a 7
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []

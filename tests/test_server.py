@@ -75,7 +75,8 @@ def test_page_and_static_files(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert 'id="pad"' in page.text and "Clear" in page.text
-    for name in ("app.js", "diagram.js", "share.js", "steps.js", "style.css"):
+    for name in ("app.js", "diagram.js", "pad.js", "guess.js", "share.js", "steps.js", "style.css",
+                 "diagram.css"):
         assert client.get(f"/static/{name}").status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"/api/model", "/api/predict", "/api/sample"} <= set(spec["paths"])

@@ -38,6 +38,7 @@ _EXPORTS = {
     "save": "modelfile",
     "to_mnist": "preprocess",
     "train_network": "train",
+    "widget": "notebook",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -83,9 +83,10 @@ def page_at(browser, url, **context):
     assert errors == []
 
 
-def stroke(page, points):
-    """Draw one stroke with the mouse through points in the pad's 280x280 coordinates."""
-    box = page.locator("#pad").bounding_box()
+def stroke(page, points, pad="#pad"):
+    """Draw one stroke with the mouse through points in the pad's 280x280 coordinates
+    (pad: the canvas's selector)."""
+    box = page.locator(pad).bounding_box()
     scale = box["width"] / 280
     at = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in points]
     page.mouse.move(*at[0])

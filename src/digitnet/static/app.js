@@ -2,21 +2,14 @@
 "use strict";
 
 import { Diagram } from "./diagram.js";
+import { buildBars as makeBars, caveat, paintGrey, setBars as fillBars } from "./guess.js";
+import { listen, PENS, redraw as drawPad } from "./pad.js";
 import { modelId, readAddress, writeAddress } from "./share.js";
 import { showSteps } from "./steps.js";
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
-const ctx = pad.getContext("2d");
-const PENS = { thin: 10, normal: 20, thick: 36 }; // px on the 280 px pad; normal ≈ MNIST's stroke
 const THROTTLE_MS = 120; // at most one prediction request this often while drawing
-// When to say that the network has no "not a digit" answer, measured on the 10,000
-// MNIST test digits: their ink always spans 20 px (a dot is kept smaller), at most
-// 258 of the 784 pixels are over half inked, and a 10-epoch network is under 60%
-// sure of 3.4% of them.
-const DIGIT_SPAN = 17;
-const MOST_INK = 260;
-const UNSURE = 0.6;
 
 const state = {
   model: null,        // /api/model
@@ -47,80 +40,26 @@ function pen() {
 }
 
 function redraw() {
-  ctx.fillStyle = "#fff";
-  ctx.fillRect(0, 0, pad.width, pad.height);
-  if (state.base) drawPixels(state.base.pixels);
-  ctx.strokeStyle = "#000";
-  ctx.fillStyle = "#000";
-  ctx.lineCap = "round";
-  ctx.lineJoin = "round";
-  for (const stroke of state.strokes) drawStroke(stroke);
+  drawPad(pad, state);
 }
 
-function drawStroke({ width, points }) {
-  ctx.lineWidth = width;
-  if (points.length === 1) {
-    ctx.beginPath();
-    ctx.arc(points[0].x, points[0].y, width / 2, 0, 2 * Math.PI);
-    ctx.fill();
-    return;
-  }
-  ctx.beginPath();
-  ctx.moveTo(points[0].x, points[0].y);
-  for (const p of points.slice(1)) ctx.lineTo(p.x, p.y);
-  ctx.stroke();
-}
-
-function drawPixels(pixels) {
-  // A 28x28 input (white on black) shown as dark ink on the white pad.
-  const cell = pad.width / 28;
-  for (let i = 0; i < 784; i++) {
-    if (pixels[i] <= 0) continue;
-    const v = Math.round(255 * (1 - pixels[i]));
-    ctx.fillStyle = `rgb(${v},${v},${v})`;
-    ctx.fillRect((i % 28) * cell, Math.floor(i / 28) * cell, cell + 0.5, cell + 0.5);
-  }
-}
-
-function padPoint(event) {
-  const rect = pad.getBoundingClientRect();
-  return {
-    x: (event.clientX - rect.left) * (pad.width / rect.width),
-    y: (event.clientY - rect.top) * (pad.height / rect.height),
-  };
-}
-
-pad.addEventListener("pointerdown", (event) => {
-  if (!state.model) return;
-  event.preventDefault();
-  pad.setPointerCapture(event.pointerId);
-  state.current = { width: pen(), points: [padPoint(event)] };
-  state.strokes.push(state.current);
-  state.version++;
-  redraw();
-  schedulePredict(false);
+listen(pad, state, {   // strokes drawn on the pad go into state.strokes (pad.js)
+  ready: () => Boolean(state.model),
+  width: pen,
+  begun() {
+    state.version++;
+    redraw();
+    schedulePredict(false);
+  },
+  moved() {
+    redraw();
+    schedulePredict(false);
+  },
+  ended() {
+    state.version++;
+    schedulePredict(true);
+  },
 });
-
-pad.addEventListener("pointermove", (event) => {
-  if (!state.current) return;
-  event.preventDefault();
-  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
-  for (const e of events.length ? events : [event]) state.current.points.push(padPoint(e));
-  redraw();
-  schedulePredict(false);
-});
-
-function endStroke(event) {
-  if (!state.current) return;
-  event.preventDefault();
-  state.current = null;
-  state.version++;
-  schedulePredict(true);
-}
-pad.addEventListener("pointerup", endStroke);
-pad.addEventListener("pointercancel", endStroke);
-pad.addEventListener("touchstart", (e) => e.preventDefault(), { passive: false });
-pad.addEventListener("touchmove", (e) => e.preventDefault(), { passive: false });
 
 function changed() {
   // The pad changed: redraw it, and say what is on it now.
@@ -265,51 +204,8 @@ function announce(text) {
 
 // ---- showing the answer ----------------------------------------------------------------
 
-function buildBars() {
-  const bars = $("bars");
-  for (let d = 0; d < 10; d++) {
-    const li = document.createElement("li");
-    li.innerHTML = `<span class="digit">${d}</span><span class="bar"><span></span></span><span class="value">–</span>`;
-    li.dataset.digit = d;
-    bars.appendChild(li);
-  }
-}
-
-function setBars(probabilities, top) {
-  [...$("bars").children].forEach((li, d) => {
-    const p = probabilities ? probabilities[d] : 0;
-    li.style.setProperty("--p", p.toFixed(4));
-    li.querySelector(".value").textContent = probabilities ? `${(100 * p).toFixed(1)}%` : "–";
-    li.classList.toggle("top", d === top);
-  });
-}
-
-function caveat(answer) {
-  // Why this drawing may be no digit at all, or null.
-  const input = answer.input;
-  let top = 28, bottom = -1, left = 28, right = -1, inked = 0;
-  for (let i = 0; i < input.length; i++) {
-    if (input[i] > 0.5) inked++;
-    if (input[i] > 0.05) {
-      const r = Math.floor(i / 28), c = i % 28;
-      top = Math.min(top, r); bottom = Math.max(bottom, r);
-      left = Math.min(left, c); right = Math.max(right, c);
-    }
-  }
-  const span = Math.max(bottom - top + 1, right - left + 1);
-  const p = answer.probabilities[answer.digit];
-  const rule = "The network has no “not a digit” answer: it must pick one of 0–9.";
-  if (span < DIGIT_SPAN) {
-    return { text: `This looks like a dot, not a digit. ${rule}`, short: "This looks like a dot; the network must still pick a digit" };
-  }
-  if (inked > MOST_INK) {
-    return { text: `This has more ink than any MNIST digit. ${rule}`, short: "More ink than any digit; the network must still pick one" };
-  }
-  if (p < UNSURE) {
-    return { text: `The network is unsure: this is unlike the digits it learned from, or between two of them. ${rule}`, short: "The network is unsure; it must still pick a digit" };
-  }
-  return null;
-}
+const buildBars = () => makeBars($("bars"));
+const setBars = (probabilities, top) => fillBars($("bars"), probabilities, top);
 
 function show(answer) {
   state.result = answer;
@@ -342,16 +238,6 @@ function showBlank() {
   $("show-steps").disabled = true;
   updateAddress();
   refresh();
-}
-
-function paintGrey(canvas, values) {
-  const g = canvas.getContext("2d");
-  const image = g.createImageData(28, 28);
-  for (let i = 0; i < 784; i++) {
-    const v = Math.round(255 * Math.min(1, Math.max(0, values[i])));
-    image.data.set([v, v, v, 255], 4 * i);
-  }
-  g.putImageData(image, 0, 0);
 }
 
 function diverging(value, scale) {
