@@ -75,6 +75,7 @@ export class Diagram {
 
   setModel(model) {
     this.model = model;
+    this.built = null;  // another network may have other layers: build anew
     this.layout();
   }
 
