@@ -271,15 +271,15 @@ class Trainer:
     async def close(self) -> None:
         """Stop any run (it gets ``STOP_GRACE`` seconds to hand over its weights), at
         server shutdown."""
-        job = self.running
-        if job is None or job.process is None:
-            return
-        self.stop(job)
-        try:
-            await asyncio.wait_for(job.process.wait(), STOP_GRACE)
-        except asyncio.TimeoutError:
-            job.process.kill()
-            await job.process.wait()
+        for job in list(self.jobs.values()):
+            if job.process is None or job.process.returncode is not None:
+                continue
+            self.stop(job)
+            try:
+                await asyncio.wait_for(job.process.wait(), STOP_GRACE)
+            except asyncio.TimeoutError:
+                job.process.kill()
+                await job.process.wait()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _follow(self, job: Job) -> None:
@@ -302,8 +302,6 @@ class Trainer:
         if not ended:
             why = stderr[-1] if stderr else f"exit code {code}"
             await self._fail(job, f"the training process ended unexpectedly ({why})")
-        if self.running is job:
-            self.running = None
 
     async def _handle(self, job: Job, message: dict) -> bool:
         """One line from the worker; whether it was the last."""
@@ -331,20 +329,26 @@ class Trainer:
             except OutputError as e:
                 self.on_warning(f"warning: model {job.id} kept in memory only: {e}")
             history = info["history"]
-            await job.add("done", {
+            await self._end(job, "done", {
                 "test_accuracy": info["test_accuracy"],
                 "model": job.id,
                 "epochs": len(history["epochs"]),
                 "best_epoch": history["best_epoch"],
                 "stopped": history["stopped"],
-            }, "done")  # fmt: skip
+            })  # fmt: skip
             return True
         await self._fail(job, str(message["message"]))
         return True
 
     async def _fail(self, job: Job, message: str) -> None:
         self.models.drop(job.id)
-        await job.add("error", {"message": message}, "error")
+        await self._end(job, "error", {"message": message})
+
+    async def _end(self, job: Job, name: str, data: dict) -> None:
+        """The last event: the server is free for another run before anyone hears of it."""
+        if self.running is job:
+            self.running = None
+        await job.add(name, data, name)
 
 
 def event_stream_text(name: str, data: dict) -> str:
