@@ -438,6 +438,15 @@ def create_app(
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         response = error(exc.status_code, str(exc.detail))
         response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            path = request.url.path
+            methods = {
+                method
+                for route in app.routes
+                if getattr(route, "methods", None) and route.path_regex.match(path)
+                for method in route.methods
+            }
+            response.headers["allow"] = ", ".join(sorted(methods))
         return response
 
     @app.exception_handler(Exception)
@@ -462,7 +471,7 @@ def create_app(
 
     model_info = describe(model)
 
-    @app.get("/api/model", response_model=ModelResponse, responses=ERRORS)
+    @app.get("/api/model", response_model=ModelResponse, responses={404: {"model": ErrorResponse}})
     async def get_model(
         model: Annotated[str | None, Query(description="a model id from /api/models")] = None,
     ) -> dict | JSONResponse:
@@ -484,6 +493,7 @@ def create_app(
         responses={
             200: {"content": {"application/octet-stream": {}}, "description": "a model file"},
             404: {"model": ErrorResponse},
+            409: {"model": ErrorResponse},
         },
     )
     async def model_file(model_id: str) -> Response:
