@@ -49,11 +49,15 @@ def follow(host: str, port: int, job: str, finished: threading.Event, result: di
     connection = http.client.HTTPConnection(host, port, timeout=600)
     connection.request("GET", f"/api/train/{job}/events")
     response = connection.getresponse()
-    epochs = 0
+    epochs, name = 0, None
     for raw in response:
-        line = raw.decode()
-        epochs += line.startswith("event: epoch")
-        if line.startswith("event: done") or line.startswith("event: error"):
+        line = raw.decode().strip()
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+            epochs += name == "epoch"
+        elif line.startswith("data: ") and name == "epoch" and epochs == 1:
+            result["first"] = json.loads(line[len("data: ") :])["val_accuracy"]
+        elif line.startswith("data: ") and name in ("done", "error"):
             result["end"], result["epochs"], result["last"] = time.perf_counter(), epochs, line
             break
     connection.close()
@@ -90,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"p99 {np.percentile(ms, 99):6.1f} ms  max {ms.max():6.1f} ms")  # fmt: skip
         if "end" in result:
             print(f"training: {result['epochs']} epochs, POST to the last event "
-                  f"{result['end'] - start:.1f} s ({result['last'].strip()})")  # fmt: skip
+                  f"{result['end'] - start:.1f} s; validation accuracy after epoch 1: "
+                  f"{result.get('first')}; {result['last']}")  # fmt: skip
     finally:
         process.terminate()
         process.wait(10)

@@ -516,6 +516,7 @@ async function loadModel(id) {
   state.modelId = modelId(text);
   state.pageModel = id;
   state.blank = blank.ok ? await blank.json() : null;
+  state.result = null;  // the old network's answer: the caller asks the new one
   const accuracy = model.test_accuracy == null ? "accuracy not recorded"
     : `${(100 * model.test_accuracy).toFixed(2)}% right on the 10,000 MNIST test images`;
   const name = id ? `Network ${id}: ` : "";

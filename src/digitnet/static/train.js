@@ -98,8 +98,18 @@ function drawCurves(canvas, epochs, planned) {
   const yAcc = (a) => top + ph * (1 - a);
   g.fillStyle = "#a3acbb";
   g.textAlign = "center";
-  g.fillText("epoch", left + pw / 2, h - 6);
-  for (const epoch of [0, Math.round(last / 2), last]) g.fillText(String(epoch), x(epoch), top + ph + 14);
+  for (const epoch of [0, last]) g.fillText(String(epoch), x(epoch), top + ph + 14);
+  g.fillText("epoch", left + pw / 2, top + ph + 14);
+  // chance: one digit in ten, where an untrained network starts
+  g.strokeStyle = "#8b95a7";
+  g.setLineDash([2, 4]);
+  g.beginPath();
+  g.moveTo(left, yAcc(0.1));
+  g.lineTo(left + pw, yAcc(0.1));
+  g.stroke();
+  g.setLineDash([]);
+  g.textAlign = "left";
+  g.fillText("chance, 10%", left + 4, yAcc(0.1) - 4);
   g.textAlign = "right";
   g.fillStyle = COST;
   g.fillText(maxCost.toFixed(2), left - 4, top + 10);
@@ -125,6 +135,11 @@ function drawCurves(canvas, epochs, planned) {
   line((e) => (e.val_accuracy == null ? NaN : e.val_accuracy), yAcc, ACCURACY);
   canvas.dataset.points = String(epochs.length);
   const newest = epochs[epochs.length - 1];
+  if (newest && newest.val_accuracy != null) {
+    g.fillStyle = ACCURACY;
+    g.textAlign = "right";
+    g.fillText(percent(newest.val_accuracy), x(newest.epoch) - 4, yAcc(newest.val_accuracy) + 16);
+  }
   canvas.setAttribute("aria-label", newest
     ? `Learning curves after epoch ${newest.epoch} of ${planned}: cost ${newest.cost.toFixed(3)}, `
       + `validation accuracy ${percent(newest.val_accuracy)}`
@@ -142,7 +157,10 @@ function drawWeights(container, rows) {
   }
   rows.forEach((row, j) => {
     const canvas = container.children[j];
-    paintWeights(canvas, row);
+    // Full colour at the 98th percentile of |w|: Adam gives the few pixels that are
+    // almost never inked large weights, which would wash the strokes out.
+    const sorted = row.map(Math.abs).sort((a, b) => a - b);
+    paintWeights(canvas, row, Math.max(1e-9, sorted[Math.floor(0.98 * (sorted.length - 1))]));
     canvas.setAttribute("aria-label", `Incoming weights of layer 1, neuron ${j + 1}`);
   });
 }
