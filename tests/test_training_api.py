@@ -5,6 +5,7 @@ refused; a run stopped; the models folder read again at the next start."""
 
 import http.client
 import json
+import signal
 import threading
 from pathlib import Path
 
@@ -217,3 +218,34 @@ def test_serve_refuses_a_models_folder_it_cannot_use(trained, tmp_path):
     (tmp_path / "file").write_text("x")
     result = cli("serve", path, "--port", "0", "--models", tmp_path / "file")
     assert result.returncode == 2 and "not a folder" in result.stderr
+
+
+def children(pid: int) -> set[int]:
+    """The processes ``pid`` has started (Linux's /proc)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
+def test_a_server_stopped_mid_training_leaves_no_worker(trained):
+    process, port, _ = start_server(trained[1])
+    try:
+        status, body = call(port, "POST", "/api/train", {"epochs": 100})
+        assert status == 202
+        name, _ = next(events(port, body["id"]))
+        assert name == "epoch"
+        workers = children(process.pid)
+        assert len(workers) == 1
+    finally:
+        stop(process)
+    assert process.returncode == 128 + signal.SIGTERM  # as for any SIGTERM
+    assert all(gone(pid) for pid in workers)

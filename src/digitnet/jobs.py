@@ -19,6 +19,8 @@ import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
 from .config import TrainConfig
 from .files import OutputError
@@ -167,7 +169,7 @@ def train_config(body: object) -> TrainConfig:
 def first_layer(net: Network, digits: int = 3) -> list[list[float]]:
     """The incoming weights of the first ``PICTURES`` neurons of layer 1, rounded:
     each row (784,) is one neuron's weight picture."""
-    return [[round(float(w), digits) for w in row] for row in net.W[0][:PICTURES]]
+    return np.round(net.W[0][:PICTURES].astype(np.float64), digits).tolist()
 
 
 def network_of(config: TrainConfig, params) -> Network:
