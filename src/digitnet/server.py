@@ -666,7 +666,7 @@ def create_app(
             seen = 0
             while True:
                 while seen < len(job.events):
-                    yield jobs.event_stream_text(*job.events[seen])
+                    yield job.events[seen]
                     seen += 1
                 if job.finished:
                     return
