@@ -1,9 +1,9 @@
 """Training runs the server starts for the page: what a request may ask for, and the
 run itself in a worker process (``python -m digitnet.worker``), one at a time.
 
-The run happens outside the server's process, so predictions keep answering at full
-speed while it trains: the worker has its own interpreter (no lock shared with the
-request handlers), one BLAS thread and a lower priority.  It talks JSON lines over
+The run happens outside the server's process, so predictions keep answering while
+it trains: the worker has its own interpreter (no lock shared with the request
+handlers), one BLAS thread and a lower priority.  It talks JSON lines over
 its stdout (no pickle); each epoch's weights go into ``Models`` under the run's id,
 unlisted, so ``"model": id`` already predicts with the newest weights, and at the end
 the best weights become a listed model under that same id.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import sys
@@ -164,7 +165,8 @@ def train_config(body: object) -> TrainConfig:
     try:
         return TrainConfig(**settings, kernel="auto")
     except ValueError as e:  # what TrainConfig checks of the settings together
-        raise RequestError(next(iter(settings), "body"), str(e)) from None
+        culprit = next((name for name in settings if name in str(e)), "body")
+        raise RequestError(culprit, str(e)) from None
 
 
 def first_layer(net: Network, digits: int = 3) -> list[list[float]]:
@@ -173,7 +175,8 @@ def first_layer(net: Network, digits: int = 3) -> list[list[float]]:
     return np.round(net.W[0][:PICTURES].astype(np.float64), digits).tolist()
 
 
-def network_of(config: TrainConfig, params) -> Network:
+def network_of(config: TrainConfig, params: str) -> Network:
+    """The network of ``config`` holding the worker's parameters (``worker.encode``)."""
     net = Network(config.sizes, config.activation, config.output)
     net.params[...] = decode(params, net.params.size)
     return net
@@ -216,14 +219,14 @@ class Job:
 
 class Trainer:
     """Starts, follows and stops training runs, one at a time, putting what they make
-    into ``models``.  ``on_warning`` hears of what went wrong beside the run (a model
-    that could not be saved to the folder)."""
+    into ``models``.  ``on_warning(text)`` hears of what went wrong beside the run (a
+    model that could not be saved to the folder); by default the server's log."""
 
     def __init__(self, models: Models, on_warning=None) -> None:
         self.models = models
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.running: Job | None = None
-        self.on_warning = on_warning or (lambda text: print(text, file=sys.stderr))
+        self.on_warning = on_warning or logging.getLogger("uvicorn.error").warning
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self, config: TrainConfig) -> Job:
