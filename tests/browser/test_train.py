@@ -91,3 +91,21 @@ def test_a_bad_setting_is_refused_by_name(page):
     expect(status).to_have_attribute("data-state", "error")
     expect(status).to_contain_text("Cannot train: sizes: hidden layers of 1-256 neurons, got [300]")
     expect(page.locator("#train-start")).to_be_enabled()
+
+
+def test_stop_from_the_page_keeps_a_network(page):
+    expect(page.locator("#train-start")).to_be_enabled()
+    page.fill("#train-hidden", "32")
+    page.select_option("#train-activation", "relu")
+    page.fill("#train-epochs", "100")
+    page.click("#train-start")
+    expect(page.locator("#train-curves")).to_have_attribute(
+        "data-points", re.compile(r"^[1-9]"), timeout=120_000
+    )
+    page.click("#train-stop")
+    status = page.locator("#train-status")
+    expect(status).to_have_attribute("data-state", "done", timeout=60_000)
+    expect(status).to_contain_text(re.compile(r"^Stopped after \d+ epochs\. Network trained-\d+"))
+    model = re.search(r"Network (trained-\d+)", status.inner_text()).group(1)
+    expect(page.locator("#compare-b")).to_have_value(model)
+    expect(page.locator("#compare-b")).to_contain_text("784-32-10 relu")
