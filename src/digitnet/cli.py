@@ -288,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--port", type=int, default=8000, help="0 picks a free port (default: %(default)s)"
     )
+    v.add_argument(
+        "--models",
+        type=Path,
+        metavar="DIR",
+        help="folder where networks trained in the page are saved, and read from at the "
+        "start (default: kept in memory only)",
+    )
 
     g = commands.add_parser("plot", help="draw a picture of what the network does")
     g.add_argument(
@@ -835,6 +842,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"no model at {args.model}; train one with `digitnet train --out {args.model}`, "
             f"or run `digitnet serve` alone to train and serve {DEFAULT_MODEL}"
         )
+    if args.models is not None:
+        from .models import check_folder
+
+        check_folder(args.models)
     try:  # listen first: a port in use is an error before the training, not after
         sock = bind(args.host, args.port)
     except OSError as e:
@@ -859,7 +870,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         loopback = is_loopback(args.host)
-        app = create_app(model, hosts=loopback_names(args.host) if loopback else None)
+        app = create_app(
+            model, hosts=loopback_names(args.host) if loopback else None, models_dir=args.models
+        )
+        for problem in app.state.models.skipped:
+            print(f"warning: not offered: {problem}", file=sys.stderr)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         if not loopback:

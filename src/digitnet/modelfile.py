@@ -31,7 +31,9 @@ from .limits import MAX_LAYERS
 from .metadata import MetadataError, model_record, parse_json, short
 from .network import Network, count_parameters
 
-__all__ = ["Model", "ModelFileError", "atomic_write", "check_output", "load", "save"]
+__all__ = [
+    "Model", "ModelFileError", "atomic_write", "check_output", "load", "save", "to_bytes"
+]
 
 FORMAT_VERSION = 1
 #: Format versions this code reads.
@@ -73,6 +75,11 @@ def save(path: str | os.PathLike, network: Network, info: dict | None = None) ->
     makes the one every command reads."""
     path = Path(path)
     check_output(path)
+    atomic_write(path, to_bytes(network, info))
+
+
+def to_bytes(network: Network, info: dict | None = None) -> bytes:
+    """The bytes of the model file ``save`` writes, e.g. for a download."""
     record = {
         **(info or {}),
         "format_version": FORMAT_VERSION,
@@ -86,8 +93,7 @@ def save(path: str | os.PathLike, network: Network, info: dict | None = None) ->
         tensors[f"layers.{i}.weight"] = np.ascontiguousarray(W, dtype=np.float32)
         tensors[f"layers.{i}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
     text = json.dumps(record, allow_nan=False, default=_as_json)
-    data = safetensors_bytes(tensors, metadata={"digitnet": text})
-    atomic_write(path, data)
+    return safetensors_bytes(tensors, metadata={"digitnet": text})
 
 
 def _as_json(value):

@@ -13,6 +13,14 @@ it on uvicorn.  Endpoints:
 - ``GET /api/sample[?digit=7]``: a random MNIST test digit.
 - ``POST /api/preprocess``: ``{"image": ...}`` as for predict -> every step from the
   canvas to the network's input (``preprocess.steps``), for the page to show.
+- ``GET /api/models``: the models the page can use, the served one first
+  (``digitnet.models``); ``GET /api/models/{id}/file`` downloads one as a model file.
+  ``/api/model`` and ``/api/predict`` take an optional model id (``?model=`` and
+  ``"model"``).
+- ``POST /api/train`` (202, or 409 while one runs), ``GET /api/train/{id}/events``
+  (server-sent events: ``epoch``..., then ``done`` or ``error``), ``DELETE
+  /api/train/{id}``: training in a worker process (``digitnet.jobs``);
+  ``GET /api/train``: the defaults, limits and choices a request may use.
 
 Every error is JSON, ``{"error": "..."}``, whoever sends it (the app, the request
 checks below, or the HTTP layer).  Against hostile and unlucky clients:
@@ -55,14 +63,16 @@ import h11
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .modelfile import Model
+from . import jobs
+from .modelfile import Model, to_bytes
+from .models import Models, UnknownModel
 from .preprocess import PictureError, open_picture, steps, to_mnist
 from .recognise import predict_pixels
 
@@ -104,6 +114,9 @@ class PredictRequest(BaseModel):
     )
     pixels: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]] | None = (
         Field(None, min_length=784, max_length=784, description="784 pixels in [0, 1]")
+    )
+    model: str | None = Field(
+        None, description="a model id from /api/models; the served one if left out"
     )
 
 
@@ -148,6 +161,30 @@ class StepsResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: str
+
+
+class ModelSummary(BaseModel):
+    id: str
+    sizes: list[int]
+    activation: str
+    output: str
+    test_accuracy: float | None
+
+
+class TrainStarted(BaseModel):
+    id: str = Field(description="the run's id, also the id of the model it makes")
+
+
+class TrainStopped(BaseModel):
+    id: str
+    state: str = Field(description="stopping, or done/error when it had already ended")
+
+
+class TrainOptions(BaseModel):
+    defaults: dict = Field(description="the value of each setting a request may give")
+    limits: dict = Field(description="the most each bounded setting may be")
+    choices: dict = Field(description="the names each named setting may take")
+    running: dict | None = Field(description="the run in progress, if any: its id and epochs")
 
 
 ERRORS = {
@@ -351,22 +388,27 @@ def create_app(
     body_timeout: float = BODY_TIMEOUT,
     picture_workers: int = PICTURE_WORKERS,
     picture_queue: int = PICTURE_QUEUE,
+    models_dir: Path | None = None,
 ) -> FastAPI:
     """The app for one model.  ``samples`` are (images (N, 784) uint8, labels (N,))
     for /api/sample; the MNIST test set when not given.  ``hosts``: the Host names
-    answered (all when None; ``serve`` on loopback passes ``loopback_names``)."""
+    answered (all when None; ``serve`` on loopback passes ``loopback_names``).
+    ``models_dir``: where models trained from the page are saved and read from at the
+    start (``serve --models DIR``); in memory only when None."""
     if samples is None:
         from .data import load_split
 
         samples = load_split(None, "test")
     images, labels = samples
-    net = model.network
+    models = Models(model, models_dir)
+    trainer = jobs.Trainer(models)
     rng = np.random.default_rng()
     pictures: dict = {"waiting": 0, "pool": None}  # the pool starts with the first picture
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        await trainer.close()
         pool, pictures["pool"] = pictures["pool"], None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -379,6 +421,7 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
+    app.state.models = models  # endpoints take "model": id through models.lookup(id)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -395,6 +438,15 @@ def create_app(
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         response = error(exc.status_code, str(exc.detail))
         response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            path = request.url.path
+            methods = {
+                method
+                for route in app.routes
+                if getattr(route, "methods", None) and route.path_regex.match(path)
+                for method in route.methods
+            }
+            response.headers["allow"] = ", ".join(sorted(methods))
         return response
 
     @app.exception_handler(Exception)
@@ -405,22 +457,62 @@ def create_app(
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    model_info = {
-        "sizes": list(net.sizes),
-        "activation": net.activation_name,
-        "output": net.output_name,
-        "n_parameters": net.n_parameters,
-        "test_accuracy": model.test_accuracy,
-        "weights": [_round(W) for W in net.W],
-        "biases": [_round(b) for b in net.b],
-    }
+    def describe(model: Model) -> dict:
+        net = model.network
+        return {
+            "sizes": list(net.sizes),
+            "activation": net.activation_name,
+            "output": net.output_name,
+            "n_parameters": net.n_parameters,
+            "test_accuracy": model.test_accuracy,
+            "weights": [_round(W) for W in net.W],
+            "biases": [_round(b) for b in net.b],
+        }
 
-    @app.get("/api/model", response_model=ModelResponse)
-    async def get_model() -> dict:
+    model_info = describe(model)
+
+    @app.get("/api/model", response_model=ModelResponse, responses={404: {"model": ErrorResponse}})
+    async def get_model(
+        model: Annotated[str | None, Query(description="a model id from /api/models")] = None,
+    ) -> dict | JSONResponse:
         """The network: its shape, accuracy, and every weight and bias."""
-        return model_info
+        if model is None:
+            return model_info
+        try:
+            return describe(models.lookup(model))
+        except UnknownModel as e:
+            return error(404, str(e))
 
-    def answer(pixels: np.ndarray) -> dict:
+    @app.get("/api/models", response_model=list[ModelSummary])
+    async def list_models() -> list[dict]:
+        """The models the page can use: the served one first, then those trained here."""
+        return models.summaries()
+
+    @app.get(
+        "/api/models/{model_id}/file",
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "a model file"},
+            404: {"model": ErrorResponse},
+            409: {"model": ErrorResponse},
+        },
+    )
+    async def model_file(model_id: str) -> Response:
+        """One model as a safetensors model file (``digitnet.modelfile``)."""
+        try:
+            chosen = models.lookup(model_id)
+        except UnknownModel as e:
+            return error(404, str(e))
+        if model_id not in models.ids():
+            return error(409, f"model {model_id!r} is still training")
+        data = await asyncio.to_thread(to_bytes, chosen.network, chosen.info)
+        disposition = f'attachment; filename="{model_id}.safetensors"'
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"content-disposition": disposition},
+        )
+
+    def answer(net, pixels: np.ndarray) -> dict:
         prediction = predict_pixels(net, pixels)
         return {
             "digit": prediction.digit,
@@ -458,12 +550,18 @@ def create_app(
         """Read a digit from a canvas PNG or from 784 pixels."""
         if (request.image is None) == (request.pixels is None):
             return error(422, "send exactly one of 'image' (a PNG data URL) or 'pixels'")
+        try:
+            net = models.lookup(request.model).network
+        except UnknownModel as e:
+            return error(422, f"model: {e}")
         if net.sizes[0] != 784:
             return error(422, f"this model takes {net.sizes[0]} inputs, not the 784 of a picture")
         if request.pixels is not None:
-            return answer(np.array(request.pixels, dtype=np.float32))
+            return answer(net, np.array(request.pixels, dtype=np.float32))
         try:
-            return await read_picture(request.image, lambda picture: answer(to_mnist(picture)))
+            return await read_picture(
+                request.image, lambda picture: answer(net, to_mnist(picture))
+            )
         except PictureError as e:
             status = 413 if "limit" in str(e) else 422
             return error(status, str(e))
@@ -511,6 +609,88 @@ def create_app(
             "index": index,
             "pixels": _round(images[index] / 255, 4),
         }
+
+    @app.get("/api/train", response_model=TrainOptions)
+    async def train_options() -> dict:
+        """What a training request may ask for, and the run in progress."""
+        job = trainer.running
+        return {
+            "defaults": jobs.defaults(),
+            "limits": jobs.limits(),
+            "choices": jobs.choices(),
+            "running": None if job is None else {"id": job.id, "epochs": job.config.epochs},
+        }
+
+    @app.post(
+        "/api/train",
+        status_code=202,
+        response_model=TrainStarted,
+        responses={**ERRORS, 409: {"model": ErrorResponse}},
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/json": {"schema": {"type": "object"}}},
+                "description": "any of: " + ", ".join(jobs.FIELDS) + " (as in TrainConfig)",
+            }
+        },
+    )
+    async def start_training(request: Request) -> dict | JSONResponse:
+        """Train a new network in a worker process; follow it at /api/train/{id}/events."""
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "malformed JSON body")
+        try:
+            config = jobs.train_config(body)
+        except jobs.RequestError as e:
+            return JSONResponse({"error": str(e), "field": e.field}, status_code=422)
+        try:
+            job = await trainer.start(config)
+        except jobs.Busy as e:
+            return error(409, str(e))
+        return JSONResponse({"id": job.id}, status_code=202)
+
+    @app.get(
+        "/api/train/{job_id}/events",
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+            404: {"model": ErrorResponse},
+        },
+    )
+    async def training_events(job_id: str) -> Response:
+        """The run's events: every epoch so far, then each new one, then done or error."""
+        job = trainer.find(job_id)
+        if job is None:
+            return error(404, f"no training {job_id!r}")
+
+        async def stream():
+            seen = 0
+            while True:
+                while seen < len(job.events):
+                    yield job.events[seen]
+                    seen += 1
+                if job.finished:
+                    return
+                await job.wait(seen, timeout=15)
+                if seen == len(job.events) and not job.finished:
+                    yield ": still training\n\n"  # keeps idle connections open
+
+        headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+    @app.delete(
+        "/api/train/{job_id}",
+        response_model=TrainStopped,
+        responses={202: {"model": TrainStopped}, 404: {"model": ErrorResponse}},
+    )
+    async def stop_training(job_id: str) -> JSONResponse:
+        """Stop a run after its current batch; its best weights so far become a model."""
+        job = trainer.find(job_id)
+        if job is None:
+            return error(404, f"no training {job_id!r}")
+        if job.finished:
+            return JSONResponse({"id": job.id, "state": job.state})
+        trainer.stop(job)
+        return JSONResponse({"id": job.id, "state": "stopping"}, status_code=202)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=body_timeout)

@@ -1,11 +1,13 @@
 // digitnet page: draw a digit, send it to /api/predict, show what every layer does.
 "use strict";
 
+import { paintWeights } from "./colours.js";
 import { Diagram } from "./diagram.js";
 import { buildBars as makeBars, caveat, paintGrey, setBars as fillBars } from "./guess.js";
 import { listen, PENS, redraw as drawPad } from "./pad.js";
 import { modelId, readAddress, writeAddress } from "./share.js";
 import { showSteps } from "./steps.js";
+import { setupTraining } from "./train.js";
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
@@ -30,6 +32,7 @@ const state = {
   lastSent: 0,
   timer: null,
   linkModel: null,    // the model a link was made with, when it is not this one
+  pageModel: null,    // the id (/api/models) of the model the page uses; null: the served one
 };
 
 // ---- drawing ------------------------------------------------------------------------
@@ -120,9 +123,7 @@ async function sendPredict(final) {
   if (!state.strokes.length && !state.base) return;
   const seq = ++state.sent;
   const version = state.version;
-  const body = state.strokes.length
-    ? { image: pad.toDataURL("image/png") }
-    : { pixels: state.base.pixels };
+  const body = drawing();
   state.inFlight = true;
   state.lastSent = performance.now();
   try {
@@ -153,6 +154,15 @@ async function sendPredict(final) {
   }
 }
 
+function drawing() {
+  // What is on the pad, as /api/predict takes it (with the page's model), or null.
+  if (!state.strokes.length && !state.base) return null;
+  const body = state.strokes.length
+    ? { image: pad.toDataURL("image/png") }
+    : { pixels: state.base.pixels };
+  return state.pageModel ? { ...body, model: state.pageModel } : body;
+}
+
 function settled(answer) {
   // The answer for a pad at rest: announce it once and put it in the address.
   const p = answer.probabilities[answer.digit];
@@ -160,6 +170,7 @@ function settled(answer) {
   announce(`Guess ${answer.digit}, ${(100 * p).toFixed(1)}% sure${doubt ? `. ${doubt.short}` : ""}`);
   updateAddress();
   describePad();
+  training.drawingChanged();
 }
 
 function describePad(note = "") {
@@ -238,14 +249,7 @@ function showBlank() {
   $("show-steps").disabled = true;
   updateAddress();
   refresh();
-}
-
-function diverging(value, scale) {
-  // blue for negative, white at zero, red for positive (as in the video)
-  const t = Math.max(-1, Math.min(1, value / (scale || 1)));
-  const [r, g, b] = t < 0 ? [58, 134, 255] : [228, 87, 46];
-  const k = Math.abs(t);
-  return [255 + (r - 255) * k, 255 + (g - 255) * k, 255 + (b - 255) * k].map(Math.round);
+  training.drawingChanged();
 }
 
 // ---- the diagram and the chosen neuron ----------------------------------------------------
@@ -318,15 +322,7 @@ function showNeuron(neuron) {
   const { weights, biases, sizes } = state.model;
   const W = weights[layer - 1][index];
   const canvas = $("weights");
-  const side = Math.round(Math.sqrt(W.length));
-  const square = side * side === W.length;
-  canvas.width = square ? side : W.length;
-  canvas.height = square ? side : 1;
-  const g = canvas.getContext("2d");
-  const image = g.createImageData(canvas.width, canvas.height);
-  const scale = Math.max(1e-9, ...W.map(Math.abs));
-  W.forEach((w, i) => image.data.set([...diverging(w, scale), 255], 4 * i));
-  g.putImageData(image, 0, 0);
+  const { side, square } = paintWeights(canvas, W);
   const from = layer === 1 ? `the ${sizes[0]} input pixels, as a ${side}×${side} picture`
     : `the ${W.length} neurons of layer ${layer - 1}${square ? `, as a ${side}×${side} grid` : ""}`;
   const pinned = state.pinned && state.pinned.layer === layer && state.pinned.index === index;
@@ -390,32 +386,59 @@ $("steps-close").addEventListener("click", () => $("steps").close());
 
 // ---- start -------------------------------------------------------------------------------
 
+async function loadModel(id) {
+  // The network the page uses: /api/model (id null: the served one), and its answer
+  // for an empty picture.
+  const response = await fetch("/api/model" + (id ? `?model=${encodeURIComponent(id)}` : ""));
+  const text = await response.text();
+  const model = JSON.parse(text);
+  if (!response.ok) throw new Error(model.error || response.statusText);
+  const blank = await fetch("/api/predict", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ pixels: new Array(model.sizes[0]).fill(0), ...(id ? { model: id } : {}) }),
+  });
+  state.model = model;
+  state.modelId = modelId(text);
+  state.pageModel = id;
+  state.blank = blank.ok ? await blank.json() : null;
+  state.result = null;  // the old network's answer: the caller asks the new one
+  const accuracy = model.test_accuracy == null ? "accuracy not recorded"
+    : `${(100 * model.test_accuracy).toFixed(2)}% right on the 10,000 MNIST test images`;
+  const name = id ? `Network ${id}: ` : "";
+  $("model-info").textContent = `${name}${model.sizes.join("-")} network, ${model.activation} hidden layers, `
+    + `${model.n_parameters.toLocaleString("en")} weights and biases; ${accuracy}.`;
+  diagram.setModel(model);
+}
+
+async function useModel(id) {
+  // Switch the whole page (guess, diagram, neurons) to another network.
+  await loadModel(id);
+  const last = state.model.sizes.length - 1;
+  if (state.pinned && (state.pinned.layer > last || state.pinned.index >= state.model.sizes[state.pinned.layer])) {
+    state.pinned = null;
+  }
+  state.hover = state.focus = null;
+  if (state.strokes.length || state.base) {
+    await sendPredict(true);
+  } else {
+    showBlank();
+  }
+  announce(`The page now uses ${id ? `network ${id}` : "the served network"}.`);
+}
+
+const training = setupTraining({ drawing, useModel });
+
 async function start() {
   buildBars();
   redraw();
   try {
-    const response = await fetch("/api/model");
-    const text = await response.text();
-    const model = JSON.parse(text);
-    if (!response.ok) throw new Error(model.error || response.statusText);
-    state.model = model;
-    state.modelId = modelId(text);
-    const blank = await fetch("/api/predict", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ pixels: new Array(model.sizes[0]).fill(0) }),
-    });
-    if (blank.ok) state.blank = await blank.json();
+    await loadModel(null);
   } catch (err) {
     $("model-info").textContent = `Could not load the network: ${err.message}`;
     return;
   }
   const m = state.model;
-  const accuracy = m.test_accuracy == null ? "accuracy not recorded"
-    : `${(100 * m.test_accuracy).toFixed(2)}% right on the 10,000 MNIST test images`;
-  $("model-info").textContent = `${m.sizes.join("-")} network, ${m.activation} hidden layers, `
-    + `${m.n_parameters.toLocaleString("en")} weights and biases; ${accuracy}.`;
-  diagram.setModel(m);
   new ResizeObserver(() => diagram.layout()).observe($("diagram"));
 
   const link = readAddress(location.search);

@@ -75,6 +75,8 @@ export class Diagram {
 
   setModel(model) {
     this.model = model;
+    this.built = null;  // another network may have other layers: build anew,
+    this.view = null;   // without the activations of the old one
     this.layout();
   }
 

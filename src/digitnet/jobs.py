@@ -1,0 +1,363 @@
+"""Training runs the server starts for the page: what a request may ask for, and the
+run itself in a worker process (``python -m digitnet.worker``), one at a time.
+
+The run happens outside the server's process, so predictions keep answering while
+it trains: the worker has its own interpreter (no lock shared with the request
+handlers), one BLAS thread and a lower priority.  It talks JSON lines over
+its stdout (no pickle); each epoch's weights go into ``Models`` under the run's id,
+unlisted, so ``"model": id`` already predicts with the newest weights, and at the end
+the best weights become a listed model under that same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
+from .config import TrainConfig
+from .files import OutputError
+from .metadata import short
+from .modelfile import Model
+from .models import Models
+from .network import Network
+from .optimizers import OPTIMIZERS
+from .worker import decode
+
+#: The fields of ``TrainConfig`` a request may set; the others keep their defaults.
+FIELDS = (
+    "sizes", "activation", "output", "loss", "optimizer", "lr", "batch_size", "epochs",
+    "augment", "weight_decay", "seed",
+)  # fmt: skip
+#: Most epochs a run started from the page may take.
+MAX_EPOCHS = 100
+#: Most hidden layers, and most neurons in one.
+MAX_HIDDEN_LAYERS = 4
+MAX_HIDDEN_WIDTH = 256
+#: Largest mini-batch (a batch of the whole training set would take gigabytes).
+MAX_BATCH_SIZE = 1024
+#: Largest shift of augmentation, in pixels.
+MAX_AUGMENT = 4
+#: The network's ends are MNIST's: 784 pixels in, 10 digits out.
+INPUTS, OUTPUTS_N = 784, 10
+#: Neurons of the first layer whose incoming weights each epoch event carries.
+PICTURES = 16
+#: Finished runs remembered, for clients that connect late (a 100-epoch run's events
+#: take about 9 MB as text: 90 KB an epoch for the default network's 16 pictures).
+KEPT_JOBS = 4
+#: Longest line the worker writes (the weights of the largest network allowed, in base64).
+LINE_LIMIT = 64 * 1024 * 1024
+#: Seconds a stopped worker gets to hand over its weights before it is killed at shutdown.
+STOP_GRACE = 5.0
+
+
+class RequestError(ValueError):
+    """A bad training request: ``field`` names the culprit."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.field = name
+
+
+class Busy(RuntimeError):
+    """A training is already running."""
+
+
+def limits() -> dict:
+    """The bounds a request must keep, as the page shows them."""
+    return {
+        "epochs": MAX_EPOCHS,
+        "hidden_layers": MAX_HIDDEN_LAYERS,
+        "hidden_width": MAX_HIDDEN_WIDTH,
+        "batch_size": MAX_BATCH_SIZE,
+        "augment": MAX_AUGMENT,
+    }
+
+
+def choices() -> dict:
+    """The names each choice may take, from the registries."""
+    return {
+        "activation": sorted(ACTIVATIONS),
+        "output": sorted(OUTPUTS),
+        "loss": list(LOSS_NAMES),
+        "optimizer": sorted(OPTIMIZERS),
+    }
+
+
+def defaults() -> dict:
+    """The request fields' defaults: ``TrainConfig()``'s."""
+    config = TrainConfig().to_dict()
+    return {name: config[name] for name in FIELDS}
+
+
+def _whole(name: str, value: object, low: int, high: int | None = None) -> int:
+    if type(value) is not int or value < low or (high is not None and value > high):
+        allowed = f"{low}-{high}" if high is not None else f"{low} or more"
+        raise RequestError(name, f"expected a whole number {allowed}, got {short(value)}")
+    return value
+
+
+def _number(name: str, value: object, *, positive: bool) -> float:
+    ok = type(value) in (int, float) and math.isfinite(value)
+    if not ok or not (value > 0 if positive else value >= 0):
+        kind = "a positive number" if positive else "a number, zero or more"
+        raise RequestError(name, f"expected {kind}, got {short(value)}")
+    return float(value)
+
+
+def _name(name: str, value: object, allowed: list[str]) -> str:
+    if type(value) is not str or value not in allowed:
+        raise RequestError(name, f"expected one of {', '.join(allowed)}; got {short(value)}")
+    return value
+
+
+def _sizes(value: object) -> tuple[int, ...]:
+    if type(value) is not list or not all(type(n) is int for n in value):
+        raise RequestError("sizes", f"expected a list of whole numbers, got {short(value)}")
+    if len(value) < 2 or value[0] != INPUTS or value[-1] != OUTPUTS_N:
+        raise RequestError(
+            "sizes", f"expected {INPUTS}, the hidden layers, then {OUTPUTS_N}; got {short(value)}"
+        )
+    hidden = value[1:-1]
+    if len(hidden) > MAX_HIDDEN_LAYERS:
+        raise RequestError(
+            "sizes", f"at most {MAX_HIDDEN_LAYERS} hidden layers, got {len(hidden)}"
+        )
+    if any(not 1 <= n <= MAX_HIDDEN_WIDTH for n in hidden):
+        raise RequestError(
+            "sizes", f"hidden layers of 1-{MAX_HIDDEN_WIDTH} neurons, got {short(hidden)}"
+        )
+    return tuple(value)
+
+
+def train_config(body: object) -> TrainConfig:
+    """A request's JSON object -> the ``TrainConfig`` it asks for (the defaults for
+    what it leaves out), or RequestError naming the first bad field and what it may be."""
+    if not isinstance(body, dict):
+        raise RequestError("body", f"expected a JSON object, got {short(body)}")
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        allowed = ", ".join(FIELDS)
+        raise RequestError(unknown[0], f"not a training setting; expected any of {allowed}")
+    names = choices()
+    check = {
+        "sizes": _sizes,
+        "activation": lambda v: _name("activation", v, names["activation"]),
+        "output": lambda v: _name("output", v, names["output"]),
+        "loss": lambda v: _name("loss", v, names["loss"]),
+        "optimizer": lambda v: _name("optimizer", v, names["optimizer"]),
+        "lr": lambda v: _number("lr", v, positive=True),
+        "weight_decay": lambda v: _number("weight_decay", v, positive=False),
+        "batch_size": lambda v: _whole("batch_size", v, 1, MAX_BATCH_SIZE),
+        "epochs": lambda v: _whole("epochs", v, 1, MAX_EPOCHS),
+        "augment": lambda v: _whole("augment", v, 0, MAX_AUGMENT),
+        "seed": lambda v: _whole("seed", v, 0, 2**32 - 1),
+    }
+    settings = {name: check[name](value) for name, value in body.items()}
+    try:
+        return TrainConfig(**settings, kernel="auto")
+    except ValueError as e:  # what TrainConfig checks of the settings together
+        culprit = next((name for name in settings if name in str(e)), "body")
+        raise RequestError(culprit, str(e)) from None
+
+
+def first_layer(net: Network, digits: int = 3) -> list[list[float]]:
+    """The incoming weights of the first ``PICTURES`` neurons of layer 1, rounded:
+    each row (784,) is one neuron's weight picture."""
+    return np.round(net.W[0][:PICTURES].astype(np.float64), digits).tolist()
+
+
+def network_of(config: TrainConfig, params: str) -> Network:
+    """The network of ``config`` holding the worker's parameters (``worker.encode``)."""
+    net = Network(config.sizes, config.activation, config.output)
+    net.params[...] = decode(params, net.params.size)
+    return net
+
+
+@dataclass
+class Job:
+    """One training run: its id (also the id of the model it makes), its config,
+    the events so far as server-sent events' text, and whether it has ended."""
+
+    id: str
+    config: TrainConfig
+    events: list[str] = field(default_factory=list)
+    state: str = "running"  # running, stopping, done, error
+    process: asyncio.subprocess.Process | None = None
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "error")
+
+    async def add(self, name: str, data: dict, state: str | None = None) -> None:
+        async with self.changed:
+            self.events.append(event_stream_text(name, data))
+            self.state = state or self.state
+            self.changed.notify_all()
+
+    async def wait(self, seen: int, timeout: float) -> None:
+        """Until there are more than ``seen`` events or the run has ended (at most
+        ``timeout`` seconds)."""
+        async with self.changed:
+            try:
+                await asyncio.wait_for(
+                    self.changed.wait_for(lambda: len(self.events) > seen or self.finished),
+                    timeout,
+                )
+            except asyncio.TimeoutError:
+                pass
+
+
+class Trainer:
+    """Starts, follows and stops training runs, one at a time, putting what they make
+    into ``models``.  ``on_warning(text)`` hears of what went wrong beside the run (a
+    model that could not be saved to the folder); by default the server's log."""
+
+    def __init__(self, models: Models, on_warning=None) -> None:
+        self.models = models
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.running: Job | None = None
+        self.on_warning = on_warning or logging.getLogger("uvicorn.error").warning
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self, config: TrainConfig) -> Job:
+        """A new run of ``config`` in a worker process; Busy while another runs."""
+        if self.running is not None:
+            raise Busy(
+                f"a training is already running ({self.running.id}); wait for it to end or "
+                f"stop it with DELETE /api/train/{self.running.id}"
+            )
+        job = self.running = Job(self.models.new_id(taken=self.jobs), config)
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        try:
+            job.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "digitnet.worker", json.dumps(config.to_dict()),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                limit=LINE_LIMIT,
+            )  # fmt: skip
+        except BaseException:
+            self.running = None
+            raise
+        self.jobs[job.id] = job
+        while len(self.jobs) > KEPT_JOBS:
+            oldest = next(iter(self.jobs))
+            if not self.jobs[oldest].finished:
+                break
+            del self.jobs[oldest]
+        task = asyncio.create_task(self._follow(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    def find(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def stop(self, job: Job) -> None:
+        """Ask a running job to end after its current batch, keeping its best weights."""
+        if job.finished or job.process is None or job.process.stdin is None:
+            return
+        job.state = "stopping"
+        try:
+            job.process.stdin.write(b"stop\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    async def close(self) -> None:
+        """Stop any run (it gets ``STOP_GRACE`` seconds to hand over its weights), at
+        server shutdown."""
+        for job in list(self.jobs.values()):
+            if job.process is None or job.process.returncode is not None:
+                continue
+            self.stop(job)
+            try:
+                await asyncio.wait_for(job.process.wait(), STOP_GRACE)
+            except asyncio.TimeoutError:
+                job.process.kill()
+                await job.process.wait()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _follow(self, job: Job) -> None:
+        """Read the worker's lines until it ends, turning them into events and models."""
+        process = job.process
+        errors = asyncio.create_task(process.stderr.read())
+        ended = False
+        try:
+            while not ended:
+                line = await process.stdout.readline()
+                if not line:
+                    break
+                ended = await self._handle(job, json.loads(line))
+        except (ValueError, KeyError, asyncio.LimitOverrunError) as e:
+            process.kill()
+            await self._fail(job, f"the training process sent something unreadable ({e})")
+            ended = True
+        code = await process.wait()
+        stderr = (await errors).decode(errors="replace").strip().splitlines()
+        if not ended:
+            why = stderr[-1] if stderr else f"exit code {code}"
+            await self._fail(job, f"the training process ended unexpectedly ({why})")
+
+    async def _handle(self, job: Job, message: dict) -> bool:
+        """One line from the worker; whether it was the last."""
+        kind = message["event"]
+        if kind == "epoch":
+            net = network_of(job.config, message["params"])
+            self.models.put(job.id, Model(net, {"test_accuracy": None}), listed=False)
+            r = message["record"]
+            await job.add("epoch", {
+                "epoch": r["epoch"],
+                "cost": r["loss"],
+                "accuracy": r["accuracy"],
+                "val_accuracy": r["val_accuracy"],
+                "lr": r["lr"],
+                "seconds": r["seconds"],
+                "weights": first_layer(net),
+            })  # fmt: skip
+            return False
+        if kind == "done":
+            net = network_of(job.config, message["params"])
+            info = message["info"]
+            self.models.put(job.id, Model(net, info))
+            try:
+                await asyncio.to_thread(self.models.save, job.id)
+            except OutputError as e:
+                self.on_warning(f"warning: model {job.id} kept in memory only: {e}")
+            history = info["history"]
+            await self._end(job, "done", {
+                "test_accuracy": info["test_accuracy"],
+                "model": job.id,
+                "epochs": len(history["epochs"]),
+                "best_epoch": history["best_epoch"],
+                "stopped": history["stopped"],
+            })  # fmt: skip
+            return True
+        await self._fail(job, str(message["message"]))
+        return True
+
+    async def _fail(self, job: Job, message: str) -> None:
+        self.models.drop(job.id)
+        await self._end(job, "error", {"message": message})
+
+    async def _end(self, job: Job, name: str, data: dict) -> None:
+        """The last event: the server is free for another run before anyone hears of it."""
+        if self.running is job:
+            self.running = None
+        await job.add(name, data, name)
+
+
+def event_stream_text(name: str, data: dict) -> str:
+    """One server-sent event: its name, and its data as one line of JSON."""
+    return f"event: {name}\ndata: {json.dumps(data, allow_nan=False)}\n\n"
+

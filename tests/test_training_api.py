@@ -1,0 +1,251 @@
+"""Training from the API on a real server (``digitnet serve --models DIR`` in its own
+process): start a run, follow its server-sent events, predict with the new model,
+download and load its file; predictions answered while it trains; a second run
+refused; a run stopped; the models folder read again at the next start."""
+
+import http.client
+import json
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import cli, start_server, stop
+from digitnet.modelfile import load
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def port(trained, folder):
+    _, path = trained
+    process, port, _ = start_server(path, "--models", folder)
+    yield port
+    stop(process)
+
+
+def request(port, method, url, body=None, timeout=60):
+    """(status, headers, body bytes) of one request to the server."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"content-type": "application/json"} if body is not None else {}
+    connection.request(method, url, None if body is None else json.dumps(body), headers)
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response.status, dict(response.getheaders()), data
+
+
+def call(port, method, url, body=None):
+    status, _, data = request(port, method, url, body)
+    return status, json.loads(data)
+
+
+def events(port, job, timeout=300):
+    """The run's server-sent events as (name, data), until done or error."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    connection.request("GET", f"/api/train/{job}/events")
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.getheader("content-type").startswith("text/event-stream")
+    name = None
+    try:
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                data = json.loads(line[len("data: ") :])
+                yield name, data
+                if name in ("done", "error"):
+                    return
+    finally:
+        connection.close()
+
+
+def pixels_of(mnist, index):
+    return (mnist.test_images[index] / 255).tolist()
+
+
+def test_train_stream_predict_and_download(port, folder, mnist, tmp_path):
+    status, body = call(port, "POST", "/api/train", {"epochs": 2, "seed": 3})
+    assert status == 202
+    job = body["id"]
+    seen = list(events(port, job))
+    names = [name for name, _ in seen]
+    assert names == ["epoch", "epoch", "done"]
+    first, second = seen[0][1], seen[1][1]
+    assert {"epoch", "cost", "accuracy", "val_accuracy", "lr", "seconds", "weights"} <= set(first)
+    assert [first["epoch"], second["epoch"]] == [1, 2]
+    assert first["val_accuracy"] > 0.85 and second["cost"] < first["cost"]
+    assert np.shape(first["weights"]) == (16, 784)
+    assert first["weights"] != second["weights"]  # the pictures change as it learns
+    done = seen[2][1]
+    assert done["model"] == job and done["epochs"] == 2 and done["stopped"] == "completed"
+    assert 0.85 < done["test_accuracy"] <= 1
+
+    # a client that comes late gets every event again
+    assert [name for name, _ in events(port, job)] == names
+
+    status, listed = call(port, "GET", "/api/models")
+    assert [m["id"] for m in listed][0] == "served" and job in [m["id"] for m in listed]
+    mine = next(m for m in listed if m["id"] == job)
+    assert mine["sizes"] == [784, 16, 16, 10] and mine["test_accuracy"] == done["test_accuracy"]
+
+    status, answer = call(
+        port, "POST", "/api/predict", {"pixels": pixels_of(mnist, 0), "model": job}
+    )
+    assert status == 200
+
+    status, headers, data = request(port, "GET", f"/api/models/{job}/file")
+    assert status == 200 and headers["content-type"] == "application/octet-stream"
+    (tmp_path / "mine.safetensors").write_bytes(data)
+    model = load(tmp_path / "mine.safetensors")
+    assert model.test_accuracy == done["test_accuracy"]
+    assert model.info["config"]["seed"] == 3 and model.info["config"]["epochs"] == 2
+    assert answer["digit"] == int(model.network.predict(np.array(pixels_of(mnist, 0))))
+    output = model.network.forward(np.array(pixels_of(mnist, 0)))
+    assert np.allclose(answer["probabilities"], output, atol=1e-5)
+
+    saved = load(folder / f"{job}.safetensors")  # and kept in the folder
+    assert np.array_equal(saved.network.params, model.network.params)
+
+    status, info = call(port, "GET", f"/api/model?model={job}")
+    assert status == 200 and np.allclose(info["weights"][0], model.network.W[0], atol=1e-5)
+
+
+def test_predictions_answer_while_it_trains_and_a_second_run_waits(port, mnist):
+    status, body = call(port, "POST", "/api/train", {"epochs": 3, "sizes": [784, 32, 10]})
+    assert status == 202
+    job = body["id"]
+    status, busy = call(port, "POST", "/api/train", {"epochs": 1})
+    assert status == 409 and job in busy["error"]
+    status, options = call(port, "GET", "/api/train")
+    assert options["running"] == {"id": job, "epochs": 3}
+
+    seen, finished = [], threading.Event()
+
+    def follow():
+        for name, data in events(port, job):
+            seen.append((name, data))
+        finished.set()
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    answers, during = [], 0
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = json.dumps({"pixels": pixels_of(mnist, 1)})
+    while not finished.is_set() and len(answers) < 5000:
+        connection.request("POST", "/api/predict", body, {"content-type": "application/json"})
+        response = connection.getresponse()
+        answers.append((response.status, json.loads(response.read())["digit"]))
+        during += any(name == "epoch" for name, _ in seen) and not finished.is_set()
+    connection.close()
+    reader.join(60)
+    assert [name for name, _ in seen] == ["epoch"] * 3 + ["done"]
+    assert all(answer == (200, 2) for answer in answers)  # the served model reads a 2
+    assert during > 0  # answered between the first epoch and the end
+    status, body = call(port, "POST", "/api/train", {"epochs": 1, "sizes": [784, 10]})
+    assert status == 202  # free again
+    assert list(events(port, body["id"]))[-1][0] == "done"
+
+
+def test_stop_keeps_the_best_weights_so_far(port, mnist):
+    status, body = call(port, "POST", "/api/train", {"epochs": 100, "activation": "relu"})
+    assert status == 202
+    job = body["id"]
+    stream = events(port, job)
+    name, first = next(stream)
+    assert name == "epoch" and first["epoch"] == 1
+    status, newest = call(
+        port, "POST", "/api/predict", {"pixels": pixels_of(mnist, 0), "model": job}
+    )
+    assert status == 200 and len(newest["probabilities"]) == 10  # the newest weights answer
+    status, listed = call(port, "GET", "/api/models")
+    assert job not in [m["id"] for m in listed]  # listed only once it ends
+    status, _ = call(port, "GET", f"/api/models/{job}/file")
+    assert status == 409
+    status, stopped = call(port, "DELETE", f"/api/train/{job}")
+    assert status == 202 and stopped == {"id": job, "state": "stopping"}
+    rest = list(stream)
+    name, done = rest[-1]
+    assert name == "done" and done["stopped"] == "interrupted"
+    assert 1 <= done["epochs"] < 100 and done["model"] == job
+    status, again = call(port, "DELETE", f"/api/train/{job}")
+    assert status == 200 and again == {"id": job, "state": "done"}
+    status, listed = call(port, "GET", "/api/models")
+    mine = next(m for m in listed if m["id"] == job)
+    assert mine["activation"] == "relu" and mine["test_accuracy"] > 0.8
+    status, answer = call(
+        port, "POST", "/api/predict", {"pixels": pixels_of(mnist, 0), "model": job}
+    )
+    assert status == 200 and answer["digit"] == 7
+
+
+def test_a_diverging_run_ends_in_an_error_event(port):
+    status, body = call(port, "POST", "/api/train", {"epochs": 2, "optimizer": "sgd", "lr": 1e30})
+    assert status == 202
+    name, data = list(events(port, body["id"]))[-1]
+    assert name == "error" and "diverged" in data["message"]
+    status, listed = call(port, "GET", "/api/models")
+    assert body["id"] not in [m["id"] for m in listed]
+
+
+def test_the_folder_is_read_at_the_next_start(port, trained, folder):
+    status, before = call(port, "GET", "/api/models")
+    process, other, _ = start_server(trained[1], "--models", folder)
+    try:
+        status, after = call(other, "GET", "/api/models")
+    finally:
+        stop(process)
+    assert [m["id"] for m in after] == [m["id"] for m in before]
+    assert len(after) >= 2
+
+
+def test_serve_refuses_a_models_folder_it_cannot_use(trained, tmp_path):
+    _, path = trained
+    result = cli("serve", path, "--port", "0", "--models", tmp_path / "missing")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"digitnet serve: error: --models {tmp_path / 'missing'}: no such folder (create it first)"
+    ]
+    (tmp_path / "file").write_text("x")
+    result = cli("serve", path, "--port", "0", "--models", tmp_path / "file")
+    assert result.returncode == 2 and "not a folder" in result.stderr
+
+
+def children(pid: int) -> set[int]:
+    """The processes ``pid`` has started (Linux's /proc)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
+def test_a_server_stopped_mid_training_leaves_no_worker(trained):
+    process, port, _ = start_server(trained[1])
+    try:
+        status, body = call(port, "POST", "/api/train", {"epochs": 100})
+        assert status == 202
+        name, _ = next(events(port, body["id"]))
+        assert name == "epoch"
+        workers = children(process.pid)
+        assert len(workers) == 1
+    finally:
+        stop(process)
+    assert process.returncode == 128 + signal.SIGTERM  # as for any SIGTERM
+    assert all(gone(pid) for pid in workers)
