@@ -60,13 +60,14 @@ def prefetch_rows(images: Array, rows: Array) -> None:
 
 
 def row_max(z: Array) -> Array:
-    """max_j z_ij for every row i, as a column (B, 1)."""
-    return np.max(z, axis=1, keepdims=True)
+    """max_j z_ij for every row i, as a column (B, 1).  (The ufunc's own reduce: what
+    ``np.max`` calls, without its 5 µs of wrapping, which a single image notices.)"""
+    return np.maximum.reduce(z, axis=1, keepdims=True)
 
 
 def row_sum(z: Array) -> Array:
     """Σ_j z_ij for every row i, as a column (B, 1)."""
-    return np.sum(z, axis=1, keepdims=True)
+    return np.add.reduce(z, axis=1, keepdims=True)
 
 
 def correct_guesses(a: Array, labels: Array) -> int:
