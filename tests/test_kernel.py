@@ -166,3 +166,42 @@ def test_is_compiled_knows_what_this_process_compiled(mnist):
     train_network(mnist.train_images[:1000], mnist.train_labels[:1000], config)
     assert is_compiled(config)
     assert is_compiled(replace(config, batch_size=7, augment=2, seed=3))  # same types
+
+
+def test_the_compiled_primitives_give_what_the_plain_ones_give():
+    """Each loop ``kernel`` gives numba computes what its plain NumPy definition does,
+    and prefetching (a hint to the cache, nothing in plain NumPy) changes nothing."""
+    import numba
+
+    from digitnet import primitives
+
+    kernel._compiled_primitives()
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (40, 12), dtype=np.uint8)
+    images.flags.writeable = False
+    rows = np.array([39, 0, 7, 7, 21])
+    targets = rng.random((40, 3), dtype=np.float32)
+    labels = np.arange(40) * 10
+    scale, shift = np.float32(1 / 255), np.float32(-0.25)
+
+    @numba.njit
+    def compiled(images, rows, targets, labels, scale, shift, out):
+        primitives.prefetch_rows(images, rows)
+        primitives.scaled_rows(images, rows, 2, 11, scale, shift, out, 1)
+        return primitives.rows_of(targets, rows), primitives.rows_of(labels, rows)
+
+    def plain(images, rows, targets, labels, scale, shift, out):
+        assert primitives.prefetch_rows(images, rows) is None
+        primitives.scaled_rows(images, rows, 2, 11, scale, shift, out, 1)
+        return primitives.rows_of(targets, rows), primitives.rows_of(labels, rows)
+
+    results = []
+    for f in (plain, compiled):
+        out = np.full((5, 10), 9, np.float32)
+        results.append((*f(images, rows, targets, labels, scale, shift, out), out))
+    for ours, theirs in zip(*results, strict=True):
+        np.testing.assert_array_equal(theirs, ours)
+    out = results[0][-1]
+    np.testing.assert_array_equal(out[:, 0], 9)  # left alone
+    np.testing.assert_array_equal(out[1, 1:], images[0, 2:11] * scale + shift)
+    assert results[0][1].tolist() == [390, 0, 70, 70, 210]

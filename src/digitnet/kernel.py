@@ -101,10 +101,47 @@ def _compiled_primitives() -> tuple:
         correct_guesses,
         each,
         each_parameter,
+        prefetch_rows,
         row_max,
         row_sum,
+        rows_of,
+        scaled_rows,
         times_each,
     )
+
+    _prefetch = _prefetch_intrinsic()
+
+    @overload(prefetch_rows)
+    def _prefetch_rows(images, rows):
+        def impl(images, rows):
+            for r in range(rows.shape[0]):
+                for p in range(0, images.shape[1], CACHE_LINE):
+                    _prefetch(images, rows[r], p)
+
+        return impl
+
+    @overload(rows_of)
+    def _rows_of(a, rows):
+        def impl(a, rows):
+            out = np.empty((rows.shape[0],) + a.shape[1:], a.dtype)
+            for r in range(rows.shape[0]):
+                out[r] = a[rows[r]]
+            return out
+
+        return impl
+
+    @overload(scaled_rows)
+    def _scaled_rows(images, rows, start, stop, scale, shift, out, at):
+        real = out.dtype
+
+        def impl(images, rows, start, stop, scale, shift, out, at):
+            for r in range(rows.shape[0]):  # slices indexed from 0: the loop vectorises
+                source = images[rows[r], start:stop]
+                target = out[r, at : at + stop - start]
+                for p in range(target.shape[0]):
+                    target[p] = real(source[p]) * scale + shift
+
+        return impl
 
     @overload(row_max)
     def _row_max(z):
@@ -173,7 +210,42 @@ def _compiled_primitives() -> tuple:
 
         return impl
 
-    return row_max, row_sum, each, times_each, each_parameter, correct_guesses
+    return (
+        row_max, row_sum, each, times_each, each_parameter, correct_guesses, scaled_rows,
+        rows_of, prefetch_rows,
+    )
+
+
+#: Bytes in a cache line (x86 and most ARM cores), and so elements of uint8 images.
+CACHE_LINE = 64
+
+
+@cache
+def _prefetch_intrinsic():
+    """``_prefetch(a, i, j)``: a hint to bring the cache line holding a[i, j] closer
+    (LLVM's prefetch, a no-op where the CPU has none), for compiled code."""
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _prefetch(typingctx, a, i, j):
+        def codegen(context, builder, signature, args):
+            array = context.make_array(signature.args[0])(context, builder, args[0])
+            where = cgutils.get_item_pointer(
+                context, builder, signature.args[0], array, list(args[1:]), wraparound=False
+            )
+            byte = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            hint = ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32])
+            prefetch = cgutils.get_or_insert_function(builder.module, hint, "llvm.prefetch.p0")
+            read, keep_everywhere, data = (ir.Constant(i32, k) for k in (0, 3, 1))
+            builder.call(prefetch, [builder.bitcast(where, byte), read, keep_everywhere, data])
+            return context.get_dummy_value()
+
+        return types.void(a, i, j), codegen
+
+    return _prefetch
 
 
 @cache

@@ -32,7 +32,7 @@ from .checkpoint import TrainState
 from .config import Epoch, History, TrainConfig, TrainingDiverged
 from .network import Network, backprop
 from .optimizers import OPTIMIZERS, Optimizer, update
-from .primitives import correct_guesses
+from .primitives import correct_guesses, prefetch_rows, rows_of, scaled_rows
 
 Array = np.ndarray
 
@@ -89,7 +89,7 @@ def batch_input(images, rows, dy: int, dx: int, scale, shift, out: Array) -> Arr
     first, last = max(offset, 0), n + min(offset, 0)
     out[:, :first] = shift
     out[:, last:] = shift
-    out[:, first:last] = images[rows, first - offset : last - offset] * scale + shift
+    scaled_rows(images, rows, first - offset, last - offset, scale, shift, out, first)
     if dx != 0:
         blank_from, blank_to = (0, dx) if dx > 0 else (side + dx, side)
         out.reshape(-1, side, side)[:, :, blank_from:blank_to] = shift
@@ -116,28 +116,34 @@ def train_batches(net, data, plan, state, hyper, rule, constants, f, f_prime, ou
     cost_sum, correct = 0.0, 0
     for i in range(len(lrs)):
         batch_rows = rows[i * batch : (i + 1) * batch]
+        prefetch_rows(images, rows[(i + 1) * batch : (i + 2) * batch])  # the next batch's
         m = len(batch_rows)
         x = batch_input(images, batch_rows, moves[i, 0], moves[i, 1], scale, shift, buffer[:m])
-        y = targets[batch_rows]
+        y = rows_of(targets, batch_rows)
         c, a = backprop(W, b, dW, db, x, y, f, f_prime, output, cost, delta)
         cost_sum += c * m
         if not math.isfinite(c):
             return cost_sum, correct, i + 1
-        correct += correct_guesses(a, labels[batch_rows])
+        correct += correct_guesses(a, rows_of(labels, batch_rows))
         update(params, grad, decay, lrs[i], state, hyper, rule, constants)
     return cost_sum, correct, len(lrs)
 
 
-def _batched_cost(net: Network, x: Array, y: Array, loss_name: str) -> tuple[float, float]:
-    """(mean cost, accuracy) of ``net`` on inputs x with one-hot targets y."""
+def _batched_cost(net: Network, images: Array, y: Array, loss_name: str, scale, shift,
+                  buffer: Array) -> tuple[float, float]:
+    """(mean cost, accuracy) of ``net`` on uint8 images (N, n_0), each taken as
+    scale·pixel + shift, with one-hot targets y (N, n_L): ``len(buffer)`` images at a
+    time, converted into ``buffer``, so no float copy of them all is ever made."""
     loss = LOSSES[(loss_name, net.output_name)]
     cost = acc = 0.0
-    for s in range(0, len(x), 10_000):
-        xs, ys = x[s : s + 10_000], y[s : s + 10_000]
-        activations, z = net._layers(xs)
-        cost += loss.value(z, activations[-1], ys) * len(xs)
-        acc += np.count_nonzero(activations[-1].argmax(1) == ys.argmax(1))
-    return float(cost / len(x)), float(acc / len(x))
+    step = len(buffer)
+    for s in range(0, len(images), step):
+        rows = np.arange(s, min(s + step, len(images)))
+        x = batch_input(images, rows, 0, 0, scale, shift, buffer[: len(rows)])
+        activations, z = net._layers(x)
+        cost += loss.value(z, activations[-1], y[rows]) * len(rows)
+        acc += np.count_nonzero(activations[-1].argmax(1) == y[rows].argmax(1))
+    return float(cost / len(images)), float(acc / len(images))
 
 
 def resolve_kernel(config: TrainConfig, dtype: type = np.float32) -> str:
@@ -256,9 +262,7 @@ class _Run:
             input_transform(images[self.train_idx]) if config.normalize else (1.0, 0.0)
         )
         x_scale, x_shift = dtype(self.scale / 255), dtype(self.shift)
-        val_x = np.empty((len(val_idx), net.sizes[0]), dtype)
-        self.val_x = batch_input(images, val_idx, 0, 0, x_scale, x_shift, val_x)
-        self.val_y = targets[val_idx]
+        self.val_images, self.val_y = images[val_idx], targets[val_idx]
         self.optimizer: Optimizer = OPTIMIZERS[config.optimizer](
             net.params.size, dtype, momentum=config.momentum
         )
@@ -284,6 +288,7 @@ class _Run:
         self.net_args = (net.params, net.grad, *views, decay)
         frozen = [_read_only(a) for a in (images, targets, labels.astype(np.int64))]
         buffer = np.empty((config.batch_size, net.sizes[0]), dtype)
+        self.chunk = np.empty((min(len(val_idx), 2_000), net.sizes[0]), dtype)  # validation's
         self.data_args = (*frozen, x_scale, x_shift, buffer)
         self.moves = np.array(shifts(config.augment) if config.augment else [(0, 0)])
         self.batches = math.ceil(len(self.train_idx) / config.batch_size)
@@ -323,8 +328,11 @@ class _Run:
         if not np.isfinite(self.net.params).all():
             raise self.diverged()
         val_loss = val_acc = None
-        if len(self.val_x):
-            val_loss, val_acc = _batched_cost(self.net, self.val_x, self.val_y, self.config.loss)
+        if len(self.val_images):
+            scale, shift = self.data_args[3:5]
+            val_loss, val_acc = _batched_cost(
+                self.net, self.val_images, self.val_y, self.config.loss, scale, shift, self.chunk
+            )
         n = len(self.train_idx)
         record = Epoch(epoch, cost_sum / n, correct / n, val_loss, val_acc, lr, seconds)
         self.history.epochs.append(record)
