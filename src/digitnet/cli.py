@@ -310,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     i = commands.add_parser("info", help="show a model's architecture and training record")
     i.add_argument("model", type=Path, metavar="PATH")
     i.add_argument("--json", action="store_true", help="print the model's metadata as JSON")
+
+    x = commands.add_parser("export", help="write a model in a format other runtimes read")
+    x.add_argument("model", type=Path, metavar="MODEL")
+    x.add_argument(
+        "--format", choices=("onnx",), default="onnx", help="(default: %(default)s)"
+    )
+    x.add_argument("--out", type=Path, required=True, help="FILE.onnx")
     return parser
 
 
@@ -873,7 +880,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    check_output(args.out, inputs=[args.model], what="--out")
+    model = load(args.model)
+    export(args.out, model.network, model.info, format=args.format)
+    print(f"wrote {args.out} ({args.format}, input 'pixels' (N, {model.network.sizes[0]}))")
+    return 0
+
+
 COMMANDS = {
+    "export": cmd_export,
     "plot": cmd_plot,
     "serve": cmd_serve,
     "train": cmd_train,
