@@ -7,9 +7,9 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-from conftest import cli
 from onnx.reference import ReferenceEvaluator
 
+from conftest import cli
 from digitnet.activations import ACTIVATIONS, OUTPUTS
 from digitnet.export import OPSET, export, to_onnx
 from digitnet.modelfile import load

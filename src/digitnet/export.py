@@ -40,7 +40,9 @@ def _onnx():
     try:
         import onnx
     except ImportError:
-        raise ValueError("ONNX export needs the onnx package: pip install 'digitnet[onnx]'") from None
+        raise ValueError(
+            "ONNX export needs the onnx package: pip install 'digitnet[onnx]'"
+        ) from None
     return onnx
 
 
