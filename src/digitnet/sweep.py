@@ -211,11 +211,16 @@ def open_storage(url: str | None, out: Path):
             f"storage {url!r}: expected an SQLAlchemy URL such as sqlite:///sweep.db or "
             "postgresql://user@host/db"
         )
-    try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as e:  # the driver's own errors: no such host, no such module, ...
-        reason = " ".join(str(e).split())[:160] or type(e).__name__
-        raise ValueError(f"storage {url!r}: cannot open it ({reason})") from None
+    for attempt in range(3):
+        try:  # wrapped as create_study would wrap it, so trials claimed here are seen there
+            return optuna.storages.get_storage(optuna.storages.RDBStorage(url))
+        except ModuleNotFoundError as e:  # no driver for this kind of database
+            raise ValueError(f"storage {url!r}: cannot open it ({e})") from None
+        except Exception as e:  # no such host, ...; or another machine making the tables
+            if attempt == 2:
+                reason = " ".join(str(e).split())[:160] or type(e).__name__
+                raise ValueError(f"storage {url!r}: cannot open it ({reason})") from None
+            time.sleep(1 + attempt)
 
 
 def sampler_of(sweep: Sweep):
@@ -291,6 +296,20 @@ def claim(study, storage):
                 return optuna.Trial(study, trial_id)
         except UpdateFinishedTrialError:
             continue
+    return None
+
+
+def duplicate_of(study, number: int, params: dict) -> int | None:
+    """The number of an earlier live trial (finished, running or queued) with the same
+    parameters, or None.  Two machines that queue a new study's grid at the same
+    moment queue it twice; of each pair, the earlier trial is trained and the later
+    one dropped, whichever worker claims which first."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    for other in study.get_trials(deepcopy=False, states=live):
+        if other.number < number and _key(_params(other)) == _key(params):
+            return other.number
     return None
 
 
@@ -446,6 +465,12 @@ def work(job: Job) -> int:
                 break
             trial, params = taken
             trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            if job.sweep.sampler == "grid":
+                earlier = duplicate_of(study, trial.number, params)
+                if earlier is not None:
+                    trial.set_user_attr("duplicate_of", earlier)
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
             try:
                 result, best = train_trial(params, job.sweep, data, Path(job.out))
             except TrainingDiverged as e:
