@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from conftest import cli
 from digitnet.modelfile import load
 from digitnet.network import count_parameters
+from digitnet.plots import sweep_figure
 from digitnet.sweep import JSON_KEYS, Sweep, TrialResult, claim, queue_grid
 
 TINY = ["784,4,10", "784,6,10", "784,8,10"]
@@ -88,6 +89,20 @@ def test_each_queued_trial_is_claimed_once():
     for number in claimed[1:]:
         study.tell(number, state=TrialState.FAIL)
     assert queue_grid(study, sweep) == 3  # failed ones go back in the queue, finished do not
+
+
+def test_the_plot_shows_each_trial_and_rings_the_videos_network():
+    trials = [
+        TrialResult((784, 16, 16, 10), "sigmoid", 13_002, 0.96, 20.0, "a.safetensors"),
+        TrialResult((784, 32, 10), "relu", 25_450, 0.97, 25.0, "b.safetensors"),
+    ]
+    by_size, by_time = sweep_figure(trials).axes
+    assert by_size.get_xscale() == "log"
+    for ax, video, other in ((by_size, 13_002, 25_450), (by_time, 20.0, 25.0)):
+        points = sorted(tuple(p) for c in ax.collections for p in c.get_offsets())
+        assert points == sorted([(video, 96.0), (video, 96.0), (other, 97.0)])  # a ring too
+        assert {t.get_text() for t in ax.texts} == {"16-16", "32"}
+    assert [t.get_text() for t in by_size.get_legend().get_texts()] == ["relu", "sigmoid"]
 
 
 # -- the command ----------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from . import __version__
 from .files import atomic_write, check_output
 from .network import Network
 
-#: The ONNX operator set the graph is written against (ONNX 1.12, 2022; onnxruntime
-#: 1.12 and later read it), and the IR version that goes with it.
+#: The ONNX operator set the graph is written against (that of ONNX 1.12, 2022, read
+#: by every runtime since), and the IR version that goes with it.
 OPSET = 17
 IR_VERSION = 8
 #: ONNX operator of each of digitnet's squashing functions, hidden or output.

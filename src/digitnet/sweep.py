@@ -83,6 +83,7 @@ class Sweep:
     epochs: int = 10  # a quarter of the default run: enough to rank architectures
     sampler: str = "grid"  # grid, or a search sampler: tpe or random
     trials: int | None = None  # search samplers: how many trials the study runs in all
+    # (workers that ask for the last one at the same moment may each start one)
 
     def __post_init__(self) -> None:
         if not self.sizes:
@@ -380,19 +381,37 @@ class Job:
         return cls(sweep, **d)
 
 
+#: Whether SIGINT can be held back while a worker writes to its study (POSIX).
+_CAN_HOLD = hasattr(signal, "pthread_sigmask")
+
+
 @contextmanager
-def _interruptible() -> Iterator[None]:
-    """Ctrl-C (SIGINT) is felt only inside this block; outside it waits (pending), so
-    it never lands halfway through a write to the study."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+def _holding_interrupts() -> Iterator[None]:
+    """SIGINT (Ctrl-C, or ``stop_workers``) held pending inside this block, except
+    within ``_interruptible``, so it never lands halfway through a write to the
+    study; afterwards the signal mask is as it was (and a held SIGINT is felt)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if _CAN_HOLD else None
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if _CAN_HOLD:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT felt at once inside this block (training: ``fit`` stops cleanly)."""
+    if _CAN_HOLD:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if _CAN_HOLD:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 def _interrupt_pending() -> bool:
-    return signal.SIGINT in signal.sigpending()
+    return _CAN_HOLD and signal.SIGINT in signal.sigpending()
 
 
 def train_trial(params: dict, sweep: Sweep, data, out: Path) -> tuple[TrialResult, float | None]:
@@ -448,44 +467,51 @@ def work(job: Job) -> int:
     """Run trials of ``job``'s study until none is left (or, for a search sampler,
     until the study has its ``trials``); how many this worker finished.  SIGINT stops
     the trial in training (marked failed, to be trained again) and the worker."""
-    from optuna.trial import TrialState
     from threadpoolctl import threadpool_limits
 
     from .data import load_mnist
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    storage = open_storage(job.storage, Path(job.out))
-    study = open_study(storage, job.study, job.sweep)
-    data = load_mnist()
-    finished = 0
-    with threadpool_limits(1):
+    with _holding_interrupts(), threadpool_limits(1):
+        storage = open_storage(job.storage, Path(job.out))
+        study = open_study(storage, job.study, job.sweep)
+        data = load_mnist()
+        finished = 0
         while not _interrupt_pending():
             taken = _next_trial(study, storage, job.sweep)
             if taken is None:
                 break
             trial, params = taken
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            if job.sweep.sampler == "grid":
-                earlier = duplicate_of(study, trial.number, params)
-                if earlier is not None:
-                    trial.set_user_attr("duplicate_of", earlier)
-                    study.tell(trial, state=TrialState.FAIL)
-                    continue
-            try:
-                result, best = train_trial(params, job.sweep, data, Path(job.out))
-            except TrainingDiverged as e:
-                trial.set_user_attr("error", str(e))
-                study.tell(trial, state=TrialState.FAIL)
-                continue
-            except BaseException as e:  # interrupted, or a model that cannot be saved
-                trial.set_user_attr("error", str(e) or type(e).__name__)
-                study.tell(trial, state=TrialState.FAIL)
-                raise
-            for key in ("n_parameters", "test_accuracy", "seconds", "model"):
-                trial.set_user_attr(key, getattr(result, key))
-            study.tell(trial, best if best is not None else result.test_accuracy)
-            finished += 1
+            if _run_trial(study, trial, params, job, data):
+                finished += 1
     return finished
+
+
+def _run_trial(study, trial, params: dict, job: Job, data) -> bool:
+    """Train one claimed trial and tell the study how it went; whether it finished.
+    A copy of an earlier trial is dropped; an interruption is passed on."""
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    if job.sweep.sampler == "grid":
+        earlier = duplicate_of(study, trial.number, params)
+        if earlier is not None:
+            trial.set_user_attr("duplicate_of", earlier)
+            study.tell(trial, state=TrialState.FAIL)
+            return False
+    try:
+        result, best = train_trial(params, job.sweep, data, Path(job.out))
+    except TrainingDiverged as e:
+        trial.set_user_attr("error", str(e))
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+    except BaseException as e:  # interrupted, or a model that cannot be saved
+        trial.set_user_attr("error", str(e) or type(e).__name__)
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    for key in ("n_parameters", "test_accuracy", "seconds", "model"):
+        trial.set_user_attr(key, getattr(result, key))
+    study.tell(trial, best if best is not None else result.test_accuracy)
+    return True
 
 
 # -- the whole sweep -----------------------------------------------------------------------
