@@ -4,6 +4,7 @@ Ctrl-C keeps what finished, a second run resumes, bad input is one line."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from conftest import cli
 from digitnet.modelfile import load
 from digitnet.network import count_parameters
 from digitnet.plots import sweep_figure
-from digitnet.sweep import JSON_KEYS, Sweep, TrialResult, claim, queue_grid
+from digitnet.sweep import JSON_KEYS, Sweep, TrialResult, claim, queue_grid, release_stale
 
 TINY = ["784,4,10", "784,6,10", "784,8,10"]
 
@@ -89,6 +90,22 @@ def test_each_queued_trial_is_claimed_once():
     for number in claimed[1:]:
         study.tell(number, state=TrialState.FAIL)
     assert queue_grid(study, sweep) == 3  # failed ones go back in the queue, finished do not
+
+
+def test_a_trial_whose_worker_was_killed_is_trained_again():
+    sweep = Sweep(((784, 4, 10),), ("sigmoid", "relu"))
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage)
+    queue_grid(study, sweep)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id that no longer runs
+    alive, dead = claim(study, storage), claim(study, storage)
+    alive.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    dead.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}")
+    assert release_stale(study) == 1
+    assert study.trials[dead.number].state == TrialState.FAIL
+    assert study.trials[alive.number].state == TrialState.RUNNING
+    assert queue_grid(study, sweep) == 1  # the killed worker's trial is queued again
 
 
 def test_the_plot_shows_each_trial_and_rings_the_videos_network():
