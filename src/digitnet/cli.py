@@ -317,6 +317,73 @@ def build_parser() -> argparse.ArgumentParser:
     i = commands.add_parser("info", help="show a model's architecture and training record")
     i.add_argument("model", type=Path, metavar="PATH")
     i.add_argument("--json", action="store_true", help="print the model's metadata as JSON")
+
+    x = commands.add_parser("export", help="write a model in a format other runtimes read")
+    x.add_argument("model", type=Path, metavar="MODEL")
+    x.add_argument("--format", choices=("onnx",), default="onnx", help="(default: %(default)s)")
+    x.add_argument("--out", type=Path, required=True, help="FILE.onnx")
+
+    w = commands.add_parser("sweep", help="train many architectures and compare them (Optuna)")
+    w.add_argument(
+        "--sizes",
+        type=_sizes,
+        nargs="+",
+        required=True,
+        metavar="SIZES",
+        help="layer sizes of each architecture, e.g. 784,16,16,10 784,32,10",
+    )
+    w.add_argument(
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        nargs="+",
+        default=["sigmoid"],
+        help="hidden activations to try (default: sigmoid)",
+    )
+    w.add_argument(
+        "--lr",
+        type=_positive(float),
+        nargs="+",
+        default=[DEFAULTS.lr],
+        help="peak learning rates to try (default: %(default)s)",
+    )
+    w.add_argument(
+        "--seeds",
+        type=_positive(int),
+        default=1,
+        metavar="N",
+        help="train each configuration with seeds 0..N-1 (default: 1)",
+    )
+    w.add_argument("--epochs", type=_positive(int), default=10, help="(default: %(default)s)")
+    w.add_argument(
+        "--sampler",
+        choices=("grid", "tpe", "random"),
+        default="grid",
+        help="grid: every combination; tpe or random: --trials configurations drawn "
+        "from the choices, maximising validation accuracy (default: %(default)s)",
+    )
+    w.add_argument("--trials", type=_positive(int), help="how many trials tpe or random run")
+    w.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage as an SQLAlchemy URL (postgresql://user@host/db, "
+        "sqlite:///sweep.db) that other machines join (default: a journal file in --out)",
+    )
+    w.add_argument("--study", default="digitnet-sweep", help="study name (default: %(default)s)")
+    w.add_argument(
+        "--workers",
+        type=_positive(int),
+        default=1,
+        metavar="K",
+        help="worker processes on this machine, one core each (default: 1)",
+    )
+    w.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder for the model files, the plot and (by default) the study",
+    )
+    w.add_argument("--json", action="store_true", help="print one JSON object per trial")
     return parser
 
 
@@ -888,7 +955,127 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    check_output(args.out, inputs=[args.model], what="--out")
+    model = load(args.model)
+    export(args.out, model.network, model.info, format=args.format)
+    print(f"wrote {args.out} ({args.format}, input 'pixels' (N, {model.network.sizes[0]}))")
+    return 0
+
+
+def _trial_line(t) -> str:
+    return (
+        f"{'-'.join(map(str, t.sizes)):<18} {t.activation:<8} lr {t.lr:<6g} seed {t.seed:<3} "
+        f"{t.n_parameters:>9,} params  test {t.test_accuracy:7.2%}  {t.seconds:7.1f}s"
+    )
+
+
+def _sweep_table(trials) -> str:
+    head = f"{'sizes':<18} {'activation':<10} {'lr':>6} {'seed':>4} {'params':>9} {'test':>7} "
+    lines = [head + f"{'seconds':>8}  model"]
+    for t in trials:
+        lines.append(
+            f"{'-'.join(map(str, t.sizes)):<18} {t.activation:<10} {t.lr:>6g} {t.seed:>4} "
+            f"{t.n_parameters:>9,} {t.test_accuracy:>7.2%} {t.seconds:>8.1f}  {t.model}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from io import BytesIO
+
+    from tqdm import tqdm
+
+    from . import plots
+    from . import sweep as sweeps
+    from .files import atomic_write
+
+    plan = sweeps.Sweep(
+        tuple(args.sizes),
+        tuple(args.activation),
+        tuple(args.lr),
+        args.seeds,
+        args.epochs,
+        args.sampler,
+        args.trials,
+    )
+    job = sweeps.Job(plan, str(args.out), args.storage, args.study)
+    study = sweeps.prepare(job, args.workers)
+    say = (lambda *a, **k: print(*a, **k, file=sys.stderr)) if args.json else print
+    before = sweeps.results(study)
+    left, total = sweeps.remaining(study, plan), plan.size()
+    where = args.storage or args.out / sweeps.JOURNAL
+    say(
+        f"sweep {args.study!r} ({where}): {total} trials, {len(before)} finished already, "
+        f"{left} to train with {args.workers} worker(s), {args.epochs} epochs each; "
+        f"models in {args.out}",
+        flush=True,
+    )
+    shown = {t.number for t in before}
+    bar = tqdm(total=total, initial=len(before), unit="trial", file=sys.stderr, leave=False)
+
+    def on_change(finished, training) -> None:
+        for t in finished:
+            if t.number not in shown:
+                shown.add(t.number)
+                bar.write(_trial_line(t), file=sys.stderr if args.json else sys.stdout)
+        bar.n = len(finished)
+        names = [f"{p.get('sizes')} {p.get('activation')}" for p in training]
+        bar.set_postfix_str(("training " + ", ".join(names)) if names else "", refresh=False)
+        bar.refresh()
+
+    started, interrupted = [], False
+    try:
+        if left:
+            started = sweeps.start_workers(job, args.workers)
+            sweeps.watch(study, started, on_change)
+    except KeyboardInterrupt:
+        interrupted = True
+        bar.write("interrupted: stopping the workers; finished trials are kept", file=sys.stderr)
+        sweeps.stop_workers(started)
+    finally:
+        bar.close()
+    sweeps.release_stale(study)
+    errors = sweeps.worker_errors(started)
+    for error in errors:
+        print(f"digitnet sweep: error in a worker: {error}", file=sys.stderr)
+    trials = sweeps.results(study)
+    if trials:
+        buffer = BytesIO()
+        plots.sweep_figure(trials).savefig(buffer, format="png", dpi=110)
+        atomic_write(args.out / sweeps.PLOT, buffer.getvalue())
+    if args.json:
+        for t in trials:
+            print(json.dumps(t.to_json(), allow_nan=False))
+    else:
+        print(_sweep_table(trials))
+    say(f"{len(trials)} of {total} trials finished; plot in {args.out / sweeps.PLOT}")
+    if interrupted:
+        say("run the same command again to train the rest")
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE if errors else 0
+
+
+def sweep_worker(job: str) -> int:
+    """A sweep's worker process (``sweep.start_workers`` starts it): trains trials
+    until none is left; its one line of error, if any, goes to stderr."""
+    from .sweep import Job, work
+
+    try:
+        work(Job.from_json(job))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as e:  # reported by the command that started the worker
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
 COMMANDS = {
+    "export": cmd_export,
+    "sweep": cmd_sweep,
     "plot": cmd_plot,
     "serve": cmd_serve,
     "train": cmd_train,

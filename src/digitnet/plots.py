@@ -11,6 +11,7 @@ and white 1.
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 from matplotlib.colors import LogNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
@@ -286,4 +287,72 @@ def noise_figure(net: Network, rng: np.random.Generator, count: int = 4) -> Figu
         "Random noise in, a digit out: the network never learned to say \u201cnot a digit\u201d",
         fontsize=12,
     )
+    return fig
+
+
+#: Marker and colour of each hidden activation in a sweep's plot.
+ACTIVATION_STYLE = {"sigmoid": ("o", "#2e6fdb"), "relu": ("^", "#d1495b"), "tanh": ("s", "#3c9d5d")}
+
+
+def _plain_log_label(value: float, _position) -> str:
+    """Log-axis ticks as plain numbers (20,000, not 2×10⁴), at 1, 2, 3 and 5 of each decade."""
+    if value <= 0:
+        return ""
+    lead = value / 10 ** np.floor(np.log10(value))
+    return f"{value:,.0f}" if round(lead, 6) in (1, 2, 3, 5) else ""
+
+
+def sweep_figure(trials, highlight: tuple[int, ...] = (784, 16, 16, 10)) -> Figure:
+    """Test accuracy against parameter count (left, log scale) and training time
+    (right), one point per trial, shaped and coloured by activation, each labelled
+    with its hidden layer sizes; the ``highlight`` network (the video's) ringed.
+
+    ``trials`` are records with ``sizes``, ``activation``, ``n_parameters``,
+    ``test_accuracy`` and ``seconds`` (``sweep.TrialResult``)."""
+    fig = Figure(figsize=(13, 5.4), layout="constrained")
+    by_size, by_time = fig.subplots(1, 2, sharey=True)
+    for ax, x_of, label in (
+        (by_size, lambda t: t.n_parameters, "weights and biases (log scale)"),
+        (by_time, lambda t: t.seconds, "training time, seconds"),
+    ):
+        for name in sorted({t.activation for t in trials}):
+            mine = [t for t in trials if t.activation == name]
+            marker, colour = ACTIVATION_STYLE.get(name, ("D", "#555555"))
+            ax.scatter(
+                [x_of(t) for t in mine],
+                [100 * t.test_accuracy for t in mine],
+                marker=marker,
+                color=colour,
+                label=name,
+                alpha=0.85,
+                zorder=3,
+            )
+        for t in trials:
+            ax.annotate(
+                "-".join(map(str, t.sizes[1:-1])) or "none",
+                (x_of(t), 100 * t.test_accuracy),
+                xytext=(8, -3),
+                textcoords="offset points",
+                fontsize=7,
+                color="#444444",
+            )
+            if tuple(t.sizes) == tuple(highlight):
+                ax.scatter(
+                    x_of(t),
+                    100 * t.test_accuracy,
+                    s=260,
+                    facecolors="none",
+                    edgecolors="black",
+                    linewidths=1.4,
+                    zorder=4,
+                )
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3, which="both")
+    by_size.set_xscale("log")
+    for set_formatter in (by_size.xaxis.set_major_formatter, by_size.xaxis.set_minor_formatter):
+        set_formatter(matplotlib.ticker.FuncFormatter(_plain_log_label))
+    by_size.set_ylabel("test accuracy, % of 10,000 images")
+    by_size.legend(title="hidden activation")
+    by_size.set_title("accuracy against size (labels: hidden layer sizes)")
+    by_time.set_title(f"accuracy against training time (ringed: {'-'.join(map(str, highlight))})")
     return fig

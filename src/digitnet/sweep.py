@@ -1,0 +1,619 @@
+"""Architecture sweeps: many networks trained, each one a trial of an Optuna study.
+
+"What if the hidden layers were bigger?"  A sweep trains every combination of the
+given layer sizes, activations, learning rates and seeds (or, with a search sampler,
+as many configurations as asked for), keeps each trial's model file, and records its
+test accuracy, parameter count and training time for a table and a plot.
+
+The bookkeeping is Optuna's.  A study lives in a storage: by default a journal file
+in the output folder, or any SQLAlchemy URL (PostgreSQL, MySQL, SQLite) that several
+machines reach, each running the same ``digitnet sweep`` with ``--storage URL
+--study NAME``.  The grid goes into the study's trial queue once
+(``Study.enqueue_trial``), under Optuna's ``GridSampler``; a worker takes the next
+queued trial by moving it from WAITING to RUNNING, the step ``Study.ask`` itself
+takes and every Optuna storage makes atomic, so workers on one machine or many never
+train the same trial twice.  (Left to sample the grid by itself, ``GridSampler``
+documents that concurrent workers occasionally repeat a point.)  The search samplers
+(TPE, random) ask Optuna for each next configuration, maximising the validation
+accuracy: the test accuracy is reported, never used to choose.
+
+Each worker is a process of its own that trains through ``train.train_network``
+with one BLAS thread, so K workers keep K cores busy.  A trial interrupted by Ctrl-C
+is marked failed and trained again by the next run; finished trials stay finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from itertools import product
+from pathlib import Path
+
+from .activations import ACTIVATIONS, lookup
+from .config import TrainConfig, TrainingDiverged, record
+from .files import check_output
+from .limits import MAX_EPOCHS, check_network_size
+from .modelfile import expected_bytes, save
+from .network import check_sizes
+
+SAMPLERS = ("grid", "tpe", "random")
+DEFAULT_STUDY = "digitnet-sweep"
+#: The default storage: Optuna's journal file, in the output folder.
+JOURNAL = "sweep.journal"
+PLOT = "sweep.png"
+#: The keys ``--json`` prints for each trial, in this order.
+JSON_KEYS = ("sizes", "activation", "n_parameters", "test_accuracy", "seconds", "model")
+
+
+def _optuna():
+    """The ``optuna`` package, or a ValueError saying how to install it."""
+    try:
+        import optuna
+    except ImportError:
+        raise ValueError("digitnet sweep needs Optuna: pip install 'digitnet[sweep]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def sizes_name(sizes) -> str:
+    """(784, 16, 16, 10) -> "784-16-16-10", as Optuna stores the choice."""
+    return "-".join(map(str, sizes))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep trains: every combination of ``sizes`` × ``activations`` × ``lrs``
+    × seeds 0..``seeds``-1 (the grid), or ``trials`` configurations drawn from those
+    choices by a search sampler; each trained for ``epochs`` epochs with the other
+    settings of ``TrainConfig()``."""
+
+    sizes: tuple[tuple[int, ...], ...]
+    activations: tuple[str, ...] = ("sigmoid",)
+    lrs: tuple[float, ...] = (TrainConfig.lr,)
+    seeds: int = 1
+    epochs: int = 10  # a quarter of the default run: enough to rank architectures
+    sampler: str = "grid"  # grid, or a search sampler: tpe or random
+    trials: int | None = None  # search samplers: how many trials the study runs in all
+    # (workers that ask for the last one at the same moment may each start one)
+
+    def __post_init__(self) -> None:
+        if not self.sizes:
+            raise ValueError("a sweep needs at least one set of layer sizes")
+        object.__setattr__(self, "sizes", tuple(check_sizes(s) for s in self.sizes))
+        for sizes in self.sizes:
+            check_network_size(sizes)
+        for name in self.activations:
+            lookup(ACTIVATIONS, name, "activation")
+        for lr in self.lrs:
+            TrainConfig(lr=lr)  # the same check as for one run
+        if not self.activations or not self.lrs:
+            raise ValueError("a sweep needs at least one activation and one learning rate")
+        if not 1 <= self.seeds <= 10_000:
+            raise ValueError(f"seeds must be 1-10000, got {self.seeds!r}")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise ValueError(f"epochs must be 1-{MAX_EPOCHS}, got {self.epochs!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; expected one of {SAMPLERS}")
+        if self.sampler == "grid" and self.trials is not None:
+            raise ValueError("the grid sampler trains every combination; trials is for tpe/random")
+        if self.sampler != "grid" and (self.trials is None or self.trials < 1):
+            raise ValueError(f"the {self.sampler} sampler needs trials >= 1, got {self.trials!r}")
+
+    def choices(self) -> dict[str, list]:
+        """Each parameter's values, as Optuna stores them (sizes as "784-16-16-10")."""
+        return {
+            "sizes": [sizes_name(s) for s in dict.fromkeys(self.sizes)],
+            "activation": list(dict.fromkeys(self.activations)),
+            "lr": list(dict.fromkeys(self.lrs)),
+            "epochs": [self.epochs],
+            "seed": list(range(self.seeds)),
+        }
+
+    def grid(self) -> list[dict]:
+        """Every combination of the choices, in the order given."""
+        choices = self.choices()
+        return [dict(zip(choices, values, strict=True)) for values in product(*choices.values())]
+
+    def size(self) -> int:
+        """How many trials the sweep runs: the grid's size, or ``trials``."""
+        return len(self.grid()) if self.sampler == "grid" else int(self.trials)
+
+    def config(self, params: dict) -> TrainConfig:
+        """The training run of one trial's parameters."""
+        sizes = tuple(int(n) for n in params["sizes"].split("-"))
+        return TrainConfig(
+            sizes=sizes,
+            activation=params["activation"],
+            lr=params["lr"],
+            epochs=params["epochs"],
+            seed=params["seed"],
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sizes"] = [list(s) for s in self.sizes]
+        d["activations"], d["lrs"] = list(self.activations), list(self.lrs)
+        return d
+
+
+def model_name(params: dict) -> str:
+    """The file a trial's model is saved in, named by its parameters."""
+    return (
+        f"{params['sizes']}-{params['activation']}-lr{params['lr']:g}-"
+        f"{params['epochs']}ep-seed{params['seed']}.safetensors"
+    )
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One finished trial: the network, what it scored, how long it trained (seconds,
+    training only), and where its model file is."""
+
+    sizes: tuple[int, ...]
+    activation: str
+    n_parameters: int
+    test_accuracy: float
+    seconds: float
+    model: str
+    lr: float = TrainConfig.lr
+    epochs: int = 0
+    seed: int = 0
+    val_accuracy: float | None = None
+    number: int = field(default=0, compare=False)
+
+    def to_json(self) -> dict:
+        """The object ``digitnet sweep --json`` prints: exactly ``JSON_KEYS``."""
+        values = {**asdict(self), "sizes": list(self.sizes)}
+        return {key: values[key] for key in JSON_KEYS}
+
+    @classmethod
+    def from_trial(cls, trial) -> TrialResult:
+        """From a finished Optuna trial's parameters and user attributes."""
+        p, attrs = trial.params, trial.user_attrs
+        return cls(
+            tuple(int(n) for n in p["sizes"].split("-")),
+            p["activation"],
+            int(attrs["n_parameters"]),
+            float(attrs["test_accuracy"]),
+            float(attrs["seconds"]),
+            str(attrs["model"]),
+            float(p["lr"]),
+            int(p["epochs"]),
+            int(p["seed"]),
+            trial.value,
+            trial.number,
+        )
+
+
+# -- the study -----------------------------------------------------------------------------
+
+
+def open_storage(url: str | None, out: Path):
+    """Optuna storage: the journal file ``out/sweep.journal`` when ``url`` is None,
+    else the SQLAlchemy database at ``url`` (``sqlite:///sweep.db``,
+    ``postgresql://user@host/db``, ...)."""
+    optuna = _optuna()
+    if url is None:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = check_output(out / JOURNAL)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise ValueError(
+            f"storage {url!r}: expected an SQLAlchemy URL such as sqlite:///sweep.db or "
+            "postgresql://user@host/db"
+        )
+    for attempt in range(3):
+        try:  # wrapped as create_study would wrap it, so trials claimed here are seen there
+            return optuna.storages.get_storage(optuna.storages.RDBStorage(url))
+        except ModuleNotFoundError as e:  # no driver for this kind of database
+            raise ValueError(f"storage {url!r}: cannot open it ({e})") from None
+        except Exception as e:  # no such host, ...; or another machine making the tables
+            if attempt == 2:
+                reason = " ".join(str(e).split())[:160] or type(e).__name__
+                raise ValueError(f"storage {url!r}: cannot open it ({reason})") from None
+            time.sleep(1 + attempt)
+
+
+def sampler_of(sweep: Sweep):
+    """Optuna's sampler for ``sweep``: GridSampler over the choices, TPE or random."""
+    optuna = _optuna()
+    if sweep.sampler == "grid":
+        return optuna.samplers.GridSampler(sweep.choices())
+    if sweep.sampler == "tpe":
+        return optuna.samplers.TPESampler()
+    return optuna.samplers.RandomSampler()
+
+
+def open_study(storage, name: str, sweep: Sweep):
+    """The study ``name`` in ``storage``, made if it does not exist.  A study is one
+    sweep: joining or resuming it with other settings is refused."""
+    optuna = _optuna()
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="maximize",
+        sampler=sampler_of(sweep),
+        load_if_exists=True,
+    )
+    settings, wanted = study.user_attrs.get("sweep"), sweep.to_dict()
+    if settings is None:
+        study.set_user_attr("sweep", wanted)
+    elif settings != wanted:
+        different = [key for key in wanted if settings.get(key) != wanted[key]]
+        raise ValueError(
+            f"study {name!r} is a sweep with other settings ({', '.join(different)} differ: "
+            f"{', '.join(f'{k}={settings.get(k)!r}' for k in different)}); give those to "
+            "resume or join it, or another study name"
+        )
+    return study
+
+
+def _params(trial) -> dict:
+    """A trial's parameters, queued (WAITING) or suggested."""
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+
+
+def _key(params: dict) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def queue_grid(study, sweep: Sweep) -> int:
+    """Queue each grid point that no trial has finished, taken or queued; how many
+    were queued.  A point whose trial failed (interrupted, diverged) is queued again."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    taken = {_key(_params(t)) for t in study.get_trials(deepcopy=False, states=live)}
+    queued = 0
+    for params in sweep.grid():
+        if _key(params) not in taken:
+            study.enqueue_trial(params)
+            queued += 1
+    return queued
+
+
+def claim(study, storage):
+    """The next queued trial, now RUNNING and this worker's, or None when the queue is
+    empty.  WAITING -> RUNNING succeeds for one worker only (``Study.ask``'s own step)."""
+    optuna = _optuna()
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
+        try:
+            if storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                return optuna.Trial(study, trial_id)
+        except UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def duplicate_of(study, number: int, params: dict) -> int | None:
+    """The number of an earlier live trial (finished, running or queued) with the same
+    parameters, or None.  Two machines that queue a new study's grid at the same
+    moment queue it twice; of each pair, the earlier trial is trained and the later
+    one dropped, whichever worker claims which first."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    for other in study.get_trials(deepcopy=False, states=live):
+        if other.number < number and _key(_params(other)) == _key(params):
+            return other.number
+    return None
+
+
+def results(study) -> list[TrialResult]:
+    """Every finished trial of the study, smallest network first."""
+    from optuna.trial import TrialState
+
+    done = [TrialResult.from_trial(t) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    return sorted(done, key=lambda r: (r.n_parameters, r.sizes, r.activation, r.lr, r.seed))
+
+
+def running(study) -> list[dict]:
+    """The parameters of the trials being trained now, anywhere."""
+    from optuna.trial import TrialState
+
+    return [_params(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def release_stale(study) -> int:
+    """Mark failed the RUNNING trials of workers on this machine that are gone (killed
+    outright), so that the next run trains them again; how many."""
+    from optuna.trial import TrialState
+
+    host, released = socket.gethostname(), 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        where, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if where == host and pid.isdigit() and not _alive(int(pid)):
+            study.tell(trial.number, state=TrialState.FAIL)
+            released += 1
+    return released
+
+
+# -- a worker ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker process needs: the sweep, where its study is, where models go."""
+
+    sweep: Sweep
+    out: str
+    storage: str | None = None
+    study: str = DEFAULT_STUDY
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "sweep": self.sweep.to_dict()})
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        d = json.loads(text)
+        s = d.pop("sweep")
+        sweep = Sweep(
+            tuple(tuple(x) for x in s.pop("sizes")),
+            tuple(s.pop("activations")),
+            tuple(s.pop("lrs")),
+            **s,
+        )
+        return cls(sweep, **d)
+
+
+#: Whether SIGINT can be held back while a worker writes to its study (POSIX).
+_CAN_HOLD = hasattr(signal, "pthread_sigmask")
+
+
+@contextmanager
+def _holding_interrupts() -> Iterator[None]:
+    """SIGINT (Ctrl-C, or ``stop_workers``) held pending inside this block, except
+    within ``_interruptible``, so it never lands halfway through a write to the
+    study; afterwards the signal mask is as it was (and a held SIGINT is felt)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if _CAN_HOLD else None
+    try:
+        yield
+    finally:
+        if _CAN_HOLD:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT felt at once inside this block (training: ``fit`` stops cleanly)."""
+    if _CAN_HOLD:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if _CAN_HOLD:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _interrupt_pending() -> bool:
+    return _CAN_HOLD and signal.SIGINT in signal.sigpending()
+
+
+def train_trial(params: dict, sweep: Sweep, data, out: Path) -> tuple[TrialResult, float | None]:
+    """Train, score and save one trial's network; (result, best validation accuracy).
+    KeyboardInterrupt if training was interrupted (nothing is saved then)."""
+    from .train import evaluate, resolve_kernel, train_network
+
+    config = sweep.config(params)
+    loop = resolve_kernel(config)
+    start = time.perf_counter()
+    with _interruptible():
+        net, history = train_network(data.train_images, data.train_labels, config)
+    seconds = time.perf_counter() - start
+    if history.stopped == "interrupted":
+        raise KeyboardInterrupt
+    accuracy = evaluate(net, data.test_images, data.test_labels).accuracy
+    path = Path(out, model_name(params)).resolve()
+    save(path, net, record(config, history, test_accuracy=accuracy, seconds=seconds, kernel=loop))
+    best = history.epochs[history.best_epoch - 1].val_accuracy if history.epochs else None
+    result = TrialResult(
+        config.sizes,
+        config.activation,
+        net.n_parameters,
+        accuracy,
+        round(seconds, 3),
+        str(path),
+        config.lr,
+        config.epochs,
+        config.seed,
+        best,
+    )
+    return result, best
+
+
+def _next_trial(study, storage, sweep: Sweep):
+    """(trial, its parameters) for this worker to train, or None when none is left."""
+    from optuna.trial import TrialState
+
+    if sweep.sampler == "grid":
+        trial = claim(study, storage)
+    else:
+        live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        full = len(study.get_trials(deepcopy=False, states=live)) >= sweep.size()
+        trial = None if full else study.ask()
+    if trial is None:
+        return None
+    # a queued trial gets its queued values back; others, the sampler's choice
+    params = {name: trial.suggest_categorical(name, v) for name, v in sweep.choices().items()}
+    return trial, params
+
+
+def work(job: Job) -> int:
+    """Run trials of ``job``'s study until none is left (or, for a search sampler,
+    until the study has its ``trials``); how many this worker finished.  SIGINT stops
+    the trial in training (marked failed, to be trained again) and the worker."""
+    from threadpoolctl import threadpool_limits
+
+    from .data import load_mnist
+
+    with _holding_interrupts(), threadpool_limits(1):
+        storage = open_storage(job.storage, Path(job.out))
+        study = open_study(storage, job.study, job.sweep)
+        data = load_mnist()
+        finished = 0
+        while not _interrupt_pending():
+            taken = _next_trial(study, storage, job.sweep)
+            if taken is None:
+                break
+            trial, params = taken
+            if _run_trial(study, trial, params, job, data):
+                finished += 1
+    return finished
+
+
+def _run_trial(study, trial, params: dict, job: Job, data) -> bool:
+    """Train one claimed trial and tell the study how it went; whether it finished.
+    A copy of an earlier trial is dropped; an interruption is passed on."""
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    if job.sweep.sampler == "grid":
+        earlier = duplicate_of(study, trial.number, params)
+        if earlier is not None:
+            trial.set_user_attr("duplicate_of", earlier)
+            study.tell(trial, state=TrialState.FAIL)
+            return False
+    try:
+        result, best = train_trial(params, job.sweep, data, Path(job.out))
+    except TrainingDiverged as e:
+        trial.set_user_attr("error", str(e))
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+    except BaseException as e:  # interrupted, or a model that cannot be saved
+        trial.set_user_attr("error", str(e) or type(e).__name__)
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    for key in ("n_parameters", "test_accuracy", "seconds", "model"):
+        trial.set_user_attr(key, getattr(result, key))
+    study.tell(trial, best if best is not None else result.test_accuracy)
+    return True
+
+
+# -- the whole sweep -----------------------------------------------------------------------
+
+
+def prepare(job: Job, workers: int):
+    """Before any training: check every output path and size, open the study, queue
+    the grid, release trials of dead workers here.  The study back."""
+    from .limits import check_training_size
+
+    out = Path(job.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    if not 1 <= workers <= 256:
+        raise ValueError(f"workers must be 1-256, got {workers}")
+    for sizes in job.sweep.sizes:
+        if sizes[0] != 784 or sizes[-1] < 10:
+            raise ValueError(
+                f"sizes {sizes_name(sizes)}: MNIST needs 784 inputs and at least 10 outputs"
+            )
+        check_training_size(sizes, TrainConfig.batch_size, 55_000, TrainConfig.validation)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = job.sweep.grid()
+    for params in grid:
+        check_output(out / model_name(params), what="--out")
+    models = sum(expected_bytes(job.sweep.config(params).sizes) for params in grid)
+    check_output(out / PLOT, size=models, what="--out")  # room for every model file
+    storage = open_storage(job.storage, out)
+    study = open_study(storage, job.study, job.sweep)
+    release_stale(study)
+    if job.sweep.sampler == "grid":
+        queue_grid(study, job.sweep)
+    return study
+
+
+def start_workers(job: Job, workers: int) -> list[tuple[subprocess.Popen, object]]:
+    """K worker processes, each in a session of its own (so a Ctrl-C in the terminal
+    reaches them once, through ``stop_workers``), with its error output kept."""
+    code = "import sys; from digitnet.cli import sweep_worker; sys.exit(sweep_worker(sys.argv[1]))"
+    started = []
+    for _ in range(workers):
+        log = tempfile.TemporaryFile("w+")
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, job.to_json()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
+        started.append((process, log))
+    return started
+
+
+def stop_workers(started, timeout: float = 60) -> None:
+    """Ask each worker to stop (SIGINT: its trial is marked failed) and wait for it."""
+    for process, _ in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    for process, _ in started:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def worker_errors(started) -> list[str]:
+    """The last line each failed worker wrote, for workers that exited with an error."""
+    errors = []
+    for process, log in started:
+        if process.returncode not in (0, None, 130, -signal.SIGINT):
+            log.seek(0)
+            lines = [line for line in log.read().splitlines() if line.strip()]
+            errors.append(lines[-1] if lines else f"a worker exited with code {process.returncode}")
+    return errors
+
+
+def remaining(study, sweep: Sweep) -> int:
+    """How many trials are left for workers to take: queued ones (grid), or those a
+    search sampler has still to ask for."""
+    from optuna.trial import TrialState
+
+    if sweep.sampler == "grid":
+        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    return max(sweep.size() - len(study.get_trials(deepcopy=False, states=live)), 0)
+
+
+def watch(
+    study, started, on_change: Callable[[list[TrialResult], list[dict]], None], poll: float = 0.5
+) -> None:
+    """Until every worker has exited: call ``on_change(finished, running)`` whenever the
+    study's finished or running trials change."""
+    seen = None
+    while True:
+        done = all(process.poll() is not None for process, _ in started)
+        state = results(study), running(study)
+        key = ([r.number for r in state[0]], state[1])
+        if key != seen:
+            seen = key
+            on_change(*state)
+        if done:
+            return
+        time.sleep(poll)
