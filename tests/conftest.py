@@ -84,9 +84,11 @@ def start_server(model, *extra) -> tuple[subprocess.Popen, int, str]:
 
 
 def stop(process: subprocess.Popen) -> str:
-    """Stop a server started above; what it wrote to stderr."""
+    """Stop a server started above; what it wrote to stderr.  It stops within
+    ``server.SHUTDOWN_TIMEOUT`` seconds of its own clock; the 30 allow for a machine
+    busy with other work."""
     process.terminate()
-    return process.communicate(timeout=10)[1]
+    return process.communicate(timeout=30)[1]
 
 
 def special_files(folder: Path, suffix: str = "") -> tuple[dict, socket.socket]:
