@@ -73,8 +73,11 @@ def keep_masks(net: Network, knockout: Knockout = ()) -> list[Array]:
         layer, index = pair
         if L < 2:
             raise ValueError("this network has no hidden neurons to knock out")
-        if isinstance(layer, (int, np.integer)) and layer == L:
-            raise ValueError(f"knock-outs are for hidden neurons: layer must be 1-{L - 1}, got {L}")
+        integer = isinstance(layer, (int, np.integer)) and not isinstance(layer, bool)
+        if not integer or not 1 <= layer < L:
+            raise ValueError(
+                f"only hidden neurons can be knocked out: layer must be 1-{L - 1}, got {layer!r}"
+            )
         check_neuron(net, layer, index)
         masks[layer][index] = 0
     return masks
@@ -89,14 +92,17 @@ class Pass:
     z: list[Array | None]
 
 
-def forward(net: Network, x: Array, knockout: Knockout = ()) -> Pass:
+def forward(net: Network, x: Array, knockout: Knockout = (), start: int = 0) -> Pass:
     """The network on x (B, 784) with the knocked-out neurons' activations forced to 0
-    before the next layer reads them: a_l = m_l ⊙ f(W[l-1] a_{l-1} + b[l-1])."""
-    x = np.atleast_2d(net.as_input(x))
+    before the next layer reads them: a_l = m_l ⊙ f(W[l-1] a_{l-1} + b[l-1]).
+
+    With ``start`` = s > 0, x is a_s (B, n_s), already computed, and the pass runs on
+    from there (a[l] and z[l] for l < s are None)."""
+    x = np.atleast_2d(net.as_input(x) if start == 0 else x)
     keep = keep_masks(net, knockout)
     f, L = net.activation.f, len(net.W)
-    a, z = [x], [None]
-    for l in range(L):
+    a, z = [None] * start + [x], [None] * (start + 1)
+    for l in range(start, L):
         last = l == L - 1
         step, z_l = feedforward(
             net.W[l : l + 1], net.b[l : l + 1], a[-1], f, net.output if last else f
@@ -255,14 +261,18 @@ def guesses(net: Network, images: Array, knockout: Knockout = (), batch: int = 1
 
 
 def knockout_table(net: Network, images: Array, labels: Array, on_neuron=None) -> KnockoutTable:
-    """``KnockoutTable`` for every hidden neuron on images (N, 784) with labels (N,);
+    """``KnockoutTable`` for every hidden neuron on images (N, 784) (all in one batch:
+    4 bytes a pixel) with labels (N,);
     ``on_neuron(done, total)`` is called after each neuron (for progress)."""
     k = net.sizes[-1]
     neurons = [(l, j) for l in range(1, len(net.W)) for j in range(net.sizes[l])]
-    base = guesses(net, images)
+    whole = forward(net, images)  # then each knock-out reruns only the layers after it
+    base = whole.a[-1].argmax(axis=1)
     accuracy, per_digit = np.zeros(len(neurons)), np.zeros((len(neurons), k))
-    for r, neuron in enumerate(neurons):
-        guess = guesses(net, images, [neuron])
+    for r, (l, j) in enumerate(neurons):
+        a_l = whole.a[l].copy()
+        a_l[:, j] = 0
+        guess = forward(net, a_l, start=l).a[-1].argmax(axis=1)
         accuracy[r] = np.mean(guess == labels)
         per_digit[r] = per_digit_accuracy(guess, labels, k)
         if on_neuron is not None:
@@ -277,6 +287,21 @@ def knockout_table(net: Network, images: Array, labels: Array, on_neuron=None) -
 
 
 # -- nudges -------------------------------------------------------------------------------
+
+
+def cost_gradient(
+    net: Network, x: Array, target: int, knockout: Knockout = ()
+) -> tuple[Pass, Array, Array]:
+    """For x (B, 784): the forward pass, the cross-entropy C (B,) of answering ``target``
+    (-log a_target for a softmax output) and ∂C/∂x (B, 784), from δ_L of ``LOSSES``."""
+    k = check_target(net, target)
+    run = forward(net, x, knockout)
+    y = np.zeros((len(run.a[0]), k), dtype=run.a[0].dtype)
+    y[:, target] = 1
+    loss = LOSSES[("cross-entropy", net.output_name)]
+    a, z = run.a[-1], run.z[-1]
+    C = np.array([loss.value(z[i : i + 1], a[i : i + 1], y[i : i + 1]) for i in range(len(y))])
+    return run, C, input_gradient(net, run, len(net.W), loss.delta(z, a, y), knockout)
 
 
 @dataclass
@@ -307,17 +332,14 @@ def nudge(
     of L2 length s = ``step``, stopping at the first step whose guess is the target.
 
     x is (784,) in [0, 1].  NudgeFailed if ``max_steps`` steps do not flip the guess."""
-    k = check_target(net, target)
+    check_target(net, target)
     x0 = net.as_input(np.asarray(x)).reshape(1, -1)
     if x0.min() < 0 or x0.max() > 1:
         raise ValueError("the input's pixels must lie in [0, 1]")
-    y = np.zeros((1, k), dtype=x0.dtype)
-    y[0, target] = 1
-    delta = LOSSES[("cross-entropy", net.output_name)].delta
-    s, L = x0.dtype.type(step), len(net.W)
+    s = x0.dtype.type(step)
     x = x0.copy()
     for n in range(max_steps + 1):
-        run = forward(net, x, knockout)
+        run, _, g = cost_gradient(net, x, target, knockout)
         if int(run.a[-1][0].argmax()) == target:
             change = (x - x0)[0].astype(np.float64)
             p = run.a[-1][0]
@@ -331,7 +353,6 @@ def nudge(
             )
         if n == max_steps:
             break
-        g = input_gradient(net, run, L, delta(run.z[-1], run.a[-1], y), knockout)
         norm = np.linalg.norm(g)
         if not norm > 0:
             break
