@@ -2,6 +2,7 @@
 "use strict";
 
 import { Diagram } from "./diagram.js";
+import { Explorer } from "./explorer.js";
 import { modelId, readAddress, writeAddress } from "./share.js";
 import { showSteps } from "./steps.js";
 
@@ -184,6 +185,7 @@ async function sendPredict(final) {
   const body = state.strokes.length
     ? { image: pad.toDataURL("image/png") }
     : { pixels: state.base.pixels };
+  if (explorer.knockouts.size) body.knockout = explorer.knockoutList();
   state.inFlight = true;
   state.lastSent = performance.now();
   try {
@@ -233,6 +235,9 @@ function describePad(note = "") {
       + "still gets an answer: each first-layer neuron shows σ(b), its bias alone.";
   } else if (!state.base) {
     text = `Your drawing, ${n} stroke${n === 1 ? "" : "s"}. Keep drawing, undo the last stroke, or clear the pad.`;
+  } else if (state.base.kind === "nudge") {
+    const what = `Your picture, nudged until the network says ${state.base.target}`;
+    text = n ? `${what}, with ${yours} on top.` : `${what}.`;
   } else if (state.base.kind === "mnist") {
     const what = `MNIST test image #${state.base.index}, labelled ${state.base.label}`;
     text = n ? `${what}, with ${yours} on top.` : `${what}.`;
@@ -369,10 +374,28 @@ const diagram = new Diagram($("diagram"), {
     state[source] = neuron;
     refresh();
   },
-  onPin(neuron) {
-    const same = state.pinned && state.pinned.layer === neuron.layer && state.pinned.index === neuron.index;
-    pin(same ? null : neuron);
+  onPin: togglePin,
+});
+
+function togglePin(neuron) {
+  const same = state.pinned && state.pinned.layer === neuron.layer && state.pinned.index === neuron.index;
+  pin(same ? null : neuron);
+}
+
+// ---- the neuron explorer and the nudge (explorer.js) ---------------------------------------
+
+const explorer = new Explorer({
+  pin: togglePin,
+  knockoutsChanged() {
+    if (state.strokes.length || state.base) schedulePredict(true);
   },
+  applyNudge(pixels, answer) {
+    state.base = { kind: "nudge", pixels, target: answer.digit };
+    state.strokes = [];
+    changed();
+    schedulePredict(true);
+  },
+  input: () => (state.result ? state.result.input : null),
 });
 
 function pin(neuron) {
@@ -402,6 +425,7 @@ function refresh() {
     inputUrl: $("seen").toDataURL(),
   });
   showNeuron(state.hover || state.focus || state.pinned);
+  explorer.update({ acts: activations(), pinned: state.pinned });
 }
 
 function neuronName({ layer, index }) {
@@ -530,6 +554,7 @@ async function start() {
   $("model-info").textContent = `${m.sizes.join("-")} network, ${m.activation} hidden layers, `
     + `${m.n_parameters.toLocaleString("en")} weights and biases; ${accuracy}.`;
   diagram.setModel(m);
+  explorer.setModel(m);
   new ResizeObserver(() => diagram.layout()).observe($("diagram"));
 
   const link = readAddress(location.search);
