@@ -44,21 +44,35 @@ def cell(page, index):
     return page.locator("#layer1-grid .cell").nth(index)
 
 
+def first_layer(page, body: str) -> list[float]:
+    """Layer 1's activations for a /api/predict body (a JavaScript expression), asked
+    from the page."""
+    return page.evaluate(
+        "fetch('/api/predict', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+        f" body: JSON.stringify({body})}}).then(r => r.json()).then(a => a.activations[1])"
+    )
+
+
+def shown(page) -> tuple[list[float], list[float]]:
+    """The activations written under the 16 pictures, and their tints."""
+    cells = page.locator("#layer1-grid .cell")
+    values = [float(cells.nth(j).locator(".cell-act").inner_text()) for j in range(16)]
+    tints = [
+        float(cells.nth(j).evaluate("c => c.style.getPropertyValue('--a')")) for j in range(16)
+    ]
+    return values, tints
+
+
 def test_sixteen_first_layer_pictures_lit_by_the_drawing(page):
     expect(page.locator("#layer1-grid .cell")).to_have_count(16)
-    expect(cell(page, 0).locator(".cell-act")).to_have_text("–")
+    blank = first_layer(page, "{pixels: new Array(784).fill(0)}")  # σ(b): the bias alone
+    values, tints = shown(page)
+    assert values == pytest.approx(blank, abs=0.006) and tints == pytest.approx(blank, abs=0.001)
     draw_seven(page)
-    shown = [float(cell(page, j).locator(".cell-act").inner_text()) for j in range(16)]
-    seen = page.evaluate(
-        "fetch('/api/predict', {method: 'POST', headers: {'Content-Type': 'application/json'},"
-        " body: JSON.stringify({image: document.getElementById('pad').toDataURL()})})"
-        ".then(r => r.json()).then(a => a.activations[1])"
-    )
-    assert shown == pytest.approx(seen, abs=0.006)
-    tints = [
-        float(cell(page, j).evaluate("c => c.style.getPropertyValue('--a')")) for j in range(16)
-    ]
-    assert tints == pytest.approx(seen, abs=0.001)
+    seen = first_layer(page, "{image: document.getElementById('pad').toDataURL()}")
+    values, tints = shown(page)
+    assert values == pytest.approx(seen, abs=0.006) and tints == pytest.approx(seen, abs=0.001)
+    assert max(abs(a - b) for a, b in zip(seen, blank, strict=True)) > 0.2  # the drawing shows
 
 
 def test_choose_a_neuron_of_each_kind(page):
