@@ -84,7 +84,9 @@ export class Explorer {
       button.className = "cell";
       button.dataset.index = j;
       button.setAttribute("aria-pressed", "false");
-      button.innerHTML = `<canvas width="28" height="28" aria-hidden="true"></canvas><span class="cell-name">${j + 1}</span><span class="cell-act">–</span>`;
+      button.innerHTML = `<canvas width="28" height="28" aria-hidden="true"></canvas>`
+        + `<span class="cell-name"><span class="visually-hidden">Layer 1, neuron </span>${j + 1}</span>`
+        + `<span class="cell-act">–</span><span class="visually-hidden cell-off"></span>`;
       paintWeights(button.querySelector("canvas"), W);
       button.addEventListener("click", () => this.hooks.pin({ layer: 1, index: j }));
       grid.appendChild(button);
@@ -113,7 +115,7 @@ export class Explorer {
       cell.classList.toggle("off", off);
       const chosen = Boolean(pinned && pinned.layer === 1 && pinned.index === j);
       cell.setAttribute("aria-pressed", String(chosen));
-      cell.setAttribute("aria-label", `Layer 1, neuron ${j + 1}: activation ${first ? a.toFixed(2) : "none"}${off ? ", knocked out" : ""}`);
+      cell.querySelector(".cell-off").textContent = off ? " (knocked out)" : "";
     });
     const key = pinned ? `${pinned.layer}.${pinned.index}` : null;
     if (key !== this.shown) this.show(pinned);
