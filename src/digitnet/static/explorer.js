@@ -69,6 +69,8 @@ export class Explorer {
     this.shown = null;            // "layer.index" of the neuron in the panel
     this.cache = new Map();       // "layer.index" -> /api/neuron's answer
     this.cells = [];
+    this.view = null;
+    this.frame = null;
     $("knockout-switch").addEventListener("change", (e) => this.toggle(e.target.checked));
     $("knockout-clear").addEventListener("click", () => this.clearKnockouts());
     $("nudge").addEventListener("click", () => this.nudge());
@@ -103,8 +105,19 @@ export class Explorer {
     return layer === last ? `Output ${index}` : `Layer ${layer}, neuron ${index + 1}`;
   }
 
-  update({ acts, pinned }) {
-    // The drawing or the chosen neuron changed.
+  update(view) {
+    // The drawing or the chosen neuron changed: redrawn at the next frame, once however
+    // often it is asked, so the page's own redraw (the diagram, while a click is on its
+    // way) is not held up by this panel.
+    this.view = view;
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = null;
+      this.draw(this.view);
+    });
+  }
+
+  draw({ acts, pinned }) {
     if (!this.model) return;
     const first = acts ? acts[1] : null;
     this.cells.forEach((cell, j) => {
