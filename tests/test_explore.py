@@ -204,6 +204,19 @@ def test_explorer_plot_errors_are_one_line(trained, tmp_path, args, message):
     assert not out.exists()
 
 
+def test_a_network_without_hidden_layers(tmp_path):
+    from digitnet.modelfile import save
+
+    path = tmp_path / "flat.safetensors"
+    save(path, Network((784, 10), rng=np.random.default_rng(0)))
+    result = cli("plot", "knockout", path, "--out", tmp_path / "k.png")
+    assert result.returncode == 2
+    assert "a 784-10 network has no hidden neurons to knock out" in result.stderr
+    result = cli("plot", "neurons", path, "--out", tmp_path / "n.png")  # the outputs
+    assert result.returncode == 0, result.stderr
+    assert_picture(tmp_path / "n.png")
+
+
 # -- the API --------------------------------------------------------------------------------
 
 

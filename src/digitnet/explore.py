@@ -264,6 +264,10 @@ def knockout_table(net: Network, images: Array, labels: Array, on_neuron=None) -
     """``KnockoutTable`` for every hidden neuron on images (N, 784) (all in one batch:
     4 bytes a pixel) with labels (N,);
     ``on_neuron(done, total)`` is called after each neuron (for progress)."""
+    if len(net.W) < 2:
+        raise ValueError(
+            f"a {'-'.join(map(str, net.sizes))} network has no hidden neurons to knock out"
+        )
     k = net.sizes[-1]
     neurons = [(l, j) for l in range(1, len(net.W)) for j in range(net.sizes[l])]
     whole = forward(net, images)  # then each knock-out reruns only the layers after it
