@@ -106,6 +106,6 @@ def test_example_notebook_runs(tmp_path):
         for output in cell.get("outputs", [])
         if "image/png" in output.get("data", {})
     ]
-    assert len(images) == 6  # one figure per kind
+    assert len(images) == 9  # one figure per kind
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
