@@ -322,6 +322,15 @@ def test_nudge_refusals(client, trained, mnist):
         assert response.status_code == 422 and message in response.json()["error"]
 
 
+def test_an_unknown_model_is_named(client, mnist):
+    response = client.get("/api/neuron", params={"layer": 1, "index": 0, "model": "other"})
+    assert response.status_code == 404 and "no model 'other'" in response.json()["error"]
+    pixels = (mnist.test_images[0] / 255).tolist()
+    body = {"pixels": pixels, "target": 3, "model": "other"}
+    response = client.post("/api/nudge", json=body)
+    assert response.status_code == 422 and "model: no model 'other'" in response.json()["error"]
+
+
 def test_each_network_has_its_own_cache(trained, mnist):
     from digitnet.server import atlases
 

@@ -49,7 +49,7 @@ import io
 import json
 import socket
 import weakref
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -198,6 +198,7 @@ class NudgeRequest(BaseModel):
     )
     target: int = Field(strict=True, description="the digit to make the network answer")
     knockout: KnockoutField = None
+    model: str | None = Field(None, description="a model id; the served one if left out")
 
 
 class NudgeResponse(BaseModel):
@@ -538,7 +539,7 @@ def create_app(
             status = 413 if "limit" in str(e) else 422
             return error(status, str(e))
 
-    add_explorer(app, net, images, labels, read_picture)
+    add_explorer(app, served_only(net), images, labels, read_picture)
 
     def steps_of(picture) -> dict:
         done = steps(picture)
@@ -659,18 +660,42 @@ def nudge_answer(net: Network, pixels: np.ndarray, target: int, knockout) -> dic
     }
 
 
-def add_explorer(app: FastAPI, net: Network, images, labels, read_picture) -> None:
-    """The explorer's endpoints for ``net``; the slow parts are cached per network."""
+def served_only(net: Network) -> Callable[[str | None], Network]:
+    """``network_of`` for a server of one network: no model id is ``net``, any id is
+    unknown."""
+
+    def network_of(model_id: str | None) -> Network:
+        if model_id is not None:
+            raise LookupError(f"no model {model_id!r}: this server has only the one it serves")
+        return net
+
+    return network_of
+
+
+def add_explorer(
+    app: FastAPI, network_of: Callable[[str | None], Network], images, labels, read_picture
+) -> None:
+    """The explorer's endpoints.  ``network_of(model_id)`` is the network a request's
+    ``model`` names (None: the served one), LookupError for an unknown id; the slow
+    parts are computed once per network and kept with it (``atlases``)."""
     atlas = atlases(images, labels)
 
     @app.get(
         "/api/neuron",
         response_model=NeuronResponse,
         response_model_exclude_none=True,  # "knockout" only for hidden neurons
-        responses=ERRORS,
+        responses={**ERRORS, 404: {"model": ErrorResponse}},
     )
-    async def neuron(layer: int, index: int) -> dict | JSONResponse:
+    async def neuron(
+        layer: int,
+        index: int,
+        model: Annotated[str | None, Query(description="a model id; the served one")] = None,
+    ) -> dict | JSONResponse:
         """What excites one neuron, what it wants, and what is lost without it."""
+        try:
+            net = network_of(model)
+        except LookupError as e:
+            return error(404, str(e))
         try:
             explore.check_neuron(net, layer, index)
         except ValueError as e:
@@ -683,6 +708,10 @@ def add_explorer(app: FastAPI, net: Network, images, labels, read_picture) -> No
         """The smallest change found that makes the network answer ``target``."""
         if (request.image is None) == (request.pixels is None):
             return error(422, "send exactly one of 'image' (a PNG data URL) or 'pixels'")
+        try:
+            net = network_of(request.model)
+        except LookupError as e:
+            return error(422, f"model: {e}")
         if net.sizes[0] != 784:
             return error(422, f"this model takes {net.sizes[0]} inputs, not the 784 of a picture")
         knockout = request.knockout or ()
