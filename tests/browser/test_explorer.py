@@ -53,9 +53,12 @@ def first_layer(page, body: str) -> list[float]:
     )
 
 
-def shown(page) -> tuple[list[float], list[float]]:
-    """The activations written under the 16 pictures, and their tints."""
+def shown(page, expected: list[float]) -> tuple[list[float], list[float]]:
+    """The activations written under the 16 pictures, and their tints, once the panel
+    (redrawn at the next frame) shows ``expected``."""
     cells = page.locator("#layer1-grid .cell")
+    for j, a in enumerate(expected):
+        expect(cells.nth(j).locator(".cell-act")).to_have_text(f"{a:.2f}")
     values = [float(cells.nth(j).locator(".cell-act").inner_text()) for j in range(16)]
     tints = [
         float(cells.nth(j).evaluate("c => c.style.getPropertyValue('--a')")) for j in range(16)
@@ -66,11 +69,11 @@ def shown(page) -> tuple[list[float], list[float]]:
 def test_sixteen_first_layer_pictures_lit_by_the_drawing(page):
     expect(page.locator("#layer1-grid .cell")).to_have_count(16)
     blank = first_layer(page, "{pixels: new Array(784).fill(0)}")  # σ(b): the bias alone
-    values, tints = shown(page)
+    values, tints = shown(page, blank)
     assert values == pytest.approx(blank, abs=0.006) and tints == pytest.approx(blank, abs=0.001)
     draw_seven(page)
     seen = first_layer(page, "{image: document.getElementById('pad').toDataURL()}")
-    values, tints = shown(page)
+    values, tints = shown(page, seen)
     assert values == pytest.approx(seen, abs=0.006) and tints == pytest.approx(seen, abs=0.001)
     assert max(abs(a - b) for a, b in zip(seen, blank, strict=True)) > 0.2  # the drawing shows
 

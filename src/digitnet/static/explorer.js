@@ -152,6 +152,9 @@ export class Explorer {
       ? "its 784 incoming weights, as a 28×28 picture"
       : `its ${W.length} incoming weights, one bar per neuron 1–${W.length} of layer ${layer - 1}`;
     weights.setAttribute("aria-label", `Incoming weights of ${this.name(neuron)}`);
+    $("explore-wants-note").textContent = layer === 1
+      ? ": for layer 1 exactly the positive part of the weights, as bright as the weight is large"
+      : "";
     $("knockout-row").hidden = !hidden;
     $("knockout-switch").checked = this.knockouts.has(key);
     $("explore-status").textContent = "Asking the network…";
