@@ -106,7 +106,7 @@ def test_example_notebook_runs(tmp_path):
         for output in cell.get("outputs", [])
         if "image/png" in output.get("data", {})
     ]
-    assert len(images) == 6  # one figure per kind
+    assert len(images) == 9  # one figure per kind
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     view = "application/vnd.jupyter.widget-view+json"
     widgets = [o for o in outputs if view in o.get("data", {})]

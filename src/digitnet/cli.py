@@ -60,7 +60,17 @@ except KeyboardInterrupt:
 
 DEFAULTS = TrainConfig()
 DEFAULT_MODEL = Path("model.safetensors")
-PLOT_KINDS = ("network", "weights", "curves", "confusion", "mistakes", "noise")
+PLOT_KINDS = (
+    "network",
+    "weights",
+    "curves",
+    "confusion",
+    "mistakes",
+    "noise",
+    "neurons",
+    "knockout",
+    "nudge",
+)
 EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -303,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("model", type=Path, metavar="MODEL")
     g.add_argument("--out", type=Path, required=True, help="FILE.png or FILE.svg")
     source = g.add_mutually_exclusive_group()
-    source.add_argument("--image", type=Path, help="network: a picture of a digit")
-    source.add_argument("--index", type=int, help="network: an MNIST test image (default 0)")
+    source.add_argument("--image", type=Path, help="network, nudge: a picture of a digit")
+    source.add_argument("--index", type=int, help="network, nudge: an MNIST test image (default 0)")
     g.add_argument(
         "--count",
         type=int,
@@ -312,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="mistakes: how many (default 24); noise: how many inputs (default 4)",
     )
     g.add_argument("--seed", type=int, default=0, help="noise: random seed (default: 0)")
+    g.add_argument(
+        "--layer", type=int, default=None, help="neurons: 1 = first hidden layer (default 1)"
+    )
+    g.add_argument("--target", type=int, default=None, help="nudge: the digit to make it say")
     g.add_argument("--data", type=Path, help="folder of MNIST-style IDX files (default: MNIST)")
 
     i = commands.add_parser("info", help="show a model's architecture and training record")
@@ -824,11 +838,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 #: Which plot kinds each plot option applies to.
 PLOT_OPTIONS = {
-    "image": {"network"},
-    "index": {"network"},
+    "image": {"network", "nudge"},
+    "index": {"network", "nudge"},
     "count": {"mistakes", "noise"},
     "seed": {"noise"},
-    "data": {"network", "confusion", "mistakes"},
+    "data": {"network", "confusion", "mistakes", "neurons", "knockout", "nudge"},
+    "layer": {"neurons"},
+    "target": {"nudge"},
 }
 
 
@@ -887,8 +903,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
         images, labels = load_split(args.data, "test")
         _check_fits(args.model, net, images, labels)
         figure = plots.mistakes_figure(net, images, labels, count=args.count or 24)
-    else:
+    elif args.kind == "noise":
         figure = plots.noise_figure(net, np.random.default_rng(args.seed), count=args.count or 4)
+    else:
+        figure = _explore_figure(args, net)
     from io import BytesIO
 
     buffer = BytesIO()
@@ -896,6 +914,49 @@ def cmd_plot(args: argparse.Namespace) -> int:
     atomic_write(args.out, buffer.getvalue())
     print(f"wrote {args.out}")
     return 0
+
+
+def _explore_figure(args: argparse.Namespace, net):
+    """The neuron explorer's plots: neurons, knockout, nudge."""
+    from . import explore, plots
+
+    if args.kind == "nudge":
+        if args.target is None:
+            raise UsageError("nudge plots need --target D, the digit to make the network say")
+        explore.check_target(net, args.target)
+        if args.image is not None:
+            from .recognise import predict_image
+
+            if net.sizes[0] != 784:
+                raise UsageError(f"{args.model} takes {net.sizes[0]} inputs; pictures give 784")
+            x, label = predict_image(net, args.image).input.reshape(-1), None
+        else:
+            images, labels = load_split(args.data, "test")
+            _check_fits(args.model, net, images, labels)
+            index = 0 if args.index is None else args.index
+            if not 0 <= index < len(images):
+                raise UsageError(f"--index must be 0-{len(images) - 1}, got {index}")
+            x, label = images[index] / 255, int(labels[index])
+        nudged = explore.nudge(net, x, args.target)
+        return plots.nudge_figure(net, x, nudged, label=label)
+    images, labels = load_split(args.data, "test")
+    _check_fits(args.model, net, images, labels)
+    if args.kind == "neurons":
+        layer = 1 if args.layer is None else args.layer
+        if not 1 <= layer < len(net.sizes):
+            raise UsageError(
+                f"--layer must be 1-{len(net.sizes) - 1} (1 = the first hidden layer, "
+                f"{len(net.sizes) - 1} = the outputs), got {layer}"
+            )
+        print(f"ranking {len(images):,} test images and finding what each neuron wants", flush=True)
+        top = explore.top_images(net, images)[layer - 1]
+        return plots.neurons_figure(net, layer, top, explore.wants(net, layer), images)
+    from tqdm import tqdm
+
+    hidden = sum(net.sizes[1:-1])
+    with tqdm(total=hidden, desc="knocking out", unit="neuron", file=sys.stderr) as bar:
+        table = explore.knockout_table(net, images, labels, on_neuron=lambda done, _: bar.update())
+    return plots.knockout_figure(table)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

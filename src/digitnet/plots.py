@@ -355,4 +355,132 @@ def sweep_figure(trials, highlight: tuple[int, ...] = (784, 16, 16, 10)) -> Figu
     by_size.legend(title="hidden activation")
     by_size.set_title("accuracy against size (labels: hidden layer sizes)")
     by_time.set_title(f"accuracy against training time (ringed: {'-'.join(map(str, highlight))})")
+
+# -- the neuron explorer (digitnet.explore) ------------------------------------------------
+
+
+def _picture(ax, values: Array, **imshow) -> None:
+    side = int(round(np.sqrt(values.size)))
+    ax.imshow(values.reshape(side, side), **imshow)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _incoming(ax, net: Network, layer: int, index: int) -> None:
+    """Neuron (layer, index)'s incoming weights: a 28×28 picture from the pixels, else
+    one bar per neuron of the layer below, in its order (a picture there would be fake)."""
+    w = net.W[layer - 1][index]
+    scale = float(np.abs(net.W[layer - 1]).max()) or 1.0
+    if layer == 1 and int(round(np.sqrt(w.size))) ** 2 == w.size:
+        _picture(ax, w, cmap=WEIGHTS_CMAP, vmin=-scale, vmax=scale)
+        return
+    ax.bar(range(w.size), w, color=[POSITIVE if v > 0 else NEGATIVE for v in w], width=0.8)
+    ax.axhline(0, color="#666666", linewidth=0.6)
+    ax.set_ylim(-scale, scale)
+    ax.set_xticks(range(w.size), [str(i + 1) for i in range(w.size)], fontsize=5)
+    ax.tick_params(axis="y", labelsize=6)
+
+
+def neurons_figure(
+    net: Network, layer: int, top: tuple[Array, Array], wanted: Array, images: Array
+) -> Figure:
+    """One row per neuron of ``layer`` (1 = the first hidden layer): its incoming
+    weights (a picture for layer 1, bars for deeper layers), what it wants (``wanted``
+    (n, 784) in [0, 1], from ``explore.wants``), and its top images (``top`` =
+    (indices (n, k), activations (n, k)) from ``explore.top_images``; ``images`` the
+    uint8 (N, 784) they index), each with its activation."""
+    indices, acts = top
+    n, k = indices.shape
+    last = layer == len(net.W)
+    fig = Figure(figsize=(1.25 * (k + 2.6), 1.45 * n + 0.8), layout="constrained")
+    grid = fig.add_gridspec(n, k + 2, width_ratios=[2.2, 1.2] + [1] * k)
+    for j in range(n):
+        name = f"output {j}" if last else f"neuron {j + 1}"
+        ax = fig.add_subplot(grid[j, 0])
+        _incoming(ax, net, layer, j)
+        ax.set_ylabel(f"{name}\nbias {net.b[layer - 1][j]:+.2f}", fontsize=8)
+        ax = fig.add_subplot(grid[j, 1])
+        _picture(ax, wanted[j], cmap="gray", vmin=0, vmax=1)
+        for i in range(k):
+            ax = fig.add_subplot(grid[j, i + 2])
+            _picture(ax, images[indices[j, i]], cmap="gray", vmin=0, vmax=255)
+            ax.set_title(f"#{indices[j, i]}  {acts[j, i]:.3f}", fontsize=6)
+        if j == 0:
+            fig.axes[-k - 2].set_title("incoming weights", fontsize=9)
+            fig.axes[-k - 1].set_title("wants", fontsize=9)
+    where = "outputs" if last else f"layer {layer}"
+    fig.suptitle(
+        f"What excites each neuron of {where}: its weights (red +, blue −), the input it "
+        f"wants, and the {k} test images it answers most",
+        fontsize=11,
+    )
+    return fig
+
+
+def knockout_figure(table) -> Figure:
+    """Hidden neurons × digits: how many points of each digit's test accuracy are lost
+    when that one neuron is switched off (``explore.KnockoutTable``)."""
+    lost = 100 * table.lost
+    names = [f"{l}.{j + 1}" for l, j in table.neurons]
+    fig = Figure(figsize=(7.5, 0.26 * len(names) + 1.6), layout="constrained")
+    ax = fig.subplots()
+    s = max(float(np.abs(lost).max()), 1.0)
+    image = ax.imshow(lost, cmap=WEIGHTS_CMAP, norm=TwoSlopeNorm(0, -s, s), aspect="auto")
+    for r in range(lost.shape[0]):
+        for d in range(lost.shape[1]):
+            if abs(lost[r, d]) >= 1:
+                dark = abs(lost[r, d]) > 0.6 * s
+                ax.text(
+                    d,
+                    r,
+                    f"{lost[r, d]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if dark else "black",
+                )
+    ax.set_xticks(range(lost.shape[1]))
+    ax.set_yticks(range(len(names)), names, fontsize=6)
+    ax.set(xlabel="digit", ylabel="knocked-out neuron (layer.neuron)")
+    ax.set_title(
+        f"Points of per-digit test accuracy lost with one neuron off "
+        f"(all on: {table.base_accuracy:.2%})",
+        fontsize=10,
+    )
+    fig.colorbar(image, ax=ax, shrink=0.6, label="points lost (negative: gained)")
+    return fig
+
+
+def nudge_figure(net: Network, x: Array, nudged, label: int | None = None) -> Figure:
+    """The input x (784,) in [0, 1], the nudged input (``explore.Nudge``), the change
+    between them, and the ten outputs before and after."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    before = net.forward(x)
+    change = nudged.pixels - x
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    axes = fig.subplots(1, 4, width_ratios=[1, 1, 1, 1.5])
+    seen = (
+        f"MNIST label {label}, read as {int(before.argmax())}"
+        if label is not None
+        else (f"read as {int(before.argmax())}")
+    )
+    _picture(axes[0], x, cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title(f"original: {seen}", fontsize=9)
+    _picture(axes[1], nudged.pixels, cmap="gray", vmin=0, vmax=1)
+    axes[1].set_title(f"nudged: read as {nudged.digit}", fontsize=9)
+    s = max(float(np.abs(change).max()), 1e-6)
+    _picture(axes[2], change, cmap=WEIGHTS_CMAP, vmin=-s, vmax=s)
+    axes[2].set_title(f"the change (±{s:.2f})", fontsize=9)
+    digits = np.arange(len(before))
+    axes[3].bar(digits - 0.2, before / before.sum(), width=0.4, color="#8a8f98", label="original")
+    axes[3].bar(digits + 0.2, nudged.probabilities, width=0.4, color="#f5b700", label="nudged")
+    axes[3].set_xticks(digits)
+    axes[3].set_ylim(0, 1)
+    axes[3].set(xlabel="output digit", ylabel="probability")
+    axes[3].legend(fontsize=8)
+    fig.suptitle(
+        f"A nudge of L∞ {nudged.linf:.3f} and L2 {nudged.l2:.2f} ({nudged.steps} steps) "
+        f"makes the network answer {nudged.digit}",
+        fontsize=12,
+    )
     return fig

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .explore import Knockout, trace
 from .files import require_regular
 from .network import Network
 from .preprocess import PictureError, read_digit, to_mnist
@@ -42,10 +43,11 @@ def probabilities(output: Array) -> Array:
     return output / total if total > 0 else np.full_like(output, 1 / len(output))
 
 
-def predict_pixels(net: Network, pixels: Array) -> Prediction:
-    """Run the network on a (28, 28) or (784,) input already in [0, 1]."""
+def predict_pixels(net: Network, pixels: Array, knockout: Knockout = ()) -> Prediction:
+    """Run the network on a (28, 28) or (784,) input already in [0, 1], with the
+    ``knockout`` neurons switched off (``explore.trace``)."""
     pixels = np.asarray(pixels, dtype=np.float32)
-    layers = net.trace(pixels.reshape(-1))
+    layers = trace(net, pixels.reshape(-1), knockout) if knockout else net.trace(pixels.reshape(-1))
     p = probabilities(layers[-1])
     digit = int(np.argmax(p))
     side = int(np.sqrt(pixels.size))

@@ -21,6 +21,10 @@ it on uvicorn.  Endpoints:
   (server-sent events: ``epoch``..., then ``done`` or ``error``), ``DELETE
   /api/train/{id}``: training in a worker process (``digitnet.jobs``);
   ``GET /api/train``: the defaults, limits and choices a request may use.
+- ``GET /api/neuron?layer=L&index=I``: what excites neuron (L, I), what it wants and
+  what the test digits lose without it (``explore``); ``POST /api/predict`` takes an
+  optional ``"knockout": [[layer, index], ...]``; ``POST /api/nudge``: the smallest
+  change found that makes the network answer ``"target"``.
 
 Every error is JSON, ``{"error": "..."}``, whoever sends it (the app, the request
 checks below, or the HTTP layer).  Against hostile and unlucky clients:
@@ -52,7 +56,8 @@ import ctypes.util
 import io
 import json
 import socket
-from collections.abc import Collection
+import weakref
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -70,9 +75,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from . import jobs
+from . import explore, jobs
 from .modelfile import Model, to_bytes
 from .models import Models, UnknownModel
+from .network import Network
 from .preprocess import PictureError, open_picture, steps, to_mnist
 from .recognise import predict_pixels
 
@@ -105,6 +111,19 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 STATIC = Path(str(resources.files("digitnet") / "static"))
 
 
+#: Most knock-outs one request may list.
+MAX_KNOCKOUTS = 1000
+KnockoutField = Annotated[
+    list[Annotated[list[Annotated[int, Field(strict=True)]], Field(min_length=2, max_length=2)]]
+    | None,
+    Field(
+        None,
+        max_length=MAX_KNOCKOUTS,
+        description="hidden neurons switched off: [[layer, index], ...], layer from 1",
+    ),
+]
+
+
 class PredictRequest(BaseModel):
     """Exactly one of ``image`` (a PNG data URL) or ``pixels`` (784 numbers)."""
 
@@ -118,6 +137,7 @@ class PredictRequest(BaseModel):
     model: str | None = Field(
         None, description="a model id from /api/models; the served one if left out"
     )
+    knockout: KnockoutField = None
 
 
 class PredictResponse(BaseModel):
@@ -157,6 +177,49 @@ class StepsResponse(BaseModel):
     box: list[list[float]] = Field(description="the ink fitted into the 20x20 box, (h, w)")
     offset: list[int] = Field(description="[top, left] of the box in the 28x28 input")
     input: list[float] = Field(description="the 784 values the network sees, row by row")
+
+
+class TopImage(BaseModel):
+    index: int = Field(description="its index in the MNIST test set")
+    activation: float = Field(description="the neuron's activation for it")
+    image: str = Field(description="the 28x28 picture as a PNG data URL")
+
+
+class KnockoutScore(BaseModel):
+    accuracy: float = Field(description="test accuracy with this neuron switched off")
+    per_digit: list[float] = Field(description="per-digit test accuracy with it off")
+
+
+class NeuronResponse(BaseModel):
+    layer: int = Field(description="weight layer from 1 (1 = first hidden layer)")
+    index: int = Field(description="the neuron in its layer, from 0")
+    weights: list[float] = Field(description="its n_in incoming weights")
+    bias: float
+    top: list[TopImage] = Field(description="the test images it answers most, highest first")
+    wants: list[float] = Field(description="784 values in [0, 1]: the input it wants")
+    knockout: KnockoutScore | None = Field(None, description="hidden neurons only")
+
+
+class NudgeRequest(BaseModel):
+    """Exactly one of ``image`` or ``pixels``, and the digit to make the network say."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str | None = Field(None, description="a PNG as a data URL: data:image/png;base64,...")
+    pixels: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]] | None = (
+        Field(None, min_length=784, max_length=784, description="784 pixels in [0, 1]")
+    )
+    target: int = Field(strict=True, description="the digit to make the network answer")
+    knockout: KnockoutField = None
+    model: str | None = Field(None, description="a model id; the served one if left out")
+
+
+class NudgeResponse(BaseModel):
+    pixels: list[float] = Field(description="the nudged 784 values in [0, 1]")
+    digit: int = Field(description="what the network answers for pixels")
+    probabilities: list[float] = Field(description="the ten outputs for pixels")
+    linf: float = Field(description="the largest change of one pixel")
+    l2: float = Field(description="the length of the change, sqrt(sum of squares)")
+    steps: int = Field(description="gradient steps taken")
 
 
 class ErrorResponse(BaseModel):
@@ -512,8 +575,8 @@ def create_app(
             headers={"content-disposition": disposition},
         )
 
-    def answer(net, pixels: np.ndarray) -> dict:
-        prediction = predict_pixels(net, pixels)
+    def answer(net, pixels: np.ndarray, knockout: explore.Knockout = ()) -> dict:
+        prediction = predict_pixels(net, pixels, knockout)
         return {
             "digit": prediction.digit,
             "probabilities": _round(prediction.probabilities, 6),
@@ -556,15 +619,22 @@ def create_app(
             return error(422, f"model: {e}")
         if net.sizes[0] != 784:
             return error(422, f"this model takes {net.sizes[0]} inputs, not the 784 of a picture")
+        knockout = request.knockout or ()
+        try:
+            explore.keep_masks(net, knockout)
+        except ValueError as e:
+            return error(422, f"knockout: {e}")
         if request.pixels is not None:
-            return answer(net, np.array(request.pixels, dtype=np.float32))
+            return answer(net, np.array(request.pixels, dtype=np.float32), knockout)
         try:
             return await read_picture(
-                request.image, lambda picture: answer(net, to_mnist(picture))
+                request.image, lambda picture: answer(net, to_mnist(picture), knockout)
             )
         except PictureError as e:
             status = 413 if "limit" in str(e) else 422
             return error(status, str(e))
+
+    add_explorer(app, lambda id: models.lookup(id).network, images, labels, read_picture)
 
     def steps_of(picture) -> dict:
         done = steps(picture)
@@ -697,6 +767,138 @@ def create_app(
     if hosts is not None:
         app.add_middleware(HostCheck, hosts=hosts)  # outermost: checked before the body
     return app
+
+
+# -- the neuron explorer: GET /api/neuron, POST /api/nudge -----------------------------------
+
+
+def atlases(images: np.ndarray, labels: np.ndarray):
+    """``atlas(net)``: the ``explore.Atlas`` of ``net`` on these images, made on first use
+    and kept as long as the network lives, so every served model has its own cache."""
+    made: weakref.WeakKeyDictionary[Network, explore.Atlas] = weakref.WeakKeyDictionary()
+
+    def atlas(net: Network) -> explore.Atlas:
+        if net not in made:
+            made[net] = explore.Atlas(net, images, labels)
+        return made[net]
+
+    return atlas
+
+
+def png_data_url(values: np.ndarray) -> str:
+    """A uint8 (h, w) array as a grey PNG data URL."""
+    png = io.BytesIO()
+    Image.fromarray(values).save(png, format="PNG")
+    return PNG_DATA_URL + base64.b64encode(png.getvalue()).decode("ascii")
+
+
+def neuron_answer(atlas: explore.Atlas, layer: int, index: int) -> dict:
+    """``GET /api/neuron``'s answer for neuron (layer, index) from its model's atlas."""
+    net, images = atlas.net, atlas.images
+    explore.check_neuron(net, layer, index)
+    indices, acts = atlas.top()[layer - 1]
+    side = int(round(np.sqrt(images.shape[1])))
+    answer = {
+        "layer": layer,
+        "index": index,
+        "weights": _round(net.W[layer - 1][index]),
+        "bias": round(float(net.b[layer - 1][index]), 5),
+        "top": [
+            {
+                "index": int(i),
+                "activation": round(float(a), 6),
+                "image": png_data_url(images[i].reshape(side, side)),
+            }
+            for i, a in zip(indices[index], acts[index], strict=True)
+        ],
+        "wants": _round(atlas.wants(layer)[index], 4),
+    }
+    if layer < len(net.W):
+        table = atlas.table()
+        row = table.neurons.index((layer, index))
+        answer["knockout"] = {
+            "accuracy": round(float(table.accuracy[row]), 6),
+            "per_digit": _round(table.per_digit[row], 6),
+        }
+    return answer
+
+
+def nudge_answer(net: Network, pixels: np.ndarray, target: int, knockout) -> dict:
+    """``POST /api/nudge``'s answer.  The pixels go out as the exact float32 values, so
+    that sent back they are the very input the network answered ``digit`` for."""
+    done = explore.nudge(net, pixels.reshape(-1), target, knockout=knockout)
+    return {
+        "pixels": done.pixels.astype(np.float64).tolist(),
+        "digit": done.digit,
+        "probabilities": _round(done.probabilities, 6),
+        "linf": round(done.linf, 6),
+        "l2": round(done.l2, 6),
+        "steps": done.steps,
+    }
+
+
+def add_explorer(
+    app: FastAPI, network_of: Callable[[str | None], Network], images, labels, read_picture
+) -> None:
+    """The explorer's endpoints.  ``network_of(model_id)`` is the network a request's
+    ``model`` names (None: the served one), LookupError for an unknown id; the slow
+    parts are computed once per network and kept with it (``atlases``)."""
+    atlas = atlases(images, labels)
+
+    @app.get(
+        "/api/neuron",
+        response_model=NeuronResponse,
+        response_model_exclude_none=True,  # "knockout" only for hidden neurons
+        responses={**ERRORS, 404: {"model": ErrorResponse}},
+    )
+    async def neuron(
+        layer: int,
+        index: int,
+        model: Annotated[str | None, Query(description="a model id; the served one")] = None,
+    ) -> dict | JSONResponse:
+        """What excites one neuron, what it wants, and what is lost without it."""
+        try:
+            net = network_of(model)
+        except LookupError as e:
+            return error(404, str(e))
+        try:
+            explore.check_neuron(net, layer, index)
+        except ValueError as e:
+            return error(422, str(e))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, neuron_answer, atlas(net), layer, index)
+
+    @app.post("/api/nudge", response_model=NudgeResponse, responses=ERRORS)
+    async def nudge(request: NudgeRequest) -> dict | JSONResponse:
+        """The smallest change found that makes the network answer ``target``."""
+        if (request.image is None) == (request.pixels is None):
+            return error(422, "send exactly one of 'image' (a PNG data URL) or 'pixels'")
+        try:
+            net = network_of(request.model)
+        except LookupError as e:
+            return error(422, f"model: {e}")
+        if net.sizes[0] != 784:
+            return error(422, f"this model takes {net.sizes[0]} inputs, not the 784 of a picture")
+        knockout = request.knockout or ()
+        try:
+            explore.check_target(net, request.target)
+            explore.keep_masks(net, knockout)
+        except ValueError as e:
+            return error(422, str(e))
+
+        def work(pixels: np.ndarray) -> dict:
+            return nudge_answer(net, pixels, request.target, knockout)
+
+        try:
+            if request.pixels is not None:
+                loop = asyncio.get_running_loop()
+                pixels = np.array(request.pixels, dtype=np.float32)
+                return await loop.run_in_executor(None, work, pixels)
+            return await read_picture(request.image, lambda picture: work(to_mnist(picture)))
+        except PictureError as e:
+            return error(413 if "limit" in str(e) else 422, str(e))
+        except explore.NudgeFailed as e:
+            return error(422, str(e))
 
 
 def is_loopback(host: str) -> bool:

@@ -3,6 +3,7 @@
 
 import { paintWeights } from "./colours.js";
 import { Diagram } from "./diagram.js";
+import { Explorer } from "./explorer.js";
 import { buildBars as makeBars, caveat, paintGrey, setBars as fillBars } from "./guess.js";
 import { listen, PENS, redraw as drawPad } from "./pad.js";
 import { modelId, readAddress, writeAddress } from "./share.js";
@@ -124,6 +125,7 @@ async function sendPredict(final) {
   const seq = ++state.sent;
   const version = state.version;
   const body = drawing();
+  if (explorer.knockouts.size) body.knockout = explorer.knockoutList();
   state.inFlight = true;
   state.lastSent = performance.now();
   try {
@@ -183,6 +185,9 @@ function describePad(note = "") {
       + "still gets an answer: each first-layer neuron shows σ(b), its bias alone.";
   } else if (!state.base) {
     text = `Your drawing, ${n} stroke${n === 1 ? "" : "s"}. Keep drawing, undo the last stroke, or clear the pad.`;
+  } else if (state.base.kind === "nudge") {
+    const what = `Your picture, nudged until the network says ${state.base.target}`;
+    text = n ? `${what}, with ${yours} on top.` : `${what}.`;
   } else if (state.base.kind === "mnist") {
     const what = `MNIST test image #${state.base.index}, labelled ${state.base.label}`;
     text = n ? `${what}, with ${yours} on top.` : `${what}.`;
@@ -259,10 +264,28 @@ const diagram = new Diagram($("diagram"), {
     state[source] = neuron;
     refresh();
   },
-  onPin(neuron) {
-    const same = state.pinned && state.pinned.layer === neuron.layer && state.pinned.index === neuron.index;
-    pin(same ? null : neuron);
+  onPin: togglePin,
+});
+
+function togglePin(neuron) {
+  const same = state.pinned && state.pinned.layer === neuron.layer && state.pinned.index === neuron.index;
+  pin(same ? null : neuron);
+}
+
+// ---- the neuron explorer and the nudge (explorer.js) ---------------------------------------
+
+const explorer = new Explorer({
+  pin: togglePin,
+  knockoutsChanged() {
+    if (state.strokes.length || state.base) schedulePredict(true);
   },
+  applyNudge(pixels, answer) {
+    state.base = { kind: "nudge", pixels, target: answer.digit };
+    state.strokes = [];
+    changed();
+    schedulePredict(true);
+  },
+  input: () => (state.result ? state.result.input : null),
 });
 
 function pin(neuron) {
@@ -292,6 +315,7 @@ function refresh() {
     inputUrl: $("seen").toDataURL(),
   });
   showNeuron(state.hover || state.focus || state.pinned);
+  explorer.update({ acts: activations(), pinned: state.pinned });
 }
 
 function neuronName({ layer, index }) {
@@ -409,6 +433,7 @@ async function loadModel(id) {
   $("model-info").textContent = `${name}${model.sizes.join("-")} network, ${model.activation} hidden layers, `
     + `${model.n_parameters.toLocaleString("en")} weights and biases; ${accuracy}.`;
   diagram.setModel(model);
+  explorer.setModel(model, id);
 }
 
 async function useModel(id) {
