@@ -109,3 +109,23 @@ def special_files(folder: Path, suffix: str = "") -> tuple[dict, socket.socket]:
     except PermissionError:
         pass
     return made, sock
+
+
+# The browser tests' page and Chromium (tests/browser/pagetools.py), one of each per
+# test module.  pagetools is importable once a module of tests/browser is collected.
+
+
+@pytest.fixture(scope="module")
+def server(trained):
+    """The page, served from the shared model: its address."""
+    from pagetools import serving
+
+    yield from serving(trained[1])
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, driven by Playwright."""
+    from pagetools import chromium
+
+    yield from chromium()

@@ -4,19 +4,8 @@ that is no digit, the preprocessing steps open, and on a phone."""
 
 import json
 
-import pytest
-from pagetools import AXE, DIGITS, chromium, page_at, serving, stroke
+from pagetools import AXE, DIGITS, page_at, stroke
 from playwright.sync_api import expect
-
-
-@pytest.fixture(scope="module")
-def server(trained):
-    yield from serving(trained[1])
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from chromium()
 
 
 def violations(page):

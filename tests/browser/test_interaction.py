@@ -7,18 +7,8 @@ import re
 
 import numpy as np
 import pytest
-from pagetools import DIGITS, chromium, page_at, serving, stroke
+from pagetools import DIGITS, page_at, stroke
 from playwright.sync_api import expect
-
-
-@pytest.fixture(scope="module")
-def server(trained):
-    yield from serving(trained[1])
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from chromium()
 
 
 @pytest.fixture

@@ -5,21 +5,11 @@ and the diagram are measured in Chromium, with a neuron open."""
 import os
 
 import pytest
-from pagetools import DIGITS, SCREENSHOTS, chromium, inside, page_at, serving, stroke
+from pagetools import DIGITS, SCREENSHOTS, inside, page_at, stroke
 from playwright.sync_api import expect
 
 DESKS = [(1024, 768), (1366, 768), (1920, 1080)]
 PHONES = [(390, 844), (412, 915)]
-
-
-@pytest.fixture(scope="module")
-def server(trained):
-    yield from serving(trained[1])
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from chromium()
 
 
 def boxes(page, *selectors):

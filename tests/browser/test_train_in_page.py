@@ -5,22 +5,12 @@ then compared, used on the page and downloaded; a bad setting refused by name.""
 import re
 
 import pytest
-from pagetools import DIGITS, chromium, page_at, serving, stroke
+from pagetools import DIGITS, page_at, stroke
 from playwright.sync_api import expect
 
 from digitnet.modelfile import load
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def server(trained):
-    yield from serving(trained[1])
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from chromium()
 
 
 @pytest.fixture
