@@ -34,8 +34,9 @@ def png_of(digit: np.ndarray) -> bytes:
 
 
 def from_pad(widget: DigitWidget, content: dict, buffers=()) -> None:
-    """A message as the pad's JavaScript sends it (``model.send``), through ipywidgets'
-    dispatch to the handlers registered with ``on_msg``."""
+    """A message as the pad's JavaScript sends it (``model.send``), drawn on what the
+    widget shows now, through ipywidgets' dispatch to the handlers of ``on_msg``."""
+    content = {"generation": widget._generation, **content}
     widget._handle_custom_msg(content, [memoryview(b) for b in buffers])
 
 
@@ -135,6 +136,20 @@ def test_a_drawing_is_read_as_api_predict_reads_it(pad, trained, mnist):
     assert pad.digit is None and not pad.pixels.any() and pad._drawn == 2
     from_pad(pad, {"kind": "pixels", "seq": 3, "pixels": (mnist.test_images[0] / 255).tolist()})
     assert pad.digit == 7 and pad._drawn == 3
+
+
+def test_a_drawing_sent_before_pixels_were_set_from_python_is_dropped(pad, mnist):
+    """The pad's last message for a stroke can reach the kernel after Python has put
+    a picture on the pad: it was drawn under the old picture, and is not read over it."""
+    drawn_on = pad._generation
+    pad.pixels = mnist.test_images[0]  # a 7, set from Python
+    assert pad._generation == drawn_on + 1 and pad._drawn == 0
+    late = {"kind": "drawing", "seq": 5, "generation": drawn_on}
+    from_pad(pad, late, [png_of(mnist.test_images[2])])  # a 1, drawn before the 7 came
+    assert pad.digit == 7 and pad._drawn == 0
+    np.testing.assert_allclose(pad.pixels, mnist.test_images[0] / 255, atol=1e-6)
+    from_pad(pad, {"kind": "drawing", "seq": 6}, [png_of(mnist.test_images[2])])  # drawn now
+    assert pad.digit == 1 and pad._drawn == 6
 
 
 def test_a_drawing_that_cannot_be_read_says_why_and_keeps_the_input(pad, mnist):

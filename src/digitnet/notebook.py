@@ -133,6 +133,10 @@ class DigitWidget(anywidget.AnyWidget):
     _network = traitlets.Dict().tag(sync=True)
     #: The sequence number of the pad message the pixels came from; 0: set from Python.
     _drawn = traitlets.Int(0).tag(sync=True)
+    #: How many times the pixels have been set from Python.  The pad sends the count it
+    #: had drawn on with each message, so one drawn before the last such picture reached
+    #: it (still on its way when the picture was set) is dropped, not read over it.
+    _generation = traitlets.Int(0).tag(sync=True)
 
     pixels = Pixels().tag(sync=True, to_json=lambda x, _: _list(x))
     activations = traitlets.List(read_only=True).tag(
@@ -165,6 +169,7 @@ class DigitWidget(anywidget.AnyWidget):
     def _pixels_changed(self, change) -> None:
         if not self._pad:
             self._drawn = 0
+            self._generation += 1
         self._predict(change["new"])
 
     def _predict(self, pixels: Array) -> None:
@@ -178,10 +183,12 @@ class DigitWidget(anywidget.AnyWidget):
     def _message(self, _widget, content: dict, buffers: list) -> None:
         """A message from the pad: ``{"kind": "drawing", "seq": n}`` with the pad's PNG
         as its one buffer, ``{"kind": "pixels", "seq": n, "pixels": [784]}`` or
-        ``{"kind": "clear", "seq": n}``."""
+        ``{"kind": "clear", "seq": n}``, each with the ``generation`` it was drawn in."""
         kind, seq = content.get("kind"), content.get("seq")
         if not isinstance(seq, int) or seq < 1:
             return  # not the pad's
+        if content.get("generation") != self._generation:
+            return  # drawn before the picture set from Python since
         try:
             if kind == "drawing" and len(buffers) == 1:
                 pixels = read_digit(bytes(buffers[0]))

@@ -61,15 +61,16 @@ function render({ model, el }) {
   function send() {
     // What is on the pad, to the kernel.
     const seq = ++sent;
+    const generation = model.get("_generation"); // the pictures set from Python drawn on
     lastSent = performance.now();
     if (drawing.strokes.length) {
       const png = atob(pad.toDataURL("image/png").split(",")[1]);
       const bytes = Uint8Array.from(png, (c) => c.charCodeAt(0));
-      model.send({ kind: "drawing", seq }, undefined, [bytes.buffer]);
+      model.send({ kind: "drawing", seq, generation }, undefined, [bytes.buffer]);
     } else if (drawing.base) {
-      model.send({ kind: "pixels", seq, pixels: drawing.base.pixels });
+      model.send({ kind: "pixels", seq, generation, pixels: drawing.base.pixels });
     } else {
-      model.send({ kind: "clear", seq });
+      model.send({ kind: "clear", seq, generation });
     }
   }
 
