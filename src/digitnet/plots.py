@@ -355,6 +355,8 @@ def sweep_figure(trials, highlight: tuple[int, ...] = (784, 16, 16, 10)) -> Figu
     by_size.legend(title="hidden activation")
     by_size.set_title("accuracy against size (labels: hidden layer sizes)")
     by_time.set_title(f"accuracy against training time (ringed: {'-'.join(map(str, highlight))})")
+    return fig
+
 
 # -- the neuron explorer (digitnet.explore) ------------------------------------------------
 
