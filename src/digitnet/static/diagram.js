@@ -17,6 +17,7 @@ const OUT_LABEL = 4;    // room right of the outputs for "9 1.00", in rem
 const INPUT_LABEL = 22; // room under the input picture for its caption
 export const MIN_TARGET = 24;
 export const MIN_HEIGHT = TOP + BOTTOM + 16 * MIN_TARGET;
+const SLACK = 4; // px of change in the diagram's box that do not rebuild it
 export const LINK_COLOURS = { pos: "#ff7a5c", neg: "#5aa2ff" };
 
 function el(name, attrs, parent) {
@@ -86,7 +87,10 @@ export class Diagram {
     const svg = this.svg;
     const width = Math.max(200, Math.round(svg.clientWidth || svg.parentElement.clientWidth));
     const height = Math.max(MIN_HEIGHT, Math.round(svg.clientHeight || svg.parentElement.clientHeight));
-    if (this.built && this.built.width === width && this.built.height === height) return;
+    // A change of a few pixels (a caption elsewhere wrapping) keeps the drawing, scaled
+    // by its viewBox: rebuilt under the pointer, it would lose a click half done.
+    const near = (a, b) => Math.abs(a - b) < SLACK;
+    if (this.built && near(this.built.width, width) && near(this.built.height, height)) return;
     const hadFocus = svg.contains(document.activeElement);
     const { sizes } = this.model;
     const rem = parseFloat(getComputedStyle(document.documentElement).fontSize) || 16;
