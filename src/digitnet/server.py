@@ -200,17 +200,10 @@ class NeuronResponse(BaseModel):
     knockout: KnockoutScore | None = Field(None, description="hidden neurons only")
 
 
-class NudgeRequest(BaseModel):
-    """Exactly one of ``image`` or ``pixels``, and the digit to make the network say."""
+class NudgeRequest(PredictRequest):
+    """What ``/api/predict`` takes, and the digit to make the network say."""
 
-    model_config = ConfigDict(extra="forbid")
-    image: str | None = Field(None, description="a PNG as a data URL: data:image/png;base64,...")
-    pixels: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]] | None = (
-        Field(None, min_length=784, max_length=784, description="784 pixels in [0, 1]")
-    )
     target: int = Field(strict=True, description="the digit to make the network answer")
-    knockout: KnockoutField = None
-    model: str | None = Field(None, description="a model id; the served one if left out")
 
 
 class NudgeResponse(BaseModel):
