@@ -129,3 +129,16 @@ def browser():
     from pagetools import chromium
 
     yield from chromium()
+
+
+@pytest.fixture(scope="module")
+def client(trained, mnist):
+    """The API of the shared model, in process, with all 10,000 test digits as samples."""
+    from fastapi.testclient import TestClient
+
+    from digitnet.modelfile import load
+    from digitnet.server import create_app
+
+    app = create_app(load(trained[1]), samples=(mnist.test_images, mnist.test_labels))
+    with TestClient(app) as client:
+        yield client

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from conftest import cli
 from digitnet import explore
-from digitnet.modelfile import Model, load
+from digitnet.modelfile import Model
 from digitnet.network import Network
 from digitnet.server import create_app
 from test_plots import assert_picture
@@ -218,14 +218,6 @@ def test_a_network_without_hidden_layers(tmp_path):
 
 
 # -- the API --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def client(trained, mnist):
-    _, path = trained
-    app = create_app(load(path), samples=(mnist.test_images, mnist.test_labels))
-    with TestClient(app) as client:
-        yield client
 
 
 def test_neuron_answers_what_the_library_computes(client, trained, mnist):

@@ -6,19 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
-from digitnet.modelfile import load
-from digitnet.server import MAX_BODY_BYTES, MAX_IMAGE_PIXELS, create_app
-
-
-@pytest.fixture(scope="module")
-def client(trained, mnist):
-    _, path = trained
-    app = create_app(load(path), samples=(mnist.test_images, mnist.test_labels))
-    with TestClient(app) as client:
-        yield client
+from digitnet.server import MAX_BODY_BYTES, MAX_IMAGE_PIXELS
 
 
 def data_url(image: Image.Image, fmt: str = "PNG") -> str:
