@@ -140,9 +140,10 @@ def _batched_cost(net: Network, images: Array, y: Array, loss_name: str, scale, 
     for s in range(0, len(images), step):
         rows = np.arange(s, min(s + step, len(images)))
         x = batch_input(images, rows, 0, 0, scale, shift, buffer[: len(rows)])
+        ys = y[s : s + len(rows)]
         activations, z = net._layers(x)
-        cost += loss.value(z, activations[-1], y[rows]) * len(rows)
-        acc += np.count_nonzero(activations[-1].argmax(1) == y[rows].argmax(1))
+        cost += loss.value(z, activations[-1], ys) * len(rows)
+        acc += np.count_nonzero(activations[-1].argmax(1) == ys.argmax(1))
     return float(cost / len(images)), float(acc / len(images))
 
 
