@@ -291,7 +291,7 @@ def test_lying_model_metadata_gives_one_line_errors(model, small_mnist, tmp_path
         ("test_accuracy", 1.5, "test_accuracy: expected a number"),
         ("history", [], "history: expected an object"),
         ("config", "adam", "config: expected an object"),
-        ("config", {"lr": "fast"}, "config.lr: expected a number"),
+        ("config", {"lr": "fast"}, "config.lr: expected a positive number, got .fast."),
         ("history", {"epochs": [{"epoch": 1}], "best_epoch": 1, "stopped": "completed"},
          "history.epochs\\[0\\]: missing 'loss'"),
     ],
