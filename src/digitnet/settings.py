@@ -217,7 +217,8 @@ def spec_of(cls: type) -> dict[str, Setting]:
     """The settings a dataclass declares with ``setting(...)``, by name, in order."""
     spec = {}
     for f in fields(cls):
-        kind = KINDS.get(str(f.type))
+        annotation = f.type.__name__ if isinstance(f.type, type) else str(f.type)
+        kind = KINDS.get(annotation)
         if kind is None or "setting" not in f.metadata:
             raise TypeError(f"{cls.__name__}.{f.name}: not a setting of a known type ({f.type})")
         spec[f.name] = Setting(f.name, kind, f.default, **f.metadata["setting"])
