@@ -20,15 +20,10 @@ from digitnet.checkpoint import load_checkpoint, save_checkpoint
 from digitnet.cli import main
 from digitnet.config import Epoch, TrainConfig
 from digitnet.data import load_mnist
-from digitnet.metadata import (
-    MAX_DEPTH,
-    MetadataError,
-    field_check,
-    parse_json,
-    short,
-)
+from digitnet.metadata import MAX_DEPTH, MetadataError, field_check, parse_json
 from digitnet.modelfile import ModelFileError, load, save
 from digitnet.network import Network
+from digitnet.settings import short
 from digitnet.train import fit, seeded_generators
 
 DELETE = object()

@@ -36,9 +36,6 @@ STOPPED = ("completed", "early-stopped", "interrupted")
 
 Check = Callable[[object, str], object]
 
-__all__ = ["MAX_COUNT", "short"]  # also read from here by older callers
-
-
 class MetadataError(ValueError):
     """Metadata that does not fit its schema; says where and what arrived."""
 

@@ -178,18 +178,11 @@ class TrialResult:
         """From a finished Optuna trial's parameters and user attributes."""
         p, attrs = trial.params, trial.user_attrs
         return cls(
-            tuple(int(n) for n in p["sizes"].split("-")),
-            p["activation"],
-            int(attrs["n_parameters"]),
-            float(attrs["test_accuracy"]),
-            float(attrs["seconds"]),
-            str(attrs["model"]),
-            float(p["lr"]),
-            int(p["epochs"]),
-            int(p["seed"]),
-            trial.value,
-            trial.number,
-        )
+            tuple(int(n) for n in p["sizes"].split("-")), p["activation"],
+            int(attrs["n_parameters"]), float(attrs["test_accuracy"]), float(attrs["seconds"]),
+            str(attrs["model"]), float(p["lr"]), int(p["epochs"]), int(p["seed"]),
+            trial.value, trial.number,
+        )  # fmt: skip
 
 
 # -- the study -----------------------------------------------------------------------------
@@ -426,17 +419,9 @@ def train_trial(params: dict, sweep: Sweep, data, out: Path) -> tuple[TrialResul
     history = run.history
     best = history.epochs[history.best_epoch - 1].val_accuracy
     result = TrialResult(
-        config.sizes,
-        config.activation,
-        run.net.n_parameters,
-        run.evaluation.accuracy,
-        round(run.seconds, 3),
-        str(path),
-        config.lr,
-        config.epochs,
-        config.seed,
-        best,
-    )
+        config.sizes, config.activation, run.net.n_parameters, run.evaluation.accuracy,
+        round(run.seconds, 3), str(path), config.lr, config.epochs, config.seed, best,
+    )  # fmt: skip
     return result, best
 
 
