@@ -22,6 +22,7 @@ import numbers
 import reprlib
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -204,7 +205,7 @@ class Setting:
         return f"a{whole} number, zero or more"
 
 
-def setting(default: object, help: str, **bounds) -> object:
+def setting(default: Any, help: str, **bounds) -> Any:
     """A ``TrainConfig`` field: its default, one line of help, and the ``Setting``
     keywords (choices, low, high, above, below, page)."""
     if "choices" in bounds:
