@@ -84,6 +84,17 @@ def test_every_setting_has_one_declaration_and_the_page_its_named_bounds():
     assert parse(["train", "--epochs", "40", "--no-normalize"]).given == {"epochs", "normalize"}
 
 
+def test_a_name_added_to_a_registry_is_a_choice_everywhere(monkeypatch):
+    from digitnet.activations import ACTIVATIONS
+
+    monkeypatch.setitem(ACTIVATIONS, "relu6", ACTIVATIONS["relu"])
+    assert parse(["train", "--activation", "relu6"]).activation == "relu6"
+    assert "relu6" in choices()["activation"]
+    assert request_settings({"activation": "relu6"}) == {"activation": "relu6"}
+    assert CONFIG({"activation": "relu6"}, "config") == {"activation": "relu6"}
+    assert TrainConfig(activation="relu6").activation == "relu6"
+
+
 def small_data(mnist, n: int = 600) -> Dataset:
     return Dataset(mnist.train_images[:n], mnist.train_labels[:n],
                    mnist.test_images[:200], mnist.test_labels[:200])  # fmt: skip

@@ -66,7 +66,7 @@ def limits(spec: dict[str, Setting] = SETTINGS) -> dict:
 
 def choices(spec: dict[str, Setting] = SETTINGS) -> dict:
     """The names each choice may take, from the registries."""
-    return {name: list(s.choices) for name, s in page_settings(spec).items() if s.choices}
+    return {name: list(s.names) for name, s in page_settings(spec).items() if s.choices}
 
 
 def defaults(spec: dict[str, Setting] = SETTINGS) -> dict:
@@ -83,7 +83,7 @@ def check_setting(s: Setting, value: object) -> object:
         except ValueError as e:
             raise RequestError(s.name, str(e)) from None
     if not s.accepts(value, page=True):
-        comma = ";" if s.choices else ","
+        comma = ";" if s.choices is not None else ","
         raise RequestError(s.name, f"expected {s.expected(page=True)}{comma} got {short(value)}")
     return float(value) if s.kind == "float" else value
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import numbers
 import reprlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from typing import Any
@@ -117,19 +118,28 @@ KINDS = {"tuple[int, ...]": "sizes", "str": "str", "bool": "bool", "int": "int",
 @dataclass(frozen=True)
 class Setting:
     """One training setting: ``kind`` is sizes, str, bool, int or float; a str takes
-    one of ``choices``; a number lies in [low, high], with ``above``/``below`` leaving
-    out low/high themselves; ``page`` is None where the page cannot set it."""
+    one of ``choices`` (a registry, read when asked, so that a name added to it is
+    taken at once; or a tuple of names); a number lies in [low, high], with
+    ``above``/``below`` leaving out low/high themselves; ``page`` is None where the
+    page cannot set it."""
 
     name: str
     kind: str
     default: object
     help: str
-    choices: tuple[str, ...] | None = None
+    choices: Mapping[str, object] | tuple[str, ...] | None = None
     low: float | None = None
     high: float | None = None
     above: bool = False
     below: bool = False
     page: Page | PageSizes | None = None
+
+    @property
+    def names(self) -> tuple[str, ...] | None:
+        """The names a str setting may take: a registry's sorted, a tuple's in order."""
+        if isinstance(self.choices, Mapping):
+            return tuple(sorted(self.choices))
+        return self.choices
 
     @property
     def flag(self) -> str:
@@ -153,7 +163,7 @@ class Setting:
     def expected(self, page: bool = False) -> str:
         """What a JSON value must be, as the page's and the schema's messages say it."""
         if self.choices is not None:
-            return "one of " + ", ".join(self.choices)
+            return "one of " + ", ".join(self.names)
         if self.kind == "bool":
             return "true or false"
         if self.kind == "sizes":
@@ -168,7 +178,7 @@ class Setting:
     def accepts(self, value: object, page: bool = False) -> bool:
         """Whether a JSON value (no bool for a number, no 3.0 for a whole number) fits."""
         if self.choices is not None:
-            return type(value) is str and value in self.choices
+            return type(value) is str and value in self.names
         if self.kind == "bool":
             return type(value) is bool
         kinds = (int,) if self.kind == "int" else (int, float)
@@ -179,8 +189,8 @@ class Setting:
         if self.kind == "sizes":
             return layer_sizes(value)
         if self.choices is not None:
-            if not isinstance(value, str) or value not in self.choices:
-                known = ", ".join(sorted(self.choices))
+            if not isinstance(value, str) or value not in self.names:
+                known = ", ".join(sorted(self.names))
                 raise ValueError(f"unknown {self.name} {value!r}; expected one of: {known}")
             return value
         if self.kind == "bool":
@@ -208,8 +218,6 @@ class Setting:
 def setting(default: Any, help: str, **bounds) -> Any:
     """A ``TrainConfig`` field: its default, one line of help, and the ``Setting``
     keywords (choices, low, high, above, below, page)."""
-    if "choices" in bounds:
-        bounds["choices"] = tuple(bounds["choices"])
     return field(default=default, metadata={"setting": {"help": help, **bounds}})
 
 
@@ -247,14 +255,14 @@ class TrainConfig:
         DEFAULT_SIZES, "layer sizes, input first", page=PageSizes()
     )
     activation: str = setting(
-        "sigmoid", "hidden-layer squashing function", choices=sorted(ACTIVATIONS), page=Page()
+        "sigmoid", "hidden-layer squashing function", choices=ACTIVATIONS, page=Page()
     )
     # softmax gives probabilities; sigmoid is the video's
-    output: str = setting("softmax", "output layer", choices=sorted(OUTPUTS), page=Page())
+    output: str = setting("softmax", "output layer", choices=OUTPUTS, page=Page())
     # quadratic is the video's cost ½‖a - y‖²
     loss: str = setting("cross-entropy", "cost function", choices=LOSS_NAMES, page=Page())
     optimizer: str = setting(
-        "adam", "how each step moves the weights", choices=sorted(OPTIMIZERS), page=Page()
+        "adam", "how each step moves the weights", choices=OPTIMIZERS, page=Page()
     )
     # the measured best of 0.001-0.03 for the default network
     lr: float = setting(

@@ -114,7 +114,7 @@ def setting_option(setting: Setting, **overrides) -> dict:
     if setting.kind == "sizes":
         option["type"] = sizes_type
     elif setting.choices is not None:
-        option["choices"] = list(setting.choices)
+        option["choices"] = list(setting.names)
     elif setting.kind == "bool":
         option["action"] = argparse.BooleanOptionalAction
     else:
