@@ -17,7 +17,7 @@ documents that concurrent workers occasionally repeat a point.)  The search samp
 (TPE, random) ask Optuna for each next configuration, maximising the validation
 accuracy: the test accuracy is reported, never used to choose.
 
-Each worker is a process of its own that trains through ``train.train_network``
+Each worker is a process of its own that trains through ``service.train``
 with one BLAS thread, so K workers keep K cores busy.  A trial interrupted by Ctrl-C
 is marked failed and trained again by the next run; finished trials stay finished.
 """

@@ -2,7 +2,7 @@
 
     python -m digitnet.worker '{"sizes": [784, 16, 16, 10], "epochs": 40, ...}'
 
-The argument is a ``TrainConfig`` as JSON.  It trains with ``train_network`` on the
+The argument is a ``TrainConfig`` as JSON.  It trains with ``service.train`` on the
 MNIST that ships with digitnet, with one BLAS thread and at a lower priority than
 the server, and writes one JSON object a line to stdout:
 
