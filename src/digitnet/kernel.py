@@ -1,13 +1,13 @@
 """The training loop compiled by numba, from the same source as the plain one.
 
-``train.train_batches`` and every function it calls (backprop, the activations, the
+``loop.train_batches`` and every function it calls (backprop, the activations, the
 costs, the optimisers' rules: the registries' entries) are written in NumPy that
 numba also compiles.  Here numba is told to compile them (``register_jitable``), and
 the loop is specialised for one configuration's functions: a closure over them,
 compiled once (about 40 s of one core) and cached on disk, keyed by the source of
-every module it is built from.  For 784-16-16-10 a mini-batch of 32 costs about 80
-NumPy calls in the plain loop; compiled, that overhead is gone and an epoch takes a
-third of the time (``benchmarks/results/bench.md``).
+every file it is built from, found by following its calls (``reachable``).  For
+784-16-16-10 a mini-batch of 32 costs about 80 NumPy calls in the plain loop;
+compiled, that overhead is gone (``benchmarks/results/bench.md``).
 
 Three things live only here, each measured:
 
@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import os
 import platform
 import sys
 import tempfile
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -50,10 +51,6 @@ AVAILABLE = all(importlib.util.find_spec(name) is not None for name in ("numba",
 
 #: Where subnormal flushing exists: x86's MXCSR register.
 FLUSHES_SUBNORMALS = platform.machine().lower() in ("x86_64", "amd64")
-
-#: Modules whose source the compiled loop is built from: a change to any of them
-#: makes a new cache entry, so an edited equation is never run from a stale one.
-SOURCES = ("activations", "network", "optimizers", "primitives", "train", "kernel")
 
 _registered: set = set()
 
@@ -78,21 +75,32 @@ def subnormals_flushed(enabled: bool = FLUSHES_SUBNORMALS):
         _mxcsr.restore(old)
 
 
-def _register(function: Callable) -> None:
-    """Let numba compile ``function`` and every plain function it calls by name
-    (NumPy's own functions numba knows already)."""
+def reachable(functions: Iterable[Callable]) -> list[types.FunctionType]:
+    """Every plain Python function the loop runs: ``functions`` and, transitively,
+    every function they call by a global name or hold in a closure.  Both what numba
+    is told to compile and the cache key (``fingerprint``) come from this one walk."""
+    seen: dict[types.FunctionType, None] = {}
+    todo = list(functions)
+    while todo:
+        function = todo.pop()
+        if not isinstance(function, types.FunctionType) or function in seen:
+            continue
+        seen[function] = None
+        todo.extend(function.__globals__.get(name) for name in function.__code__.co_names)
+        todo.extend(cell.cell_contents for cell in function.__closure__ or ())
+    return list(seen)
+
+
+def _register(functions: Iterable[Callable]) -> None:
+    """Let numba compile every function the loop runs (``reachable``); the
+    primitives have loops of their own (``_compiled_primitives``), and NumPy's own
+    functions numba knows already."""
     from numba.extending import register_jitable
 
-    if not isinstance(function, types.FunctionType):
-        return
-    if function in _registered or function in _compiled_primitives():
-        return
-    _registered.add(function)
-    register_jitable(function)
-    for name in function.__code__.co_names:
-        value = function.__globals__.get(name)
-        if isinstance(value, types.FunctionType):
-            _register(value)
+    for function in reachable(functions):
+        if function not in _registered and function not in _compiled_primitives():
+            _registered.add(function)
+            register_jitable(function)
 
 
 @cache
@@ -252,13 +260,21 @@ def _prefetch_intrinsic():
     return _prefetch
 
 
+def source_files(functions: Iterable[Callable]) -> list[Path]:
+    """The files whose code the loop of ``functions`` is built from: those of every
+    function it runs (``reachable``) and this module's (the primitives' loops)."""
+    files = {Path(inspect.getsourcefile(f)).resolve() for f in reachable(functions)}
+    return sorted(files | {Path(__file__).resolve()})
+
+
 @cache
-def _fingerprint() -> int:
-    """A number that changes with the source of any module the loop is built from."""
-    here = Path(__file__).parent
+def fingerprint(functions: tuple[Callable, ...]) -> int:
+    """A number that changes with the source of any file the loop of ``functions``
+    is built from (``source_files``): part of the compiled loop's cache key, so an
+    edited equation is never run from a stale cache entry."""
     digest = hashlib.sha256()
-    for name in SOURCES:
-        digest.update((here / f"{name}.py").read_bytes())
+    for path in source_files(functions):
+        digest.update(path.read_bytes())
     return int(digest.hexdigest()[:15], 16)
 
 
@@ -270,13 +286,12 @@ def compiled(body: Callable, functions: tuple[Callable, ...]) -> Callable:
     import scipy.linalg.cython_blas  # noqa: F401  the BLAS behind numba's np.dot
 
     _compiled_primitives()
-    for function in (body, *functions):
-        _register(function)
+    _register((body, *functions))
     rule, constants, f, f_prime, output, cost, delta = functions
-    fingerprint = _fingerprint()
+    key = fingerprint((body, *functions))
 
     def loop(net, data, plan, state, hyper):
-        assert fingerprint  # part of the cache key: the source this was built from
+        assert key  # part of the cache key: the source this was built from
         return body(net, data, plan, state, hyper, rule, constants, f, f_prime, output, cost, delta)
 
     # error_model="numpy": x / 0 gives inf as in NumPy, without a check on every division.
@@ -320,13 +335,15 @@ def is_compiled(body: Callable, functions: tuple[Callable, ...], args: tuple) ->
 
 
 @contextmanager
-def building(functions: tuple[Callable, ...], args: tuple, *, wait: bool):
+def building(body: Callable, functions: tuple[Callable, ...], args: tuple, *, wait: bool):
     """Hold the lock on building the loop for these functions and arguments' types
     (a file in the temporary folder) while inside; yields False, without waiting,
     where ``wait`` is false and another process holds it."""
     import numba
 
-    key = repr((_fingerprint(), [f.__qualname__ for f in functions], numba.typeof(args)))
+    key = repr(
+        (fingerprint((body, *functions)), [f.__qualname__ for f in functions], numba.typeof(args))
+    )
     key += os.environ.get("NUMBA_CACHE_DIR", "")
     name = f"digitnet-compile-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
     try:
