@@ -103,129 +103,145 @@ def _register(functions: Iterable[Callable]) -> None:
             register_jitable(function)
 
 
+def _prefetch_rows(images, rows):
+    """numba's loop for ``primitives.prefetch_rows``."""
+    prefetch = _prefetch_intrinsic()
+
+    def impl(images, rows):
+        for r in range(rows.shape[0]):
+            for p in range(0, images.shape[1], CACHE_LINE):
+                prefetch(images, rows[r], p)
+
+    return impl
+
+
+def _rows_of(a, rows):
+    """numba's loop for ``primitives.rows_of``."""
+
+    def impl(a, rows):
+        out = np.empty((rows.shape[0],) + a.shape[1:], a.dtype)
+        for r in range(rows.shape[0]):
+            out[r] = a[rows[r]]
+        return out
+
+    return impl
+
+
+def _scaled_rows(images, rows, start, stop, scale, shift, out, at):
+    """numba's loop for ``primitives.scaled_rows``."""
+    real = out.dtype
+
+    def impl(images, rows, start, stop, scale, shift, out, at):
+        for r in range(rows.shape[0]):  # slices indexed from 0: the loop vectorises
+            source = images[rows[r], start:stop]
+            target = out[r, at : at + stop - start]
+            for p in range(target.shape[0]):
+                target[p] = real(source[p]) * scale + shift
+
+    return impl
+
+
+def _row_max(z):
+    """numba's loop for ``primitives.row_max``."""
+
+    def impl(z):
+        out = z[:, :1].copy()
+        for i in range(z.shape[0]):
+            for j in range(1, z.shape[1]):
+                out[i, 0] = max(out[i, 0], z[i, j])
+        return out
+
+    return impl
+
+
+def _each(f, z, b):
+    """numba's loop for ``primitives.each``."""
+
+    def impl(f, z, b):
+        out = np.empty_like(z)
+        for i in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                out[i, j] = f(z[i, j] + b[j])
+        return out
+
+    return impl
+
+
+def _times_each(g, f_prime, a):
+    """numba's loop for ``primitives.times_each``."""
+
+    def impl(g, f_prime, a):
+        out = np.empty_like(g)
+        for i in range(g.shape[0]):
+            for j in range(g.shape[1]):
+                out[i, j] = g[i, j] * f_prime(a[i, j])
+        return out
+
+    return impl
+
+
+def _each_parameter(rule, params, grad, decay, m, v, constants):
+    """numba's loop for ``primitives.each_parameter``."""
+
+    def impl(rule, params, grad, decay, m, v, constants):
+        for i in range(params.shape[0]):
+            g = grad[i] + decay[i] * params[i]
+            params[i], m[i], v[i] = rule(params[i], g, m[i], v[i], constants)
+
+    return impl
+
+
+def _row_sum(z):
+    """numba's loop for ``primitives.row_sum``."""
+
+    def impl(z):
+        out = np.zeros((z.shape[0], 1), z.dtype)
+        for i in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                out[i, 0] += z[i, j]
+        return out
+
+    return impl
+
+
+def _correct_guesses(a, labels):
+    """numba's loop for ``primitives.correct_guesses``."""
+
+    def impl(a, labels):
+        right = 0
+        for i in range(a.shape[0]):
+            best = 0
+            for j in range(1, a.shape[1]):
+                if a[i, j] > a[i, best]:
+                    best = j
+            right += best == labels[i]
+        return right
+
+    return impl
+
+
 @cache
 def _compiled_primitives() -> tuple:
     """Give numba its own version of each primitive (``digitnet.primitives``), a loop
-    over elements, and return them."""
+    over elements (the functions above), and return the primitives."""
     from numba.extending import overload
 
-    from .primitives import (
-        correct_guesses,
-        each,
-        each_parameter,
-        prefetch_rows,
-        row_max,
-        row_sum,
-        rows_of,
-        scaled_rows,
-        times_each,
-    )
+    from . import primitives
 
-    _prefetch = _prefetch_intrinsic()
-
-    @overload(prefetch_rows)
-    def _prefetch_rows(images, rows):
-        def impl(images, rows):
-            for r in range(rows.shape[0]):
-                for p in range(0, images.shape[1], CACHE_LINE):
-                    _prefetch(images, rows[r], p)
-
-        return impl
-
-    @overload(rows_of)
-    def _rows_of(a, rows):
-        def impl(a, rows):
-            out = np.empty((rows.shape[0],) + a.shape[1:], a.dtype)
-            for r in range(rows.shape[0]):
-                out[r] = a[rows[r]]
-            return out
-
-        return impl
-
-    @overload(scaled_rows)
-    def _scaled_rows(images, rows, start, stop, scale, shift, out, at):
-        real = out.dtype
-
-        def impl(images, rows, start, stop, scale, shift, out, at):
-            for r in range(rows.shape[0]):  # slices indexed from 0: the loop vectorises
-                source = images[rows[r], start:stop]
-                target = out[r, at : at + stop - start]
-                for p in range(target.shape[0]):
-                    target[p] = real(source[p]) * scale + shift
-
-        return impl
-
-    @overload(row_max)
-    def _row_max(z):
-        def impl(z):
-            out = z[:, :1].copy()
-            for i in range(z.shape[0]):
-                for j in range(1, z.shape[1]):
-                    out[i, 0] = max(out[i, 0], z[i, j])
-            return out
-
-        return impl
-
-    @overload(each)
-    def _each(f, z, b):
-        def impl(f, z, b):
-            out = np.empty_like(z)
-            for i in range(z.shape[0]):
-                for j in range(z.shape[1]):
-                    out[i, j] = f(z[i, j] + b[j])
-            return out
-
-        return impl
-
-    @overload(times_each)
-    def _times_each(g, f_prime, a):
-        def impl(g, f_prime, a):
-            out = np.empty_like(g)
-            for i in range(g.shape[0]):
-                for j in range(g.shape[1]):
-                    out[i, j] = g[i, j] * f_prime(a[i, j])
-            return out
-
-        return impl
-
-    @overload(each_parameter)
-    def _each_parameter(rule, params, grad, decay, m, v, constants):
-        def impl(rule, params, grad, decay, m, v, constants):
-            for i in range(params.shape[0]):
-                g = grad[i] + decay[i] * params[i]
-                params[i], m[i], v[i] = rule(params[i], g, m[i], v[i], constants)
-
-        return impl
-
-    @overload(row_sum)
-    def _row_sum(z):
-        def impl(z):
-            out = np.zeros((z.shape[0], 1), z.dtype)
-            for i in range(z.shape[0]):
-                for j in range(z.shape[1]):
-                    out[i, 0] += z[i, j]
-            return out
-
-        return impl
-
-    @overload(correct_guesses)
-    def _correct_guesses(a, labels):
-        def impl(a, labels):
-            right = 0
-            for i in range(a.shape[0]):
-                best = 0
-                for j in range(1, a.shape[1]):
-                    if a[i, j] > a[i, best]:
-                        best = j
-                right += best == labels[i]
-            return right
-
-        return impl
-
-    return (
-        row_max, row_sum, each, times_each, each_parameter, correct_guesses, scaled_rows,
-        rows_of, prefetch_rows,
-    )
+    loops = {
+        primitives.prefetch_rows: _prefetch_rows,
+        primitives.rows_of: _rows_of,
+        primitives.scaled_rows: _scaled_rows,
+        primitives.row_max: _row_max,
+        primitives.each: _each,
+        primitives.times_each: _times_each,
+        primitives.each_parameter: _each_parameter,
+        primitives.row_sum: _row_sum,
+        primitives.correct_guesses: _correct_guesses,
+    }
+    for primitive, loop in loops.items():
+        overload(primitive)(loop)
+    return tuple(loops)
 
 
 #: Bytes in a cache line (x86 and most ARM cores), and so elements of uint8 images.
