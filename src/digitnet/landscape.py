@@ -175,9 +175,9 @@ def landscape(
     ``directions``).  ``path``: weights (laid out as ``net.params``), e.g. one per
     epoch, projected onto the plane.  Computed once per network and question."""
     low, high = LANDSCAPE_SIZES
-    size = check_whole(size, "size", low, high)
-    if size % 2 == 0:
-        raise ValueError(f"size must be odd (so that the grid has a middle), got {size}")
+    integer = isinstance(size, (int, np.integer)) and not isinstance(size, bool)
+    if not (integer and low <= size <= high and size % 2 == 1):  # odd: the grid has a middle
+        raise ValueError(f"size must be an odd whole number {low}-{high}, got {size!r}")
     span = check_positive(span, "span")
     seed = check_whole(seed, "seed", 0, 2**63 - 1)
     check_set(net, cache.images, cache.labels)
