@@ -92,7 +92,7 @@ def minibatch_figure(results: Batches | Sequence[Batches], seeds: Sequence[int] 
     for ax in (by_cosine, by_cost):
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_plain_log_label))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_plain_log_label))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("mini-batch size (log scale)")
         ax.grid(alpha=0.3, which="both")
     if seeds or len(results) > 1:
@@ -116,7 +116,9 @@ def landscape_figure(land: Landscape) -> Figure:
     filled = ax.contourf(land.alphas, land.betas, cost, levels=levels, cmap="viridis", norm=norm)
     ax.contour(land.alphas, land.betas, cost, levels=levels[::3], colors="white",
                linewidths=0.5, alpha=0.6)  # fmt: skip
-    fig.colorbar(filled, ax=ax, label="mean training cost")
+    bar = fig.colorbar(filled, ax=ax, label="mean training cost", ticks=levels[::4])
+    bar.ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    bar.ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.plot(0, 0, marker="*", markersize=16, color="#f5b700", markeredgecolor="black",
             linestyle="none", label="the network")  # fmt: skip
     if land.path is not None and len(land.path):
