@@ -190,7 +190,7 @@ def test_minibatches_draw_without_replacement_and_a_batch_of_all_points_the_full
     net = network(dtype=np.float32)
     cache = learning.Cache(mnist.train_images[:300], mnist.train_labels[:300])
     result = learning.minibatches(net, cache, "cross-entropy", [1, 30, 300], seed=4)
-    again = learning.minibatches(net, cache, "cross-entropy", [1, 30, 300], seed=4)
+    again = learning.minibatches(net, cache, "cross-entropy", np.array([1, 30, 300]), seed=4)
     assert result.to_json() == again.to_json()  # one seeded generator
     full_cost, full = cache.full(net, "cross-entropy")
     assert result.full == {"cost": full_cost, "norm": pytest.approx(np.linalg.norm(full))}

@@ -192,7 +192,7 @@ def landscape(
         steps = span * np.arange(-k, k + 1) / k  # the middle is exactly 0
         return steps, grid_costs(net, images, labels, loss, d, steps), d
 
-    key = fingerprint(net, "landscape", loss, size, span, seed, id(cache.images))
+    key = fingerprint(net, "landscape", loss, size, span, seed)
     steps, cost, d = cache.get(key, compute)
     return Landscape(
         alphas=steps.copy(),

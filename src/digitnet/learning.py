@@ -299,8 +299,9 @@ def fingerprint(net: Network, *extra) -> str:
 
 
 class Cache:
-    """What is slow to compute for one training set (uint8 images (N, n_0), labels (N,)),
-    kept per network and question: the full-set gradient, landscapes.  Keyed by
+    """What is slow to compute on one training set (uint8 images (N, n_0), labels (N,),
+    kept by reference and never changed), kept per network and question: the full-set
+    gradient, landscapes.  Keyed by
     ``fingerprint`` (so a network changed in place is a new key); the ``capacity``
     most recent answers are kept.  Safe to share between threads: each answer is
     computed once, under a lock."""
@@ -325,7 +326,7 @@ class Cache:
         """``mean_gradient`` over the whole set, computed once per network and loss."""
         check_set(net, self.images, self.labels)
         rule = check_loss(net, loss)
-        key = fingerprint(net, "full", loss, id(self.images))
+        key = fingerprint(net, "full", loss)
         return self.get(key, lambda: mean_gradient(net, self.images, self.labels, rule))
 
 
@@ -357,7 +358,7 @@ def minibatches(
     given: its mean cost, gradient norm and cosine to the full-set gradient (loss
     without weight decay, no augmentation, pixels in [0, 1])."""
     N = len(cache.images)
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
+    if isinstance(sizes, (str, bytes)) or np.ndim(sizes) != 1 or len(sizes) == 0:
         raise ValueError(f"sizes must be a non-empty list of batch sizes 1-{N}, got {sizes!r}")
     sizes = [check_whole(s, "each batch size", 1, N) for s in sizes]
     rng = np.random.default_rng(check_whole(seed, "seed", 0, 2**63 - 1))
