@@ -2,6 +2,8 @@
 against PyTorch autograd, a step that is exactly θ − lr·∇C, mini-batches against the
 whole set, the landscape's plane and grid, bad input refused, and the figures."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -319,7 +321,7 @@ def test_figures_draw_the_arrays(x, mnist):
     for j, image in enumerate(nudges):
         assert image.get_clim() == pytest.approx((-s, s))
         np.testing.assert_allclose(image.get_array(), w.weight_nudges[0][j].reshape(28, 28))
-    fig.savefig(__import__("io").BytesIO(), format="png")
+    fig.savefig(io.BytesIO(), format="png")
 
     cache = learning.Cache(mnist.train_images[:100], mnist.train_labels[:100])
     batches = learning.minibatches(net, cache, "cross-entropy", [1, 10, 100], seed=0)
@@ -334,4 +336,4 @@ def test_figures_draw_the_arrays(x, mnist):
     star, walk = fig.axes[0].lines[:2]
     assert star.get_xydata().tolist() == [[0, 0]]
     np.testing.assert_allclose(walk.get_xydata(), result.path)
-    fig.savefig(__import__("io").BytesIO(), format="png")
+    fig.savefig(io.BytesIO(), format="png")
