@@ -182,7 +182,7 @@ class Wishes:
         }
 
 
-def top_weights(net: Network, nudges: Sequence[Array], count: int = TOP) -> list[dict]:
+def top_weights(nudges: Sequence[Array], count: int = TOP) -> list[dict]:
     """The ``count`` weights with the largest |nudge| over all layers, largest first;
     see ``Wishes.top`` for the numbering."""
     flat = np.concatenate([n.ravel() for n in nudges])
@@ -218,7 +218,7 @@ def wishes(net: Network, pixels, label: int, loss: str) -> Wishes:
         deltas=deltas,
         wants=wants,
         weight_nudges=[w.copy() for w in dW],
-        top=top_weights(net, dW),
+        top=top_weights(dW),
         grad=grad,
     )
 
