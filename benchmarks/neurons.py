@@ -1,10 +1,10 @@
 """What the default network's neurons turn out to be, over several seeds.
 
-    python benchmarks/neurons.py [--seeds 0,1,2,3] [--models DIR] [--kernel numpy]
+    .venv/bin/python benchmarks/neurons.py [--seeds 0,1,2,3] [--models DIR] [--kernel numpy]
                                  [--epochs 40] [--out benchmarks/results/neurons.md]
 
-Trains ``digitnet train --seed S`` (every other setting its default) for each seed, or
-reads ``DIR/seedS.safetensors`` when it is already there, and measures on the 10,000
+Trains ``digitnet train --seed SEED`` (every other setting its default) for each seed, or
+reads ``DIR/seedSEED.safetensors`` when it is already there, and measures on the 10,000
 MNIST test images what the README's "What the neurons do" says to look for:
 
 - first-layer neurons whose 20 largest weights (by |w|) are at least 14 negative;
@@ -135,10 +135,10 @@ def main() -> None:
         print(f"seed {seed}: {rows[seed]}", flush=True)
     seeds = list(rows)
     lines = [
-        f"What the default network's neurons turn out to be: `digitnet train --seed S "
-        f"--kernel {args.kernel}` ({args.epochs} epochs, every other setting its default), "
-        f"measured {date.today()} on {machine()}, NumPy {np.__version__}, "
-        "by `python benchmarks/neurons.py`.",
+        f"What the default network's neurons turn out to be: `.venv/bin/digitnet train "
+        f"--seed SEED --kernel {args.kernel}` ({args.epochs} epochs, every other setting its "
+        f"default), measured {date.today()} on {machine()}, NumPy {np.__version__}, "
+        "by `.venv/bin/python benchmarks/neurons.py`.",
         "",
         "| | " + " | ".join(f"seed {s}" for s in seeds) + " |",
         "| --- |" + " ---: |" * len(seeds),
