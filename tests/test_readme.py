@@ -264,7 +264,7 @@ def test_commands_are_written_one_way(page):
             if words[0] == "python3":
                 assert words[1:3] == ["-m", "venv"], f"{where}: write .venv/bin/python"
     for span in inline_code(text):
-        words = span.split()
+        words = program(span) or [""]
         if words[0] == "digitnet":  # the package, or a command by name
             assert len(words) == 1 or (len(words) == 2 and words[1] in commands), (
                 f"{page.name} `{span}`: a command to run is written .venv/bin/digitnet ..."
