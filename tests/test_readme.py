@@ -107,9 +107,11 @@ def slug(heading: str) -> str:
 
 
 def subparsers() -> dict:
-    """The CLI's commands: name -> its argparse parser."""
+    """The CLI's commands: name -> its argparse parser.  (argparse lists a parser's
+    arguments only in ``_actions``; the sub-commands are the action whose choices are
+    parsers.)"""
     parser = build_parser()
-    (action,) = [a for a in parser._actions if getattr(a, "choices", None) and a.dest == "command"]
+    (action,) = [a for a in parser._actions if isinstance(getattr(a, "choices", None), dict)]
     return dict(action.choices)
 
 
