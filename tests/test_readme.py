@@ -1,7 +1,7 @@
 """The README as a newcomer reads it.
 
 It says what digitnet is first (one sentence, the two commands, the contents); every
-Python snippet runs as written, in order, as one session in a fresh folder; every
+Python snippet runs as written, in order, in one process and a fresh folder; every
 command line names a real command and real flags, and commands are written one way
 (through ``.venv/bin/``); its speed tables are the benchmark's own; every file it
 links to exists; and its list of modules matches ``src/``.
@@ -170,7 +170,7 @@ def test_the_mnist_credit_is_kept():
 
 def test_every_python_snippet_runs_in_order(tmp_path, monkeypatch):
     """Every ```python block, in order, in one namespace, in an empty folder: as a
-    reader pasting them into one session would run them.  No block is skipped."""
+    reader pasting them into one Python process would run them.  No block is skipped."""
     monkeypatch.chdir(tmp_path)
     snippets = fenced(TEXT, "python")
     assert len(snippets) >= 7
