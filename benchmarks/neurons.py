@@ -30,8 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitnet import explore, load
-from digitnet.data import load_split
+from digitnet import explore, load, load_mnist
 
 
 def train(seed: int, out: Path, kernel: str, epochs: int) -> None:
@@ -125,7 +124,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/neurons.md"))
     args = parser.parse_args()
     args.models.mkdir(parents=True, exist_ok=True)
-    images, labels = load_split(split="test")
+    data = load_mnist()
+    images, labels = data.test_images, data.test_labels
     rows = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         path = args.models / f"seed{seed}.safetensors"

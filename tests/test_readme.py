@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +188,23 @@ def test_every_python_snippet_runs_in_order(tmp_path, monkeypatch):
     ours = model.network.predict(data.test_images)
     np.testing.assert_array_equal(scope["guess"], ours)  # ONNX Runtime's guess
     np.testing.assert_array_equal(scope["activations"].argmax(axis=1), ours)
+
+
+def row_names(text: str) -> list[str]:
+    """The first cell of every table row of ``text``."""
+    return [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
+
+
+def test_the_script_behind_the_neuron_spreads_runs(tmp_path):
+    """``benchmarks/neurons.py`` measures what "What the neurons do" quotes; one seed of
+    one epoch (on the NumPy loop, its default) shows it still runs and writes every row."""
+    out = tmp_path / "neurons.md"
+    command = [sys.executable, str(ROOT / "benchmarks" / "neurons.py"), "--seeds", "0"]
+    command += ["--epochs", "1", "--models", str(tmp_path), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours = (ROOT / "benchmarks" / "results" / "neurons.md").read_text(encoding="utf-8")
+    assert row_names(out.read_text(encoding="utf-8")) == row_names(ours)
 
 
 # -- commands -----------------------------------------------------------------------------
