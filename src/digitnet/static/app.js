@@ -7,12 +7,16 @@ import { Explorer } from "./explorer.js";
 import { buildBars as makeBars, caveat, paintGrey, setBars as fillBars } from "./guess.js";
 import { listen, PENS, redraw as drawPad } from "./pad.js";
 import { modelId, readAddress, writeAddress } from "./share.js";
+import { setupSections } from "./sections.js";
 import { showSteps } from "./steps.js";
+import { squash, writeLede } from "./story.js";
+import { Tour } from "./tour.js";
 import { setupTraining } from "./train.js";
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
 const THROTTLE_MS = 120; // at most one prediction request this often while drawing
+const TOUR_ASKED = new URLSearchParams(location.search).get("tour") === "1";
 
 const state = {
   model: null,        // /api/model
@@ -179,10 +183,11 @@ function describePad(note = "") {
   // The status line says what is on the pad, always (and then any note).
   const n = state.strokes.length;
   const yours = `${n} stroke${n === 1 ? "" : "s"} of yours`;
+  const f = state.model ? squash(state.model.activation).symbol : "σ";
   let text;
   if (!state.base && !n) {
     text = "The pad is blank: draw a digit with your mouse, finger or pen. An empty picture "
-      + "still gets an answer: each first-layer neuron shows σ(b), its bias alone.";
+      + `still gets an answer: each first-layer neuron shows ${f}(b), its bias alone.`;
   } else if (!state.base) {
     text = `Your drawing, ${n} stroke${n === 1 ? "" : "s"}. Keep drawing, undo the last stroke, or clear the pad.`;
   } else if (state.base.kind === "nudge") {
@@ -292,7 +297,8 @@ function pin(neuron) {
   state.pinned = neuron;
   refresh();
   updateAddress();
-  announce(neuron ? `Pinned. ${neuronSummary(neuron)}` : "Neuron unpinned.");
+  announce(neuron ? `Pinned. ${neuronSummary(neuron)} What it does is in the Neurons section.`
+    : "Neuron unpinned.");
 }
 
 document.addEventListener("keydown", (event) => {
@@ -351,6 +357,7 @@ function showNeuron(neuron) {
     : `the ${W.length} neurons of layer ${layer - 1}${square ? `, as a ${side}×${side} grid` : ""}`;
   const pinned = state.pinned && state.pinned.layer === layer && state.pinned.index === index;
   $("neuron-title").textContent = `${neuronName(neuron)} ${pinned ? "(pinned)" : "(preview)"}`;
+  $("explore-this").hidden = !pinned;
   $("neuron-from").textContent = `Weights from ${from}.`;
   canvas.setAttribute("aria-label", `Incoming weights of ${neuronName(neuron)}`);
   $("neuron-bias").textContent = biases[layer - 1][index].toFixed(3);
@@ -432,6 +439,7 @@ async function loadModel(id) {
   const name = id ? `Network ${id}: ` : "";
   $("model-info").textContent = `${name}${model.sizes.join("-")} network, ${model.activation} hidden layers, `
     + `${model.n_parameters.toLocaleString("en")} weights and biases; ${accuracy}.`;
+  writeLede($("lede"), model);
   diagram.setModel(model);
   explorer.setModel(model, id);
 }
@@ -453,6 +461,21 @@ async function useModel(id) {
 }
 
 const training = setupTraining({ drawing, useModel });
+
+const tour = new Tour({
+  announce,
+  model: () => state.model,
+  activations,
+  guess: () => (state.result ? state.result.digit : null),
+  pinned: () => state.pinned,
+  pinSomething() {
+    // the first-layer neuron that fires most for the input shown (the first if none)
+    if (state.pinned) return;
+    const first = activations() ? activations()[1] : [0];
+    pin({ layer: 1, index: first.indexOf(Math.max(...first)) });
+  },
+});
+setupSections(announce);
 
 async function start() {
   buildBars();
@@ -482,6 +505,7 @@ async function start() {
     if (link.badInput) setStatus("The link's drawing could not be read; the pad is blank.", true);
   }
   document.body.dataset.ready = "true";
+  if (TOUR_ASKED) tour.open(0);
 }
 
 start();

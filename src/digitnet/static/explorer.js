@@ -54,6 +54,9 @@ export class Explorer {
     this.cache.clear();
     this.knockouts.clear();
     this.shown = null;
+    const n = model.sizes[1];
+    $("explorer-count").textContent = model.sizes.length > 2
+      ? `The ${n} first-layer neurons` : `The ${n} output neurons`;
     const grid = $("layer1-grid");
     grid.textContent = "";
     this.cells = model.weights[0].map((W, j) => {
