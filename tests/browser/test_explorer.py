@@ -160,7 +160,12 @@ def test_nudge_makes_it_say_another_digit(page):
     expect(page.locator("#nudge-pictures")).to_be_visible()
     text = page.locator("#nudge-result").inner_text()
     linf, l2 = (
-        float(v) for v in re.search(r"than ([\d.]+) \(L∞\), ([\d.]+) in all", text).groups()
+        float(v)
+        for v in re.search(
+            r"more than ([\d.]+) of the way from black to white \(the largest change, L∞\); "
+            r"all the changes together measure ([\d.]+) \(their length, L2\)",
+            text,
+        ).groups()
     )
     assert 0 < linf < 1 and 0 < l2 < 10
     before, after = page.evaluate(
@@ -174,3 +179,4 @@ def test_nudge_makes_it_say_another_digit(page):
     )
     if SCREENSHOTS:
         page.locator("#explorer").screenshot(path=f"{SCREENSHOTS}/explorer.png")
+        page.locator("#fool").screenshot(path=f"{SCREENSHOTS}/fool.png")

@@ -1,7 +1,7 @@
 // digitnet page: draw a digit, send it to /api/predict, show what every layer does.
 "use strict";
 
-import { paintWeights } from "./colours.js";
+import { paintWeights, weightBars } from "./colours.js";
 import { Diagram } from "./diagram.js";
 import { Explorer } from "./explorer.js";
 import { buildBars as makeBars, caveat, paintGrey, setBars as fillBars } from "./guess.js";
@@ -282,6 +282,8 @@ function togglePin(neuron) {
 const explorer = new Explorer({
   pin: togglePin,
   knockoutsChanged() {
+    refresh();
+    updateAddress();
     if (state.strokes.length || state.base) schedulePredict(true);
   },
   applyNudge(pixels, answer) {
@@ -317,6 +319,7 @@ function refresh() {
     acts: activations(),
     digit: state.result ? state.result.digit : null,
     pinned: state.pinned,
+    knockouts: explorer.knockouts,
     preview: state.hover || state.focus,
     inputUrl: $("seen").toDataURL(),
   });
@@ -345,6 +348,7 @@ function showNeuron(neuron) {
   $("neuron-facts").hidden = empty;
   if (empty) {
     $("neuron-title").textContent = "Pick a neuron";
+    $("weights-bars").hidden = true;
     clearCanvas($("weights"));
     return;
   }
@@ -352,9 +356,14 @@ function showNeuron(neuron) {
   const { weights, biases, sizes } = state.model;
   const W = weights[layer - 1][index];
   const canvas = $("weights");
-  const { side, square } = paintWeights(canvas, W);
+  canvas.hidden = layer > 1;
+  $("weights-bars").hidden = layer === 1;
+  $("neuron").classList.toggle("bars", layer > 1);
+  const side = Math.round(Math.sqrt(sizes[0]));
+  if (layer === 1) paintWeights(canvas, W);
+  else weightBars($("weights-bars"), W, `Incoming weights of ${neuronName(neuron)}`);
   const from = layer === 1 ? `the ${sizes[0]} input pixels, as a ${side}×${side} picture`
-    : `the ${W.length} neurons of layer ${layer - 1}${square ? `, as a ${side}×${side} grid` : ""}`;
+    : `layer ${layer - 1}'s ${W.length} neurons, one bar each`;
   const pinned = state.pinned && state.pinned.layer === layer && state.pinned.index === index;
   $("neuron-title").textContent = `${neuronName(neuron)} ${pinned ? "(pinned)" : "(preview)"}`;
   $("explore-this").hidden = !pinned;
@@ -378,6 +387,7 @@ function updateAddress() {
   const query = writeAddress({
     input: state.result ? state.result.input : null,
     neuron: state.pinned,
+    knockout: explorer.knockoutList(),
     model: state.modelId,
   });
   history.replaceState(null, "", location.pathname + query);
@@ -388,7 +398,7 @@ $("copy-link").addEventListener("click", async () => {
   const url = location.href;
   try {
     await navigator.clipboard.writeText(url);
-    describePad("The link is copied: it opens this drawing, its guess and the pinned neuron.");
+    describePad("The link is copied: it opens this drawing, its guess, the pinned neuron and any knock-outs.");
   } catch {
     const field = $("link-text");
     field.value = url;
@@ -495,6 +505,7 @@ async function start() {
     state.pinned = link.neuron;
   }
   if (link.model && link.model !== state.modelId) state.linkModel = link.model;
+  explorer.setKnockouts(link.knockout);
   if (link.input && m.sizes[0] === 784) {
     state.base = { kind: "link", pixels: link.input };
     changed();

@@ -44,8 +44,8 @@ export function writeLede(node, model) {
   // The header's first sentence, for this network.
   const f = squash(model.activation);
   const through = model.sizes.length > 2
-    ? `flow through ${hiddenWords(model.sizes)}; each neuron adds up the layer before it, `
-      + `times its weights, plus its bias, and squashes the sum with ${f.name}: `
+    ? `flow through ${hiddenWords(model.sizes)}. Each neuron adds up the layer before it `
+      + `times its weights, plus its bias, squashed by ${f.name}: `
     : "go straight to the ten outputs, each the pixels times its weights plus its bias: ";
   node.textContent = "";
   const formula = document.createElement("span");
@@ -54,6 +54,6 @@ export function writeLede(node, model) {
   node.append(
     `Draw a digit: its ${model.sizes[0]} pixels ${through}`,
     formula,
-    ". The biggest of the ten outputs is the network's guess.",
+    ". The biggest of the ten outputs is its guess.",
   );
 }
