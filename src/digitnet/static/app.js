@@ -5,6 +5,7 @@ import { paintWeights, weightBars } from "./colours.js";
 import { Diagram } from "./diagram.js";
 import { Explorer } from "./explorer.js";
 import { buildBars as makeBars, caveat, paintGrey, setBars as fillBars } from "./guess.js";
+import { paintMini } from "./mini.js";
 import { listen, PENS, redraw as drawPad } from "./pad.js";
 import { modelId, readAddress, writeAddress } from "./share.js";
 import { setupSections } from "./sections.js";
@@ -325,6 +326,11 @@ function refresh() {
   });
   showNeuron(state.hover || state.focus || state.pinned);
   explorer.update({ acts: activations(), pinned: state.pinned });
+  const mini = $("mini");
+  if (mini.offsetParent && state.model) {  // shown on a phone only
+    paintMini(mini, state.model, activations(), state.result ? state.result.digit : null, $("seen"));
+    mini.dataset.updates = Number(mini.dataset.updates) + 1;
+  }
 }
 
 function neuronName({ layer, index }) {

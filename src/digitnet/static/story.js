@@ -41,19 +41,20 @@ export function outputWords(output) {
 }
 
 export function writeLede(node, model) {
-  // The header's first sentence, for this network.
+  // The header's sentences about this network, the formula among them.
   const f = squash(model.activation);
-  const through = model.sizes.length > 2
-    ? `flow through ${hiddenWords(model.sizes)}. Each neuron adds up the layer before it `
-      + `times its weights, plus its bias, squashed by ${f.name}: `
-    : "go straight to the ten outputs, each the pixels times its weights plus its bias: ";
+  const what = model.sizes.length > 2 ? `flow through ${hiddenWords(model.sizes)}` : "go straight to the outputs";
+  const how = model.sizes.length > 2
+    ? ` Each hidden neuron adds up the layer before it times its weights, plus its bias, squashed by ${f.name}: `
+    : " Each output adds up the pixels times its weights, plus its bias: ";
   node.textContent = "";
   const formula = document.createElement("span");
   formula.className = "math";
-  formula.textContent = `a′ = ${f.symbol}(W a + b)`;
-  node.append(
-    `Draw a digit: its ${model.sizes[0]} pixels ${through}`,
-    formula,
-    ". The biggest of the ten outputs is its guess.",
-  );
+  const out = model.output === "softmax" ? "softmax" : "σ";
+  formula.textContent = `a′ = ${model.sizes.length > 2 ? f.symbol : out}(W a + b)`;
+  const more = document.createElement("span");
+  more.className = "lede-more";  // left out on a phone, where the tour tells it
+  more.append(how, formula, ".");
+  node.append(`Draw a digit: its ${model.sizes[0]} pixels ${what}.`, more,
+    " The biggest of the ten outputs is the network's guess.");
 }
