@@ -272,20 +272,21 @@ export class Diagram {
     if (!pinned) return;
     const incoming = [];
     const l = pinned.layer - 1;
-    weights[l][pinned.index].forEach((w, k) => this.candidate(incoming, acts, l, pinned.index, k));
+    weights[l][pinned.index].forEach((w, k) => this.candidate(incoming, acts, l, pinned.index, k, true));
     incoming.sort((a, b) => Math.abs(b.c) - Math.abs(a.c));
     const outgoing = [];
     if (pinned.layer < weights.length) {
-      weights[pinned.layer].forEach((row, j) => this.candidate(outgoing, acts, pinned.layer, j, pinned.index));
+      weights[pinned.layer].forEach((row, j) => this.candidate(outgoing, acts, pinned.layer, j, pinned.index, true));
     }
     this.lines(links, [...incoming.slice(0, l === 0 ? 60 : incoming.length), ...outgoing], 1, "pin-link");
   }
 
-  candidate(list, acts, l, j, k) {
-    // Connection k -> j into layer l + 1, with its contribution c = w·a (or w/20).
+  candidate(list, acts, l, j, k, all = false) {
+    // Connection k -> j into layer l + 1, with its contribution c = w·a (or w/20);
+    // one that contributes nothing only if all.
     const w = this.model.weights[l][j][k];
     const c = acts ? w * acts[l][k] : w * 0.05;
-    if (c !== 0) list.push({ l, j, k, w, c });
+    if (c !== 0 || all) list.push({ l, j, k, w, c });
   }
 
   lines(parent, drawn, opacity, cls = "") {
