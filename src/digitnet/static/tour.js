@@ -46,10 +46,10 @@ function steps(ctx) {
       + "Each circle in this diagram is a neuron, and the brighter it is, the bigger its number; "
       + "black is 0.",
       "Draw a digit on the pad and watch the circles light up." ] },
-    { title: "The 784 inputs", targets: ["#pad", ".seen"], text: [
+    { title: "The 784 inputs", targets: [".seen", ".mini", "#pad"], text: [
       `Your drawing is shrunk to ${Math.sqrt(sizes[0])} × ${Math.sqrt(sizes[0])} = ${sizes[0]} pixels, `
       + "like the MNIST digits the network learned from. Each pixel is a number from 0 (black) to 1 (white).",
-      `Those ${sizes[0]} numbers are the first layer of neurons: the small picture “what the network sees”, `
+      `Those ${sizes[0]} numbers are the first layer of neurons: the small picture beside the guess, `
       + "and the picture at the left of the diagram." ] },
     { title: "The layers", targets: [".diagram-wrap"], text: [
       `After the inputs come ${hiddenWords(sizes)}, and then the last layer: 10 neurons, one per digit. `
@@ -73,14 +73,15 @@ function steps(ctx) {
       + "be before the neuron lights up. A bias of −10 means “stay dark unless the sum is over 10”.",
       bias === null ? "Pin a neuron to see its bias."
         : `The pinned neuron's bias is ${bias.toFixed(2)}.` ] },
-    { title: "The sigmoid", targets: ["#lede"], figure: () => curve("sigmoid",
+    { title: "The sigmoid", targets: ["#lede .math", "#neuron"], figure: () => curve("sigmoid",
       "The sigmoid: an S-shaped curve from 0 on the left to 1 on the right, ½ in the middle"), text: [
       "The sum can be any number, but an activation should lie between 0 and 1. The sigmoid "
       + "function, σ, squashes it: a very negative sum gives almost 0, a very positive one "
       + "almost 1, and 0 gives ½.",
-      model.activation === "sigmoid" ? "This network's hidden layers use the sigmoid."
+      model.activation === "sigmoid" ? "This network's hidden layers use the sigmoid: the pinned "
+        + "neuron's activation is σ of its weighted sum plus its bias."
         : `This network's hidden layers use ${f.words} instead (see the ReLU step).` ] },
-    { title: `All at once: a′ = ${f.symbol}(W a + b)`, targets: ["#lede"], text: [
+    { title: `All at once: a′ = ${f.symbol}(W a + b)`, targets: ["#lede .math", ".diagram-wrap"], text: [
       "Write one layer's activations as a column of numbers a, every neuron's weights as "
       + "one row of a table (a matrix) W, and the biases as a column b. Then the next layer's "
       + `activations are a′ = ${f.symbol}(W a + b): multiply, add the biases, squash.`,
@@ -171,7 +172,8 @@ export class Tour {
 
   highlight(selectors) {
     for (const node of document.querySelectorAll(".tour-target")) node.classList.remove("tour-target");
-    this.targets = selectors.map((s) => document.querySelector(s)).filter(Boolean);
+    // the parts shown at this size (a phone leaves some out)
+    this.targets = selectors.map((s) => document.querySelector(s)).filter((n) => n && n.checkVisibility());
     for (const node of this.targets) node.classList.add("tour-target");
     const first = this.targets[0];
     if (first) {
@@ -193,7 +195,9 @@ export class Tour {
     const spots = W < 640
       ? [[m, H - h - m], [m, m]]
       : [[W - w - m, H - h - m], [m, H - h - m], [W - w - m, m], [m, m]];
-    const hidden = ([x, y]) => this.targets.reduce((sum, node) => {
+    // a phone shows the first part at the top, scrolled there: keep that one in sight
+    const shown = W < 640 ? this.targets.slice(0, 1) : this.targets;
+    const hidden = ([x, y]) => shown.reduce((sum, node) => {
       const r = node.getBoundingClientRect();
       const dx = Math.max(0, Math.min(x + w, r.right) - Math.max(x, r.left));
       const dy = Math.max(0, Math.min(y + h, r.bottom) - Math.max(y, r.top));
