@@ -180,4 +180,3 @@ def test_nudge_makes_it_say_another_digit(page):
     )
     if SCREENSHOTS:
         page.locator("#explorer").screenshot(path=f"{SCREENSHOTS}/explorer.png")
-        page.locator("#fool").screenshot(path=f"{SCREENSHOTS}/fool.png")

@@ -178,14 +178,14 @@ def test_the_tour_by_keyboard_back_and_escape(browser, server):
         expect(page.locator("#tour")).to_be_hidden()
 
 
-def test_axe_at_every_step_of_the_tour(browser, server):
-    context = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
-    with page_at(browser, server, **context) as page:
-        page.locator("#sample").tap()
+@pytest.mark.parametrize("size", ["laptop", "phone"])
+def test_axe_at_every_step_of_the_tour(browser, server, size):
+    with page_at(browser, server, **SIZES[size]) as page:
+        page.locator("#sample").click()
         expect(page.locator("#guess")).not_to_have_text("?", timeout=5000)
-        page.get_by_role("button", name="Tour").tap()
+        page.get_by_role("button", name="Tour").click()
         for title in STEPS:
             expect(step_title(page)).to_have_text(title)
             check(page)
-            page.locator("#tour-next").tap()
+            page.locator("#tour-next").click()
         check(page)

@@ -177,11 +177,12 @@ export class Tour {
     for (const node of this.targets) node.classList.add("tour-target");
     const first = this.targets[0];
     if (first) {
+      // A part too wide to leave a corner free goes to the top, the tour's box below it
+      // (on a phone, always); another comes into view, in the middle, if it is not.
       const box = first.getBoundingClientRect();
-      const phone = window.innerWidth < 640;
-      if (box.top < 0 || box.bottom > window.innerHeight || phone) {
-        first.scrollIntoView({ block: phone ? "start" : "center" });
-      }
+      const wide = window.innerWidth < 640 || box.width > window.innerWidth - this.box.offsetWidth - 24;
+      if (wide) first.scrollIntoView({ block: "start" });
+      else if (box.top < 0 || box.bottom > window.innerHeight) first.scrollIntoView({ block: "center" });
     }
     this.place();
   }
