@@ -481,7 +481,6 @@ const training = setupTraining({ drawing, useModel });
 const tour = new Tour({
   announce,
   model: () => state.model,
-  activations,
   guess: () => (state.result ? state.result.digit : null),
   pinned: () => state.pinned,
   pinSomething() {

@@ -52,7 +52,7 @@ export function geometry(width, height, sizes, rem = 16) {
   };
 }
 
-function shade(values, activation, isOutput) {
+export function shade(values, activation, isOutput) {
   // a layer's activations -> [0, 1] for the grey of each neuron
   if (isOutput || activation === "sigmoid") return values.map((v) => Math.max(0, Math.min(1, v)));
   if (activation === "tanh") return values.map((v) => (v + 1) / 2);

@@ -4,16 +4,10 @@
 // as its activation (as in the diagram), the guess ringed in the accent colour.
 "use strict";
 
+import { shade } from "./diagram.js";
+
 const ACCENT = "#f5c542";
 const EDGE = "#8b95a7";
-
-function brightness(values, activation, isOutput) {
-  // a layer's activations -> [0, 1], as the diagram shades them
-  if (isOutput || activation === "sigmoid") return values.map((v) => Math.max(0, Math.min(1, v)));
-  if (activation === "tanh") return values.map((v) => (v + 1) / 2);
-  const top = Math.max(1e-9, ...values);
-  return values.map((v) => Math.max(0, v) / top);
-}
 
 export function paintMini(canvas, model, acts, digit, seen) {
   // canvas: the picture, drawn at its own size in device pixels; model: /api/model;
@@ -37,7 +31,7 @@ export function paintMini(canvas, model, acts, digit, seen) {
   const gap = layers > 1 ? (right - left) / (layers - 1) : 0;
   for (let l = 1; l <= layers; l++) {
     const n = model.sizes[l];
-    const values = acts ? brightness(acts[l], model.activation, l === layers) : new Array(n).fill(0);
+    const values = acts ? shade(acts[l], model.activation, l === layers) : new Array(n).fill(0);
     const step = (height - 4) / n;
     const r = Math.max(1.5, Math.min(4, step * 0.38));
     const x = layers > 1 ? left + gap * (l - 1) : right;

@@ -31,15 +31,23 @@ function curve(name, label) {
 }
 
 function steps(ctx) {
-  // The tour's steps for the network in use: {title, targets, text: [sentences],
-  // figure?, enter?}.  ctx: the hooks given to the Tour.
+  // The tour's steps for the network in use: {title, targets: [selectors], text:
+  // [sentences], figure?, enter?}.  ctx: the hooks given to the Tour.
   const model = ctx.model();
-  const { sizes } = model;
-  const f = squash(model.activation);
-  const acts = ctx.activations();
-  const guess = ctx.guess();
   const pinned = ctx.pinned();
-  const bias = pinned ? model.biases[pinned.layer - 1][pinned.index] : null;
+  const facts = {
+    model,
+    sizes: model.sizes,
+    f: squash(model.activation),
+    guess: ctx.guess(),
+    bias: pinned ? model.biases[pinned.layer - 1][pinned.index] : null,
+    pinSomething: ctx.pinSomething,
+  };
+  return [...neurons(facts), ...arithmetic(facts), ...lessons()];
+}
+
+function neurons({ sizes, guess, pinSomething }) {
+  // The video's first part: neurons, the inputs, the layers, the hope, the weights.
   return [
     { title: "A neuron holds a number", targets: [".diagram-wrap"], text: [
       "In the video a neuron is simply a thing that holds a number, its activation. "
@@ -62,12 +70,18 @@ function steps(ctx) {
       "Look for yourself: in a trained network few look like clean edges. Most are blotchy "
       + "patterns of red and blue spread over much of the picture, and a stroke is seen by "
       + "several neurons at once. Choose one to see the test digits that light it up most." ] },
-    { title: "Weights", targets: ["#neuron"], enter: () => ctx.pinSomething(), text: [
+    { title: "Weights", targets: ["#neuron"], enter: pinSomething, text: [
       "Every connection carries a weight: a number saying how much one neuron's activation "
       + "counts for the next. A neuron adds up the activations before it, each times its weight: "
       + "w₁a₁ + w₂a₂ + … .",
       "A first-layer neuron has one weight per pixel, shown here as a picture: red where ink "
       + "raises its sum (a positive weight), blue where ink lowers it (negative), white near zero." ] },
+  ];
+}
+
+function arithmetic({ model, sizes, f, bias }) {
+  // Then what a neuron computes: the bias, the sigmoid, the formula for a layer, ReLU.
+  return [
     { title: "Then the bias", targets: ["#neuron"], text: [
       "To its weighted sum the neuron adds one more number, its bias: how high the sum must "
       + "be before the neuron lights up. A bias of −10 means “stay dark unless the sum is over 10”.",
@@ -95,6 +109,12 @@ function steps(ctx) {
       + "Deep networks learn more easily with it.",
       `This network's hidden layers use ${f.words}. You can train one of each in the Train `
       + "section and use it on the page." ] },
+  ];
+}
+
+function lessons() {
+  // What the network is not, and where its numbers come from.
+  return [
     { title: "Fool it, knock it out", targets: ["#fool"], text: [
       "The network does not see a digit the way you do. “Fool the network” changes your "
       + "drawing, a tiny amount per pixel, until it answers a digit you choose, while you "
@@ -108,13 +128,13 @@ function steps(ctx) {
       + "every weight and bias a little to make its mistakes (the cost) smaller: the video's "
       + "next chapter, gradient descent.",
       "Press Train here and watch the first layer's weights go from noise to strokes." ] },
-  ].map((step) => ({ ...step, acts }));
+  ];
 }
 
 export class Tour {
-  // hooks: announce(text); model() -> /api/model's answer; activations() -> every
-  // layer's activations or null; guess() -> the digit shown or null; pinned() -> the
-  // pinned neuron or null; pinSomething() pins a first-layer neuron if none is.
+  // hooks: announce(text); model() -> /api/model's answer; guess() -> the digit shown
+  // or null; pinned() -> the pinned neuron or null; pinSomething() pins a first-layer
+  // neuron if none is.
   constructor(hooks) {
     this.hooks = hooks;
     this.index = -1;
