@@ -236,3 +236,27 @@ def test_the_svg_is_no_tab_stop_of_its_own(browser, server):
         assert page.evaluate("scrollY") == 0  # the arrows move between neurons only
         page.keyboard.press("Shift+Tab")
         expect(page.locator("#sample")).to_be_focused()
+
+
+def test_a_stroke_that_undoes_the_nudge_is_told(browser, server):
+    with page_at(browser, server, viewport={"width": 1366, "height": 768}) as page:
+        draw_seven(page)
+        page.locator("#nudge-target").select_option("3")
+        page.locator("#nudge").click()
+        expect(page.locator("#nudge-result")).to_contain_text("Now it says 3, ", timeout=10000)
+        expect(page.locator("#nudge-result")).to_contain_text("% sure, after ")
+        expect(page.locator("#guess")).to_have_text("3", timeout=5000)
+        page.evaluate("scrollTo(0, 0)")  # the pad, above the nudge's section
+        stroke(page, [(40, 140), (240, 140)])  # a bar across the nudged picture
+        status = page.locator("#status")
+        expect(status).to_contain_text("with 1 stroke of yours on top", timeout=5000)
+        expect(status).to_contain_text(" 3.", timeout=5000)  # the stroke's own guess
+        guess = page.locator("#guess").inner_text()
+        told = (
+            "With your strokes it still says 3."
+            if guess == "3"
+            else f"Your strokes undid the nudge: it now says {guess}, not 3."
+        )
+        expect(status).to_contain_text(told)
+        expect(page.locator("#nudge-result")).to_have_text(told)
+        expect(page.locator("#announce")).to_contain_text(told)

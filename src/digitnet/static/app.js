@@ -174,10 +174,23 @@ function settled(answer) {
   // The answer for a pad at rest: announce it once and put it in the address.
   const p = answer.probabilities[answer.digit];
   const doubt = caveat(answer);
-  announce(`Guess ${answer.digit}, ${(100 * p).toFixed(1)}% sure${doubt ? `. ${doubt.short}` : ""}`);
+  const nudge = nudgeNote(answer);
+  announce(`Guess ${answer.digit}, ${(100 * p).toFixed(1)}% sure${doubt ? `. ${doubt.short}` : ""}`
+    + (nudge ? `. ${nudge}` : ""));
   updateAddress();
-  describePad();
+  describePad(nudge);
   training.drawingChanged();
+}
+
+function nudgeNote(answer) {
+  // Whether strokes drawn on a nudged picture kept the network's answer, or "".
+  if (!state.base || state.base.kind !== "nudge" || !state.strokes.length) return "";
+  const { target } = state.base;
+  const note = answer.digit === target
+    ? `With your strokes it still says ${target}.`
+    : `Your strokes undid the nudge: it now says ${answer.digit}, not ${target}.`;
+  $("nudge-result").textContent = note;
+  return note;
 }
 
 function describePad(note = "") {
