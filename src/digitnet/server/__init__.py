@@ -1,7 +1,7 @@
 """The page and its JSON API: draw a digit, watch the network think.
 
 ``create_app(model)`` builds a FastAPI app (tests start their own); ``serve`` runs
-it on uvicorn.  Endpoints:
+it on uvicorn.  Endpoints (each router in ``routes/`` says more of its own):
 
 - ``GET /`` (and ``HEAD /``): the page (static files shipped in the package; nothing
   from a CDN).
@@ -26,8 +26,8 @@ it on uvicorn.  Endpoints:
   optional ``"knockout": [[layer, index], ...]``; ``POST /api/nudge``: the smallest
   change found that makes the network answer ``"target"``.
 
-Every error is JSON, ``{"error": "..."}``, whoever sends it (the app, the request
-checks below, or the HTTP layer).  Against hostile and unlucky clients:
+Every error is JSON, ``{"error": "..."}``, whoever sends it (the app, the
+middleware, or the HTTP layer; ``errors``).  Against hostile and unlucky clients:
 
 - bodies over ``MAX_BODY_BYTES`` are refused before they are read, and a body must
   arrive within ``BODY_TIMEOUT`` seconds (408);
