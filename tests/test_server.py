@@ -6,9 +6,18 @@ import json
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from PIL import Image
 
-from digitnet.server import MAX_BODY_BYTES, MAX_IMAGE_PIXELS
+from digitnet import explore, jobs
+from digitnet.modelfile import load
+from digitnet.models import Models
+from digitnet.preprocess import PictureError, PictureTooLarge
+from digitnet.server import MAX_BODY_BYTES, MAX_IMAGE_PIXELS, ServerState
+from digitnet.server.errors import add_handlers, status_of
+from digitnet.server.pictures import Pictures, TooManyPictures
+from digitnet.server.routes import predict
 
 
 def data_url(image: Image.Image, fmt: str = "PNG") -> str:
@@ -75,9 +84,9 @@ def test_page_and_static_files(client):
 @pytest.mark.parametrize(
     "path",
     [
-        "/static/../server.py",
-        "/static/%2e%2e/server.py",
-        "/static/..%2fserver.py",
+        "/static/../__init__.py",
+        "/static/%2e%2e/__init__.py",
+        "/static/..%2f__init__.py",
         "/static/%2e%2e/%2e%2e/pyproject.toml",
         "/static//etc/passwd",
         "/nothing",
@@ -86,7 +95,7 @@ def test_page_and_static_files(client):
 def test_nothing_outside_static(client, path):
     response = client.get(path)
     assert response.status_code == 404
-    assert "def create_app" not in response.text
+    assert "__version__" not in response.text  # digitnet/__init__.py, beside static/
 
 
 def tiny_png() -> str:
@@ -159,13 +168,49 @@ def test_body_over_the_limit(client):
     assert response.status_code == 413
 
 
-def test_image_dimensions_over_the_limit(client):
+@pytest.mark.parametrize("path", ["/api/predict", "/api/preprocess", "/api/nudge"])
+def test_image_dimensions_over_the_limit(client, path):
     side = int(MAX_IMAGE_PIXELS**0.5) + 100
-    response = client.post(
-        "/api/predict", json={"image": data_url(Image.new("1", (side, side), 1))}
-    )
+    body = {"image": data_url(Image.new("1", (side, side), 1))}
+    response = client.post(path, json={**body, "target": 3} if path == "/api/nudge" else body)
     assert response.status_code == 413
     assert "pixel limit" in response.json()["error"]
+
+
+def test_a_failures_status_comes_from_its_type_not_its_words():
+    assert status_of(PictureTooLarge("4001x4001 pixels")) == 413
+    assert status_of(PictureError("the picture is over the limit")) == 422
+    assert status_of(explore.NudgeFailed("no nudge within the limit")) == 422
+    assert status_of(TooManyPictures("too many pictures at once")) == 503
+    assert status_of(KeyError("limit")) == 500
+
+
+def test_a_router_answers_alone_over_a_state_of_its_own(trained, mnist):
+    """One router, one ServerState made here: what its endpoints answer depends on that
+    state only (50 samples, no picture may wait), and nothing else is wired."""
+    model = load(trained[1])
+    models = Models(model)
+    app = FastAPI()
+    add_handlers(app)
+    app.include_router(predict.router)
+    app.state.server = ServerState(
+        served_answer=predict.describe(model),
+        models=models,
+        trainer=jobs.Trainer(models),
+        images=mnist.test_images[:50],
+        labels=mnist.test_labels[:50],
+        pictures=Pictures(workers=1, queue=0),
+    )
+    with TestClient(app) as alone:
+        sample = alone.get("/api/sample?digit=7").json()
+        assert sample["label"] == 7 and sample["index"] < 50
+        answer = alone.post("/api/predict", json={"pixels": sample["pixels"]})
+        assert answer.status_code == 200 and len(answer.json()["probabilities"]) == 10
+        canvas = data_url(canvas_of(mnist.test_images[0]))
+        refused = alone.post("/api/predict", json={"image": canvas})
+        assert refused.status_code == 503 and "too many pictures" in refused.json()["error"]
+        assert alone.get("/api/model").json()["n_parameters"] == 13_002
+        assert alone.get("/api/neuron?layer=1&index=0").status_code == 404
 
 
 @pytest.mark.parametrize("query", ["digit=10", "digit=-1", "digit=seven"])

@@ -254,6 +254,23 @@ def test_resume_gives_the_same_weights_as_an_unbroken_run(small, loop):
     assert resumed.best_epoch == history.best_epoch
 
 
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_every_optimizer_hands_over_its_state_and_resumes(small, optimizer):
+    """on_state (which checkpoints and the page's worker use) works for every optimiser,
+    holding exactly the averages it names; resuming from it gives the unbroken run's
+    weights.  (SGD names no average and momentum one: the state once zipped all of them.)"""
+    images, labels = small[0][:2000], small[1][:2000]
+    config = TrainConfig(epochs=2, validation=200, optimizer=optimizer, lr=0.05, kernel="numpy")
+    states: list[TrainState] = []
+    whole, _ = train_network(images, labels, config, on_state=states.append)
+    assert [s.epoch for s in states] == [1, 2]
+    assert sorted(states[0].optimizer) == sorted(OPTIMIZERS[optimizer].names)
+    init_rng, data_rng = seeded_generators(config.seed)
+    again = Network(config.sizes, config.activation, config.output, rng=init_rng)
+    fit(again, images, labels, config, data_rng, resume=states[0])
+    assert again.params.tobytes() == whole.params.tobytes()
+
+
 def test_ctrl_c_keeps_the_best_weights_so_far(small, loop):
     """A KeyboardInterrupt during epoch 3 ends training with epoch 2's record and the
     best weights of epochs 1-2; the history says it was interrupted."""

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import cli, start_server, stop
+from digitnet.activations import ACTIVATIONS, LOSSES
 from digitnet.modelfile import load
+from digitnet.optimizers import OPTIMIZERS
 
 pytestmark = pytest.mark.slow
 
@@ -195,6 +197,40 @@ def test_a_diverging_run_ends_in_an_error_event(port):
     assert name == "error" and "diverged" in data["message"]
     status, listed = call(port, "GET", "/api/models")
     assert body["id"] not in [m["id"] for m in listed]
+
+
+COMBINATIONS = [
+    (optimizer, loss, output)
+    for optimizer in sorted(OPTIMIZERS)
+    for loss, output in sorted(LOSSES)
+]
+
+
+@pytest.mark.parametrize(("optimizer", "loss", "output"), COMBINATIONS)
+def test_every_optimizer_and_cost_trains_from_the_page(port, mnist, optimizer, loss, output):
+    """Every optimiser with every cost and output the registries pair, one short epoch
+    each (a small network, the largest batch) through the page's path: a real worker
+    process, its per-epoch weights, then a listed model.  SGD and momentum once ended
+    every run in "zip() argument 2 is longer than argument 1"."""
+    activations = sorted(ACTIVATIONS)  # each activation gets its turn without a 36-run product
+    activation = activations[COMBINATIONS.index((optimizer, loss, output)) % len(activations)]
+    settings = {
+        "optimizer": optimizer, "loss": loss, "output": output, "activation": activation,
+        "epochs": 1, "sizes": [784, 8, 10], "batch_size": 1024, "augment": 0, "lr": 0.05,
+    }  # fmt: skip
+    status, body = call(port, "POST", "/api/train", settings)
+    assert status == 202
+    seen = list(events(port, body["id"]))
+    assert [name for name, _ in seen] == ["epoch", "done"], seen[-1]
+    done = seen[-1][1]
+    assert done["model"] == body["id"] and done["epochs"] == 1
+    status, listed = call(port, "GET", "/api/models")
+    mine = next(m for m in listed if m["id"] == body["id"])
+    assert (mine["output"], mine["activation"], mine["sizes"]) == (output, activation, [784, 8, 10])
+    status, answer = call(
+        port, "POST", "/api/predict", {"pixels": pixels_of(mnist, 0), "model": body["id"]}
+    )
+    assert status == 200 and len(answer["probabilities"]) == 10
 
 
 def test_the_folder_is_read_at_the_next_start(port, trained, folder):

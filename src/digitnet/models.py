@@ -44,16 +44,20 @@ def check_folder(folder: str | Path) -> Path:
     return folder
 
 
-def summary(model_id: str, model: Model) -> dict:
-    """What ``GET /api/models`` says of one model."""
+def about(model: Model) -> dict:
+    """What the page is told of any model: its shape, functions and test accuracy."""
     net = model.network
     return {
-        "id": model_id,
         "sizes": list(net.sizes),
         "activation": net.activation_name,
         "output": net.output_name,
         "test_accuracy": model.test_accuracy,
     }
+
+
+def summary(model_id: str, model: Model) -> dict:
+    """What ``GET /api/models`` says of one model: its id and ``about`` it."""
+    return {"id": model_id, **about(model)}
 
 
 class Models:

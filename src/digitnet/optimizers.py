@@ -94,13 +94,18 @@ class Optimizer:
         """How many steps have been taken."""
         return int(self._state[0][0])
 
+    def averages(self) -> tuple[Array, ...]:
+        """The running averages this rule uses, one per name in ``names``: m and v are
+        always held (the loop takes both), but SGD uses neither and momentum only m."""
+        return self._state[1 : 1 + len(self.names)]
+
     def save_state(self) -> dict[str, Array]:
         """The running averages by name, copied (for checkpoints)."""
-        return {name: a.copy() for name, a in zip(self.names, self._state[1:], strict=True)}
+        return {name: a.copy() for name, a in zip(self.names, self.averages(), strict=True)}
 
     def load_state(self, state: dict[str, Array], steps: int) -> None:
         """Continue from ``save_state()``'s averages after ``steps`` steps."""
-        for name, mine in zip(self.names, self._state[1:], strict=True):
+        for name, mine in zip(self.names, self.averages(), strict=True):
             if name not in state or state[name].shape != mine.shape:
                 raise ValueError(f"optimizer state lacks a matching {name!r}")
             mine[...] = state[name]

@@ -58,12 +58,16 @@ class PictureError(ValueError):
     """A picture could not be read, or holds no digit."""
 
 
+class PictureTooLarge(PictureError):
+    """A picture has more pixels than the limit allows (refused before decoding)."""
+
+
 def open_picture(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open an image file (a path or its bytes) with its size checked before decoding.
 
     Raises PictureError for a directory, a missing file, something that is not an
-    image, a truncated file, or a picture over ``MAX_PIXELS`` (a decompression bomb:
-    a small file that would unpack into gigabytes).
+    image, a truncated file; PictureTooLarge (a PictureError) for a picture over
+    ``max_pixels`` (a decompression bomb: a small file that would unpack into gigabytes).
     """
     name = "picture" if isinstance(source, bytes) else str(source)
     if not isinstance(source, bytes) and Path(source).is_dir():
@@ -79,7 +83,7 @@ def open_picture(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS
             image = Image.open(file)
             width, height = image.size
             if width * height > max_pixels:
-                raise PictureError(
+                raise PictureTooLarge(
                     f"{name}: {width}x{height} pixels is more than the {max_pixels:,}-pixel "
                     "limit (decompression-bomb guard); scale the picture down"
                 )
@@ -89,7 +93,7 @@ def open_picture(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS
     except PictureError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PictureError(
+        raise PictureTooLarge(
             f"{name}: the picture is larger than the {MAX_PIXELS:,}-pixel limit "
             "(decompression-bomb guard); scale the picture down"
         ) from None

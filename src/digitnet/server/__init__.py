@@ -1,0 +1,103 @@
+"""The page and its JSON API: draw a digit, watch the network think.
+
+``create_app(model)`` builds a FastAPI app (tests start their own); ``serve`` runs
+it on uvicorn.  Endpoints (each router in ``routes/`` says more of its own):
+
+- ``GET /`` (and ``HEAD /``): the page (static files shipped in the package; nothing
+  from a CDN).
+- ``GET /api/model``: sizes, activations, accuracy, and every weight and bias, which
+  the page needs to draw connections and weight pictures.
+- ``POST /api/predict``: ``{"image": "data:image/png;base64,..."}`` (a canvas) or
+  ``{"pixels": [784 numbers in [0, 1]]}`` -> digit, probabilities, the 784 inputs
+  the network saw and every layer's activations.
+- ``GET /api/sample[?digit=7]``: a random MNIST test digit.
+- ``POST /api/preprocess``: ``{"image": ...}`` as for predict -> every step from the
+  canvas to the network's input (``preprocess.steps``), for the page to show.
+- ``GET /api/models``: the models the page can use, the served one first
+  (``digitnet.models``); ``GET /api/models/{id}/file`` downloads one as a model file.
+  ``/api/model`` and ``/api/predict`` take an optional model id (``?model=`` and
+  ``"model"``).
+- ``POST /api/train`` (202, or 409 while one runs), ``GET /api/train/{id}/events``
+  (server-sent events: ``epoch``..., then ``done`` or ``error``), ``DELETE
+  /api/train/{id}``: training in a worker process (``digitnet.jobs``);
+  ``GET /api/train``: the defaults, limits and choices a request may use.
+- ``GET /api/neuron?layer=L&index=I``: what excites neuron (L, I), what it wants and
+  what the test digits lose without it (``explore``); ``POST /api/predict`` takes an
+  optional ``"knockout": [[layer, index], ...]``; ``POST /api/nudge``: the smallest
+  change found that makes the network answer ``"target"``.
+
+Every error is JSON, ``{"error": "..."}``, whoever sends it (the app, the
+middleware, or the HTTP layer; ``errors``).  Against hostile and unlucky clients:
+
+- bodies over ``MAX_BODY_BYTES`` are refused before they are read, and a body must
+  arrive within ``BODY_TIMEOUT`` seconds (408);
+- pictures over ``MAX_IMAGE_PIXELS`` are refused before they are decoded, and at
+  most ``PICTURE_WORKERS`` are decoded at once (``PICTURE_QUEUE`` more wait; beyond
+  that, 503), which bounds the memory pictures take to about
+  ``PICTURE_WORKERS`` x ``PICTURE_BYTES``;
+- a connection must send its request line and headers within ``HEADER_TIMEOUT``
+  seconds, and an idle keep-alive connection is closed after ``KEEP_ALIVE_TIMEOUT``;
+- up to ``MAX_CONNECTIONS`` are held; when one more arrives, the connection idle
+  longest makes room, so idle sockets cannot lock real requests out;
+- bound to loopback, only requests whose Host is a loopback name are answered (421
+  otherwise), so a web page cannot reach the API through DNS rebinding;
+- SIGTERM or Ctrl-C stop the server gracefully within ``SHUTDOWN_TIMEOUT`` seconds:
+  no new connections, uploads still arriving are answered 503, requests already
+  read get that long to finish.
+
+Where each part lives:
+
+- ``app``: ``create_app``, which makes one ``ServerState`` and wires the routers, the
+  error handlers, the static files and the middleware;
+- ``state``: ``ServerState``, everything the endpoints share (the models, the
+  trainer, the samples, the picture pool, the explorer's atlases), which an endpoint
+  receives through a parameter typed ``State``;
+- ``routes/``: one router per area (``page``, ``models``, ``predict``, ``explorer``,
+  ``training``);
+- ``schemas``: every request and response model;
+- ``errors``: the JSON error body, and the HTTP status of each exception type;
+- ``pictures``: PNG data URLs in and out, and the bounded pool pictures are decoded on;
+- ``middleware``: ``BodyLimit``, ``HostCheck``, ``JSONErrors``;
+- ``protocol``: ``GuardedProtocol``, ``bind``, ``serve`` and the loopback checks;
+- ``memory``: giving a picture's memory back to the system.
+"""
+
+from .app import create_app
+from .middleware import BODY_TIMEOUT, MAX_BODY_BYTES, BodyLimit, HostCheck, JSONErrors
+from .pictures import MAX_IMAGE_PIXELS, PICTURE_BYTES, PICTURE_QUEUE, PICTURE_WORKERS
+from .protocol import (
+    HEADER_TIMEOUT,
+    KEEP_ALIVE_TIMEOUT,
+    MAX_CONNECTIONS,
+    SHUTDOWN_TIMEOUT,
+    GuardedProtocol,
+    bind,
+    is_loopback,
+    loopback_names,
+    serve,
+)
+from .state import ServerState, atlases
+
+__all__ = [
+    "BODY_TIMEOUT",
+    "HEADER_TIMEOUT",
+    "KEEP_ALIVE_TIMEOUT",
+    "MAX_BODY_BYTES",
+    "MAX_CONNECTIONS",
+    "MAX_IMAGE_PIXELS",
+    "PICTURE_BYTES",
+    "PICTURE_QUEUE",
+    "PICTURE_WORKERS",
+    "SHUTDOWN_TIMEOUT",
+    "BodyLimit",
+    "GuardedProtocol",
+    "HostCheck",
+    "JSONErrors",
+    "ServerState",
+    "atlases",
+    "bind",
+    "create_app",
+    "is_loopback",
+    "loopback_names",
+    "serve",
+]

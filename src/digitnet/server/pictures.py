@@ -1,0 +1,105 @@
+"""Pictures in and out of the API: PNG data URLs decoded (``decode_png_data_url``) and
+made (``png_data_url``, the one PNG encoder), and ``Pictures``, the bounded pool that
+decodes them.
+
+Pictures over ``MAX_IMAGE_PIXELS`` are refused before they are decoded
+(``preprocess.PictureTooLarge``), and at most ``PICTURE_WORKERS`` are decoded at once
+(``PICTURE_QUEUE`` more wait; beyond that, ``TooManyPictures``), which bounds the
+memory pictures take to about ``PICTURE_WORKERS`` x ``PICTURE_BYTES``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image
+
+from ..preprocess import PictureError, open_picture
+from .memory import release_memory
+
+#: Largest picture accepted by /api/predict, in pixels (width x height).
+MAX_IMAGE_PIXELS = 4_000_000
+#: Pictures decoded at once (one per core of the machine this was measured on).
+PICTURE_WORKERS = 2
+#: Pictures that may wait for a worker; more at once get a 503.
+PICTURE_QUEUE = 64
+#: Memory one picture of MAX_IMAGE_PIXELS takes while it is decoded and brought to
+#: MNIST's form, at most (measured: 142 MiB for a 2000x2000 16-bit RGBA PNG, the
+#: costliest kind; tests/test_redteam.py checks the bound).
+PICTURE_BYTES = 160 * 1024 * 1024
+PNG_DATA_URL = "data:image/png;base64,"
+
+T = TypeVar("T")
+
+
+class TooManyPictures(RuntimeError):
+    """Every picture worker is busy and the queue is full."""
+
+
+def decode_png_data_url(url: str) -> bytes:
+    """A PNG data URL -> the PNG's bytes, or PictureError saying what arrived."""
+    if not url.startswith(PNG_DATA_URL):
+        head = url[:30] + ("..." if len(url) > 30 else "")
+        raise PictureError(f"image must be a data URL starting {PNG_DATA_URL!r}, got {head!r}")
+    try:
+        data = base64.b64decode(url[len(PNG_DATA_URL) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise PictureError("image: the data URL's base64 is malformed") from None
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise PictureError("image: the data URL does not hold a PNG")
+    return data
+
+
+def png_data_url(values: np.ndarray) -> str:
+    """A uint8 (h, w) array as a grey PNG data URL."""
+    png = io.BytesIO()
+    Image.fromarray(values).save(png, format="PNG")
+    return PNG_DATA_URL + base64.b64encode(png.getvalue()).decode("ascii")
+
+
+def from_image(url: str, work: Callable[[Image.Image], T]) -> T:
+    """Decode one picture (at most ``MAX_IMAGE_PIXELS``) and hand it to ``work``; its
+    memory goes back to the system after."""
+    try:
+        picture = open_picture(decode_png_data_url(url), max_pixels=MAX_IMAGE_PIXELS)
+        return work(picture)
+    finally:
+        picture = None
+        release_memory()
+
+
+class Pictures:
+    """The pool pictures are decoded on: at most ``workers`` at once and ``queue``
+    waiting; one more is refused with TooManyPictures.  Its threads start with the
+    first picture."""
+
+    def __init__(self, workers: int = PICTURE_WORKERS, queue: int = PICTURE_QUEUE) -> None:
+        self.workers, self.queue = workers, queue
+        self.waiting = 0
+        self.pool: ThreadPoolExecutor | None = None
+
+    async def read(self, url: str, work: Callable[[Image.Image], T]) -> T:
+        """``work(picture)`` for the PNG data URL ``url``, on the pool (``from_image``)."""
+        if self.waiting >= self.queue:
+            raise TooManyPictures("too many pictures at once; try again in a moment")
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="picture")
+        self.waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.pool, from_image, url, work)
+        finally:
+            self.waiting -= 1
+
+    def close(self) -> None:
+        """Let the threads go, dropping pictures still waiting (at server shutdown)."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,113 @@
+"""The neuron explorer (``digitnet.explore``): ``GET /api/neuron?layer=L&index=I``
+(what excites neuron (L, I), what input it wants and what the test digits lose without
+it) and ``POST /api/nudge`` (a predict request and a ``"target"`` -> the smallest change
+found that makes the network answer the target).  The slow parts are computed once
+per network and kept with it (``ServerState.atlas``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
+
+from ... import explore
+from ...network import Network
+from ...preprocess import to_mnist
+from ..pictures import png_data_url
+from ..schemas import ERRORS, ErrorResponse, NeuronResponse, NudgeRequest, NudgeResponse, rounded
+from ..state import State
+from .predict import requested_network
+
+router = APIRouter()
+
+
+def neuron_answer(atlas: explore.Atlas, layer: int, index: int) -> dict:
+    """``GET /api/neuron``'s answer for neuron (layer, index) from its model's atlas."""
+    net, images = atlas.net, atlas.images
+    explore.check_neuron(net, layer, index)
+    indices, acts = atlas.top()[layer - 1]
+    side = int(round(np.sqrt(images.shape[1])))
+    answer = {
+        "layer": layer,
+        "index": index,
+        "weights": rounded(net.W[layer - 1][index]),
+        "bias": round(float(net.b[layer - 1][index]), 5),
+        "top": [
+            {
+                "index": int(i),
+                "activation": round(float(a), 6),
+                "image": png_data_url(images[i].reshape(side, side)),
+            }
+            for i, a in zip(indices[index], acts[index], strict=True)
+        ],
+        "wants": rounded(atlas.wants(layer)[index], 4),
+    }
+    if layer < len(net.W):
+        table = atlas.table()
+        row = table.neurons.index((layer, index))
+        answer["knockout"] = {
+            "accuracy": round(float(table.accuracy[row]), 6),
+            "per_digit": rounded(table.per_digit[row], 6),
+        }
+    return answer
+
+
+def nudge_answer(net: Network, pixels: np.ndarray, target: int, knockout) -> dict:
+    """``POST /api/nudge``'s answer.  The pixels go out as the exact float32 values, so
+    that sent back they are the very input the network answered ``digit`` for."""
+    done = explore.nudge(net, pixels.reshape(-1), target, knockout=knockout)
+    return {
+        "pixels": done.pixels.astype(np.float64).tolist(),
+        "digit": done.digit,
+        "probabilities": rounded(done.probabilities, 6),
+        "linf": round(done.linf, 6),
+        "l2": round(done.l2, 6),
+        "steps": done.steps,
+    }
+
+
+@router.get(
+    "/api/neuron",
+    response_model=NeuronResponse,
+    response_model_exclude_none=True,  # "knockout" only for hidden neurons
+    responses={**ERRORS, 404: {"model": ErrorResponse}},
+)
+async def neuron(
+    layer: int,
+    index: int,
+    state: State,
+    model: Annotated[str | None, Query(description="a model id; the served one")] = None,
+) -> dict:
+    """What excites one neuron, what it wants, and what is lost without it."""
+    try:
+        net = state.models.lookup(model).network
+    except LookupError as e:
+        raise HTTPException(404, str(e)) from None
+    try:
+        explore.check_neuron(net, layer, index)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, neuron_answer, state.atlas(net), layer, index)
+
+
+@router.post("/api/nudge", response_model=NudgeResponse, responses=ERRORS)
+async def nudge(request: NudgeRequest, state: State) -> dict:
+    """The smallest change found that makes the network answer ``target``."""
+    net = requested_network(state, request)
+    knockout = request.knockout or ()
+    try:  # unlike predict's, these messages name no field: as they always have
+        explore.check_target(net, request.target)
+        explore.keep_masks(net, knockout)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+
+    def work(pixels: np.ndarray) -> dict:
+        return nudge_answer(net, pixels, request.target, knockout)
+
+    if request.pixels is not None:
+        pixels = np.array(request.pixels, dtype=np.float32)
+        return await asyncio.get_running_loop().run_in_executor(None, work, pixels)
+    return await state.pictures.read(request.image, lambda picture: work(to_mnist(picture)))

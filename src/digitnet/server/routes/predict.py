@@ -1,0 +1,154 @@
+"""Reading digits: ``POST /api/predict`` (a canvas PNG or 784 pixels -> digit,
+probabilities, the input the network saw and every layer's activations; optional
+``"model"`` and ``"knockout"``), ``POST /api/preprocess`` (every step from the canvas
+to the network's input), ``GET /api/sample[?digit=7]`` (a random MNIST test digit) and
+``GET /api/model[?model=id]`` (sizes, functions, accuracy, every weight and bias, which
+the page needs to draw connections and weight pictures)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request
+from PIL import Image
+
+from ... import explore
+from ...modelfile import Model
+from ...models import UnknownModel, about
+from ...network import Network
+from ...preprocess import steps, to_mnist
+from ...recognise import predict_pixels
+from ..pictures import png_data_url
+from ..schemas import (
+    ERRORS,
+    ErrorResponse,
+    ModelResponse,
+    PredictRequest,
+    PredictResponse,
+    SampleResponse,
+    StepsRequest,
+    StepsResponse,
+    rounded,
+)
+from ..state import ServerState, State
+
+DIGITS = frozenset("0123456789")
+
+router = APIRouter()
+
+
+def describe(model: Model) -> dict:
+    """``GET /api/model``'s answer: what ``/api/models`` says of the model, its number
+    of parameters, and every W[l] (n_out, n_in) and b[l] (n_out,)."""
+    net = model.network
+    return {
+        **about(model),
+        "n_parameters": net.n_parameters,
+        "weights": [rounded(W) for W in net.W],
+        "biases": [rounded(b) for b in net.b],
+    }
+
+
+def requested_network(state: ServerState, request: PredictRequest) -> Network:
+    """The network a predict or nudge request names, once the request is whole: exactly
+    one of image and pixels, a known model, and a model that reads 784 pixels
+    (HTTPException 422 saying which is not so)."""
+    if (request.image is None) == (request.pixels is None):
+        raise HTTPException(422, "send exactly one of 'image' (a PNG data URL) or 'pixels'")
+    try:
+        net = state.models.lookup(request.model).network
+    except UnknownModel as e:
+        raise HTTPException(422, f"model: {e}") from None
+    if net.sizes[0] != 784:
+        raise HTTPException(
+            422, f"this model takes {net.sizes[0]} inputs, not the 784 of a picture"
+        )
+    return net
+
+
+def answer(net: Network, pixels: np.ndarray, knockout: explore.Knockout = ()) -> dict:
+    """``POST /api/predict``'s answer for pixels (28, 28) or (784,) in [0, 1]."""
+    prediction = predict_pixels(net, pixels, knockout)
+    return {
+        "digit": prediction.digit,
+        "probabilities": rounded(prediction.probabilities, 6),
+        "input": rounded(prediction.input.reshape(-1), 4),
+        "activations": [rounded(a, 5) for a in prediction.activations],
+    }
+
+
+def steps_of(picture: Image.Image) -> dict:
+    """``POST /api/preprocess``'s answer: ``preprocess.steps`` of the picture, the ink
+    cropped to its bounds as a PNG."""
+    done = steps(picture)
+    top, left, bottom, right = done.bounds
+    crop = np.round(255 * done.ink[top:bottom, left:right]).astype(np.uint8)
+    return {
+        "size": list(done.ink.shape),
+        "ink": png_data_url(crop),
+        "bounds": list(done.bounds),
+        "stroke": round(done.stroke, 3),
+        "pen": done.pen,
+        "box": rounded(done.box, 4),
+        "offset": list(done.offset),
+        "input": rounded(done.field.reshape(-1), 4),
+    }
+
+
+@router.get("/api/model", response_model=ModelResponse, responses={404: {"model": ErrorResponse}})
+async def get_model(
+    state: State,
+    model: Annotated[str | None, Query(description="a model id from /api/models")] = None,
+) -> dict:
+    """The network: its shape, accuracy, and every weight and bias."""
+    if model is None:
+        return state.served_answer
+    try:
+        return describe(state.models.lookup(model))
+    except UnknownModel as e:
+        raise HTTPException(404, str(e)) from None
+
+
+@router.post("/api/predict", response_model=PredictResponse, responses=ERRORS)
+async def predict(request: PredictRequest, state: State) -> dict:
+    """Read a digit from a canvas PNG or from 784 pixels."""
+    net = requested_network(state, request)
+    knockout = request.knockout or ()
+    try:
+        explore.keep_masks(net, knockout)
+    except ValueError as e:
+        raise HTTPException(422, f"knockout: {e}") from None
+    if request.pixels is not None:
+        return answer(net, np.array(request.pixels, dtype=np.float32), knockout)
+    return await state.pictures.read(
+        request.image, lambda picture: answer(net, to_mnist(picture), knockout)
+    )
+
+
+@router.post("/api/preprocess", response_model=StepsResponse, responses=ERRORS)
+async def preprocess(request: StepsRequest, state: State) -> dict:
+    """Every step from a canvas PNG to the network's 28x28 input."""
+    return await state.pictures.read(request.image, steps_of)
+
+
+@router.get("/api/sample", response_model=SampleResponse, responses=ERRORS)
+async def sample(
+    request: Request,
+    state: State,
+    digit: Annotated[int | None, Query(ge=0, le=9, description="only this digit")] = None,
+) -> dict:
+    """A random MNIST test digit, optionally of one class."""
+    raw = request.query_params.getlist("digit")  # strictly "0".."9", not "0.0" or "07"
+    if len(raw) > 1 or (raw and raw[0] not in DIGITS):
+        raise HTTPException(422, f"digit: expected one whole number 0-9, got {raw!r}")
+    labels = state.labels
+    choices = np.flatnonzero(labels == digit) if digit is not None else np.arange(len(labels))
+    if len(choices) == 0:
+        raise HTTPException(404, f"no test image of digit {digit}")
+    index = int(state.rng.choice(choices))
+    return {
+        "label": int(labels[index]),
+        "index": index,
+        "pixels": rounded(state.images[index] / 255, 4),
+    }

@@ -1,0 +1,153 @@
+"""The API's request and response models, each written once and shared by the routers
+(``NudgeRequest`` is ``PredictRequest`` with a target), and ``ERRORS``, the error
+answers the endpoints document.  FastAPI checks requests against these and builds
+``/openapi.json`` from them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Most knock-outs one request may list.
+MAX_KNOCKOUTS = 1000
+#: What a request's "image" holds.
+PNG_URL = "a PNG as a data URL: data:image/png;base64,..."
+KnockoutField = Annotated[
+    list[Annotated[list[Annotated[int, Field(strict=True)]], Field(min_length=2, max_length=2)]]
+    | None,
+    Field(
+        None,
+        max_length=MAX_KNOCKOUTS,
+        description="hidden neurons switched off: [[layer, index], ...], layer from 1",
+    ),
+]
+
+
+class PredictRequest(BaseModel):
+    """Exactly one of ``image`` (a PNG data URL) or ``pixels`` (784 numbers)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str | None = Field(None, description=PNG_URL, examples=[])
+    pixels: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]] | None = (
+        Field(None, min_length=784, max_length=784, description="784 pixels in [0, 1]")
+    )
+    model: str | None = Field(
+        None, description="a model id from /api/models; the served one if left out"
+    )
+    knockout: KnockoutField = None
+
+
+class PredictResponse(BaseModel):
+    digit: int = Field(description="the guess: the brightest output neuron")
+    probabilities: list[float] = Field(description="the ten outputs, summing to 1")
+    input: list[float] = Field(description="the 784 values the network saw, row by row")
+    activations: list[list[float]] = Field(description="every layer's activations, a_0 to a_L")
+
+
+class ModelResponse(BaseModel):
+    sizes: list[int]
+    activation: str
+    output: str
+    n_parameters: int
+    test_accuracy: float | None
+    weights: list[list[list[float]]] = Field(description="W[l], each (n_out, n_in)")
+    biases: list[list[float]] = Field(description="b[l], each (n_out,)")
+
+
+class SampleResponse(BaseModel):
+    label: int = Field(description="the digit MNIST says it is")
+    index: int = Field(description="its index in the MNIST test set")
+    pixels: list[float] = Field(description="784 values in [0, 1]")
+
+
+class StepsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(description=PNG_URL)
+
+
+class StepsResponse(BaseModel):
+    size: list[int] = Field(description="[height, width] of the picture as worked on")
+    ink: str = Field(description="the ink found, white on black, cropped: a PNG data URL")
+    bounds: list[int] = Field(description="[top, left, bottom, right] of the ink (ends excluded)")
+    stroke: float = Field(description="the stroke width (px) the ink would have in the 20x20 box")
+    pen: str = Field(description="what was done to the strokes: kept, thickened, thinned, shrunk")
+    box: list[list[float]] = Field(description="the ink fitted into the 20x20 box, (h, w)")
+    offset: list[int] = Field(description="[top, left] of the box in the 28x28 input")
+    input: list[float] = Field(description="the 784 values the network sees, row by row")
+
+
+class TopImage(BaseModel):
+    index: int = Field(description="its index in the MNIST test set")
+    activation: float = Field(description="the neuron's activation for it")
+    image: str = Field(description="the 28x28 picture as a PNG data URL")
+
+
+class KnockoutScore(BaseModel):
+    accuracy: float = Field(description="test accuracy with this neuron switched off")
+    per_digit: list[float] = Field(description="per-digit test accuracy with it off")
+
+
+class NeuronResponse(BaseModel):
+    layer: int = Field(description="weight layer from 1 (1 = first hidden layer)")
+    index: int = Field(description="the neuron in its layer, from 0")
+    weights: list[float] = Field(description="its n_in incoming weights")
+    bias: float
+    top: list[TopImage] = Field(description="the test images it answers most, highest first")
+    wants: list[float] = Field(description="784 values in [0, 1]: the input it wants")
+    knockout: KnockoutScore | None = Field(None, description="hidden neurons only")
+
+
+class NudgeRequest(PredictRequest):
+    """What ``/api/predict`` takes, and the digit to make the network say."""
+
+    target: int = Field(strict=True, description="the digit to make the network answer")
+
+
+class NudgeResponse(BaseModel):
+    pixels: list[float] = Field(description="the nudged 784 values in [0, 1]")
+    digit: int = Field(description="what the network answers for pixels")
+    probabilities: list[float] = Field(description="the ten outputs for pixels")
+    linf: float = Field(description="the largest change of one pixel")
+    l2: float = Field(description="the length of the change, sqrt(sum of squares)")
+    steps: int = Field(description="gradient steps taken")
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+class ModelSummary(BaseModel):
+    id: str
+    sizes: list[int]
+    activation: str
+    output: str
+    test_accuracy: float | None
+
+
+class TrainStarted(BaseModel):
+    id: str = Field(description="the run's id, also the id of the model it makes")
+
+
+class TrainStopped(BaseModel):
+    id: str
+    state: str = Field(description="stopping, or done/error when it had already ended")
+
+
+class TrainOptions(BaseModel):
+    defaults: dict = Field(description="the value of each setting a request may give")
+    limits: dict = Field(description="the most each bounded setting may be")
+    choices: dict = Field(description="the names each named setting may take")
+    running: dict | None = Field(description="the run in progress, if any: its id and epochs")
+ERRORS = {
+    400: {"model": ErrorResponse},
+    413: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+    503: {"model": ErrorResponse},
+}
+
+
+def rounded(values: np.ndarray, digits: int = 5) -> list:
+    """An array as (nested) lists of floats rounded to ``digits`` decimals, for JSON."""
+    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()

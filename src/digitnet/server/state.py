@@ -1,0 +1,68 @@
+"""``ServerState``: everything the endpoints share, made once by ``create_app`` and
+kept in ``app.state.server``.  An endpoint asks for it with a parameter typed
+``State`` (a FastAPI dependency), so each router reads only what it names and can be
+tested with a state of its own."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, Request
+
+from .. import explore, jobs
+from ..models import Models
+from ..network import Network
+from .pictures import Pictures
+
+
+def atlases(images: np.ndarray, labels: np.ndarray) -> Callable[[Network], explore.Atlas]:
+    """``atlas(net)``: the ``explore.Atlas`` of ``net`` on these images, made on first use
+    and kept as long as the network lives, so every served model has its own cache."""
+    made: weakref.WeakKeyDictionary[Network, explore.Atlas] = weakref.WeakKeyDictionary()
+
+    def atlas(net: Network) -> explore.Atlas:
+        if net not in made:
+            made[net] = explore.Atlas(net, images, labels)
+        return made[net]
+
+    return atlas
+
+
+@dataclass
+class ServerState:
+    """What the endpoints work on.
+
+    ``served_answer`` is ``GET /api/model``'s answer for the served model, made once;
+    ``images`` (N, 784) uint8 and ``labels`` (N,) are the samples of ``/api/sample``
+    and the explorer's test digits; ``atlas(net)`` the explorer's cache per network."""
+
+    served_answer: dict
+    models: Models  # every model by id, the served one first
+    trainer: jobs.Trainer  # training runs, one at a time, putting their models in models
+    images: np.ndarray
+    labels: np.ndarray
+    pictures: Pictures = field(default_factory=Pictures)  # the bounded decoding pool
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    atlas: Callable[[Network], explore.Atlas] | None = None
+
+    def __post_init__(self) -> None:
+        if self.atlas is None:
+            self.atlas = atlases(self.images, self.labels)
+
+    async def close(self) -> None:
+        """Stop any training and the picture pool, at server shutdown."""
+        await self.trainer.close()
+        self.pictures.close()
+
+
+async def server_state(request: Request) -> ServerState:
+    """The app's ``ServerState`` (async: FastAPI would run a plain function on a thread)."""
+    return request.app.state.server
+
+
+#: An endpoint parameter typed ``State`` receives the app's ``ServerState``.
+State = Annotated[ServerState, Depends(server_state)]
