@@ -13,7 +13,7 @@ import pytest
 
 from digitnet import activations, kernel
 from digitnet.activations import ACTIVATIONS, Activation
-from digitnet.config import TrainConfig, TrainingDiverged
+from digitnet.config import TrainConfig
 from digitnet.network import Network
 from digitnet.train import fit, is_compiled, seeded_generators, train_network
 
