@@ -60,6 +60,20 @@ def mnist():
 
 
 @pytest.fixture(scope="session")
+def default_loop() -> str:
+    """The loop ``kernel="auto"`` takes for the default configuration in this run:
+    "compiled" where numba is installed (its loop is built here, once, into this run's
+    compile cache, so every process of the run finds it), else "numpy"."""
+    from digitnet import kernel
+    from digitnet.train import compile_loop
+
+    if not kernel.AVAILABLE:
+        return "numpy"
+    compile_loop(TrainConfig())
+    return "compiled"
+
+
+@pytest.fixture(scope="session")
 def trained(mnist, tmp_path_factory):
     """A default network trained for 10 epochs (about 95.5% on the test set), saved."""
     config = TrainConfig(epochs=10, kernel="numpy")  # the same model whatever is compiled
