@@ -50,6 +50,20 @@ def pytest_report_header(config):
     ]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test of a module that uses hypothesis says the run's seed."""
+    outcome = yield
+    report = outcome.get_result()
+    names = vars(getattr(item, "module", None) or object()).values()
+    uses_hypothesis = any(str(getattr(v, "__module__", "")).startswith("hypothesis") for v in names)
+    if report.failed and uses_hypothesis:
+        seed = item.config.getoption("hypothesis_seed", None)
+        report.sections.append(
+            ("hypothesis seed", f"this run's seed: {seed}; replay with --hypothesis-seed={seed}")
+        )
+
+
 def pytest_unconfigure(config):
     shutil.rmtree(NUMBA_CACHE, ignore_errors=True)
 
