@@ -90,6 +90,8 @@ def test_classic_recipe_is_one_set_of_flags_away(tmp_path):
     path = tmp_path / "classic.safetensors"
     result = run(
         "train",
+        "--kernel",
+        "numpy",
         "--loss",
         "quadratic",
         "--output",
@@ -160,6 +162,8 @@ def test_divergence_exits_1_without_a_model(tmp_path):
     path = tmp_path / "m.safetensors"
     result = run(
         "train",
+        "--kernel",
+        "numpy",
         "--optimizer",
         "sgd",
         "--lr",
