@@ -752,7 +752,8 @@ def test_serve_with_a_misspelt_model_trains_nothing(tmp_path, trained):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_interrupted_first_serve_leaves_no_half_trained_model(tmp_path):
+def test_an_interrupted_first_serve_leaves_no_half_trained_model(tmp_path, default_loop):
+    """Ctrl-C after the first of 40 epochs (on ``default_loop``)."""
     process = start("serve", "--port", "0", cwd=tmp_path)
     wait_for_line(process, "epoch  1/40")
     process.send_signal(signal.SIGINT)
