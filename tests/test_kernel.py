@@ -132,7 +132,8 @@ def test_training_leaves_subnormal_arithmetic_as_it_was(mnist):
 def test_auto_takes_the_compiled_loop_only_once_it_is_built(tmp_path):
     """With an empty compile cache "auto" trains with NumPy, without so much as
     importing numba; the loop built in the background (as ``digitnet train`` starts
-    it in a terminal) is then taken by the next run."""
+    it in a terminal) is then taken by the next run.  The suite's one compile from an
+    empty cache (every other test shares the run's cache: conftest.NUMBA_CACHE)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     env.pop("NUMBA_OPT", None)
     ask = (
