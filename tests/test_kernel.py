@@ -129,31 +129,45 @@ def test_training_leaves_subnormal_arithmetic_as_it_was(mnist):
     assert np.float32(1e-40) > 0
 
 
-def test_auto_takes_the_compiled_loop_only_once_it_is_built(tmp_path):
+def test_auto_takes_the_compiled_loop_only_once_it_is_built(tmp_path, mnist):
     """With an empty compile cache "auto" trains with NumPy, without so much as
     importing numba; the loop built in the background (as ``digitnet train`` starts
-    it in a terminal) is then taken by the next run.  The suite's one compile from an
-    empty cache (every other test shares the run's cache: conftest.NUMBA_CACHE)."""
+    it in a terminal) is then taken by the next run.
+
+    The suite's one compile from an empty cache, and at numba's own optimisation level
+    (every other test shares the run's cache, built at ``conftest.NUMBA_OPT``): an
+    epoch trained with it gives the very weights the run's loop gives."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     env.pop("NUMBA_OPT", None)
     ask = (
         "import sys; from digitnet.config import TrainConfig; "
         "from digitnet.train import resolve_kernel; "
-        "print(resolve_kernel(TrainConfig(sizes=(784, 12, 10))), 'numba' in sys.modules)"
+        "print(resolve_kernel(TrainConfig()), 'numba' in sys.modules)"
     )
 
-    def resolved() -> str:
-        run = subprocess.run([sys.executable, "-c", ask], env=env, capture_output=True, text=True)
+    def python(code: str) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+        )
         assert run.returncode == 0, run.stderr
         return run.stdout.strip()
 
-    assert resolved() == "numpy False"  # nothing cached: not even numba is imported
-    build = (
+    assert python(ask) == "numpy False"  # nothing cached: not even numba is imported
+    python(
         "from digitnet.config import TrainConfig; from digitnet.train import compile_in_background;"
-        " compile_in_background(TrainConfig(sizes=(784, 12, 10))).wait()"
+        " compile_in_background(TrainConfig()).wait()"
     )
-    subprocess.run([sys.executable, "-c", build], env=env, check=True, timeout=600)
-    assert resolved() == "compiled True"
+    assert python(ask) == "compiled True"
+    config = TrainConfig(epochs=1, validation=300, kernel="compiled")
+    theirs = python(
+        "from digitnet.config import TrainConfig; from digitnet.data import load_mnist; "
+        "from digitnet.train import train_network; d = load_mnist(); "
+        f"c = TrainConfig.from_dict({config.to_dict()!r}); "
+        "n, _ = train_network(d.train_images[:3000], d.train_labels[:3000], c); "
+        "print(n.params.tobytes().hex())"
+    )
+    ours, _ = train_network(mnist.train_images[:3000], mnist.train_labels[:3000], config)
+    assert theirs == ours.params.tobytes().hex()  # the same arithmetic, to the bit
 
 
 def test_is_compiled_knows_what_this_process_compiled(mnist):
