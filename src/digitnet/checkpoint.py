@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +20,9 @@ from .metadata import MetadataError, checkpoint_record, parse_json
 from .modelfile import ModelFileError, _read
 from .network import count_parameters
 from .optimizers import OPTIMIZERS
+from .train import TrainState
 
 Array = np.ndarray
-
-
-@dataclass
-class TrainState:
-    """Everything needed to continue a run exactly where it stopped: after ``epoch``
-    epochs and ``step`` optimiser steps, the current and the best weights (in the
-    coordinates training uses, before the input transform is folded in), the
-    optimiser's running averages, the shuffling generator's state and the history."""
-
-    epoch: int
-    step: int
-    params: Array
-    best_params: Array
-    best_score: float
-    since_best: int
-    optimizer: dict[str, Array]
-    optimizer_steps: int
-    rng: dict
-    history: History
 
 
 CHECKPOINT_VERSION = 1

@@ -1,13 +1,13 @@
 """The training loop compiled by numba, from the same source as the plain one.
 
-``train.train_batches`` and every function it calls (backprop, the activations, the
+``loop.train_batches`` and every function it calls (backprop, the activations, the
 costs, the optimisers' rules: the registries' entries) are written in NumPy that
 numba also compiles.  Here numba is told to compile them (``register_jitable``), and
 the loop is specialised for one configuration's functions: a closure over them,
 compiled once (about 40 s of one core) and cached on disk, keyed by the source of
-every module it is built from.  For 784-16-16-10 a mini-batch of 32 costs about 80
-NumPy calls in the plain loop; compiled, that overhead is gone and an epoch takes a
-third of the time (``benchmarks/results/bench.md``).
+every file it is built from, found by following its calls (``reachable``).  For
+784-16-16-10 a mini-batch of 32 costs about 80 NumPy calls in the plain loop;
+compiled, that overhead is gone (``benchmarks/results/bench.md``).
 
 Three things live only here, each measured:
 
@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import os
 import platform
 import sys
 import tempfile
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -50,10 +51,6 @@ AVAILABLE = all(importlib.util.find_spec(name) is not None for name in ("numba",
 
 #: Where subnormal flushing exists: x86's MXCSR register.
 FLUSHES_SUBNORMALS = platform.machine().lower() in ("x86_64", "amd64")
-
-#: Modules whose source the compiled loop is built from: a change to any of them
-#: makes a new cache entry, so an edited equation is never run from a stale one.
-SOURCES = ("activations", "network", "optimizers", "primitives", "train", "kernel")
 
 _registered: set = set()
 
@@ -78,146 +75,173 @@ def subnormals_flushed(enabled: bool = FLUSHES_SUBNORMALS):
         _mxcsr.restore(old)
 
 
-def _register(function: Callable) -> None:
-    """Let numba compile ``function`` and every plain function it calls by name
-    (NumPy's own functions numba knows already)."""
+def reachable(functions: Iterable[Callable]) -> list[types.FunctionType]:
+    """Every plain Python function the loop runs: ``functions`` and, transitively,
+    every function they call by a global name or hold in a closure.  Both what numba
+    is told to compile and the cache key (``fingerprint``) come from this one walk."""
+    seen: dict[types.FunctionType, None] = {}
+    todo = list(functions)
+    while todo:
+        function = todo.pop()
+        if not isinstance(function, types.FunctionType) or function in seen:
+            continue
+        seen[function] = None
+        todo.extend(function.__globals__.get(name) for name in function.__code__.co_names)
+        todo.extend(cell.cell_contents for cell in function.__closure__ or ())
+    return list(seen)
+
+
+def _register(functions: Iterable[Callable]) -> None:
+    """Let numba compile every function the loop runs (``reachable``); the
+    primitives have loops of their own (``_compiled_primitives``), and NumPy's own
+    functions numba knows already."""
     from numba.extending import register_jitable
 
-    if not isinstance(function, types.FunctionType):
-        return
-    if function in _registered or function in _compiled_primitives():
-        return
-    _registered.add(function)
-    register_jitable(function)
-    for name in function.__code__.co_names:
-        value = function.__globals__.get(name)
-        if isinstance(value, types.FunctionType):
-            _register(value)
+    for function in reachable(functions):
+        if function not in _registered and function not in _compiled_primitives():
+            _registered.add(function)
+            register_jitable(function)
+
+
+def _prefetch_rows(images, rows):
+    """numba's loop for ``primitives.prefetch_rows``."""
+    prefetch = _prefetch_intrinsic()
+
+    def impl(images, rows):
+        for r in range(rows.shape[0]):
+            for p in range(0, images.shape[1], CACHE_LINE):
+                prefetch(images, rows[r], p)
+
+    return impl
+
+
+def _rows_of(a, rows):
+    """numba's loop for ``primitives.rows_of``."""
+
+    def impl(a, rows):
+        out = np.empty((rows.shape[0],) + a.shape[1:], a.dtype)
+        for r in range(rows.shape[0]):
+            out[r] = a[rows[r]]
+        return out
+
+    return impl
+
+
+def _scaled_rows(images, rows, start, stop, scale, shift, out, at):
+    """numba's loop for ``primitives.scaled_rows``."""
+    real = out.dtype
+
+    def impl(images, rows, start, stop, scale, shift, out, at):
+        for r in range(rows.shape[0]):  # slices indexed from 0: the loop vectorises
+            source = images[rows[r], start:stop]
+            target = out[r, at : at + stop - start]
+            for p in range(target.shape[0]):
+                target[p] = real(source[p]) * scale + shift
+
+    return impl
+
+
+def _row_max(z):
+    """numba's loop for ``primitives.row_max``."""
+
+    def impl(z):
+        out = z[:, :1].copy()
+        for i in range(z.shape[0]):
+            for j in range(1, z.shape[1]):
+                out[i, 0] = max(out[i, 0], z[i, j])
+        return out
+
+    return impl
+
+
+def _each(f, z, b):
+    """numba's loop for ``primitives.each``."""
+
+    def impl(f, z, b):
+        out = np.empty_like(z)
+        for i in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                out[i, j] = f(z[i, j] + b[j])
+        return out
+
+    return impl
+
+
+def _times_each(g, f_prime, a):
+    """numba's loop for ``primitives.times_each``."""
+
+    def impl(g, f_prime, a):
+        out = np.empty_like(g)
+        for i in range(g.shape[0]):
+            for j in range(g.shape[1]):
+                out[i, j] = g[i, j] * f_prime(a[i, j])
+        return out
+
+    return impl
+
+
+def _each_parameter(rule, params, grad, decay, m, v, constants):
+    """numba's loop for ``primitives.each_parameter``."""
+
+    def impl(rule, params, grad, decay, m, v, constants):
+        for i in range(params.shape[0]):
+            g = grad[i] + decay[i] * params[i]
+            params[i], m[i], v[i] = rule(params[i], g, m[i], v[i], constants)
+
+    return impl
+
+
+def _row_sum(z):
+    """numba's loop for ``primitives.row_sum``."""
+
+    def impl(z):
+        out = np.zeros((z.shape[0], 1), z.dtype)
+        for i in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                out[i, 0] += z[i, j]
+        return out
+
+    return impl
+
+
+def _correct_guesses(a, labels):
+    """numba's loop for ``primitives.correct_guesses``."""
+
+    def impl(a, labels):
+        right = 0
+        for i in range(a.shape[0]):
+            best = 0
+            for j in range(1, a.shape[1]):
+                if a[i, j] > a[i, best]:
+                    best = j
+            right += best == labels[i]
+        return right
+
+    return impl
 
 
 @cache
 def _compiled_primitives() -> tuple:
     """Give numba its own version of each primitive (``digitnet.primitives``), a loop
-    over elements, and return them."""
+    over elements (the functions above), and return the primitives."""
     from numba.extending import overload
 
-    from .primitives import (
-        correct_guesses,
-        each,
-        each_parameter,
-        prefetch_rows,
-        row_max,
-        row_sum,
-        rows_of,
-        scaled_rows,
-        times_each,
-    )
+    from . import primitives
 
-    _prefetch = _prefetch_intrinsic()
-
-    @overload(prefetch_rows)
-    def _prefetch_rows(images, rows):
-        def impl(images, rows):
-            for r in range(rows.shape[0]):
-                for p in range(0, images.shape[1], CACHE_LINE):
-                    _prefetch(images, rows[r], p)
-
-        return impl
-
-    @overload(rows_of)
-    def _rows_of(a, rows):
-        def impl(a, rows):
-            out = np.empty((rows.shape[0],) + a.shape[1:], a.dtype)
-            for r in range(rows.shape[0]):
-                out[r] = a[rows[r]]
-            return out
-
-        return impl
-
-    @overload(scaled_rows)
-    def _scaled_rows(images, rows, start, stop, scale, shift, out, at):
-        real = out.dtype
-
-        def impl(images, rows, start, stop, scale, shift, out, at):
-            for r in range(rows.shape[0]):  # slices indexed from 0: the loop vectorises
-                source = images[rows[r], start:stop]
-                target = out[r, at : at + stop - start]
-                for p in range(target.shape[0]):
-                    target[p] = real(source[p]) * scale + shift
-
-        return impl
-
-    @overload(row_max)
-    def _row_max(z):
-        def impl(z):
-            out = z[:, :1].copy()
-            for i in range(z.shape[0]):
-                for j in range(1, z.shape[1]):
-                    out[i, 0] = max(out[i, 0], z[i, j])
-            return out
-
-        return impl
-
-    @overload(each)
-    def _each(f, z, b):
-        def impl(f, z, b):
-            out = np.empty_like(z)
-            for i in range(z.shape[0]):
-                for j in range(z.shape[1]):
-                    out[i, j] = f(z[i, j] + b[j])
-            return out
-
-        return impl
-
-    @overload(times_each)
-    def _times_each(g, f_prime, a):
-        def impl(g, f_prime, a):
-            out = np.empty_like(g)
-            for i in range(g.shape[0]):
-                for j in range(g.shape[1]):
-                    out[i, j] = g[i, j] * f_prime(a[i, j])
-            return out
-
-        return impl
-
-    @overload(each_parameter)
-    def _each_parameter(rule, params, grad, decay, m, v, constants):
-        def impl(rule, params, grad, decay, m, v, constants):
-            for i in range(params.shape[0]):
-                g = grad[i] + decay[i] * params[i]
-                params[i], m[i], v[i] = rule(params[i], g, m[i], v[i], constants)
-
-        return impl
-
-    @overload(row_sum)
-    def _row_sum(z):
-        def impl(z):
-            out = np.zeros((z.shape[0], 1), z.dtype)
-            for i in range(z.shape[0]):
-                for j in range(z.shape[1]):
-                    out[i, 0] += z[i, j]
-            return out
-
-        return impl
-
-    @overload(correct_guesses)
-    def _correct_guesses(a, labels):
-        def impl(a, labels):
-            right = 0
-            for i in range(a.shape[0]):
-                best = 0
-                for j in range(1, a.shape[1]):
-                    if a[i, j] > a[i, best]:
-                        best = j
-                right += best == labels[i]
-            return right
-
-        return impl
-
-    return (
-        row_max, row_sum, each, times_each, each_parameter, correct_guesses, scaled_rows,
-        rows_of, prefetch_rows,
-    )
+    loops = {
+        primitives.prefetch_rows: _prefetch_rows,
+        primitives.rows_of: _rows_of,
+        primitives.scaled_rows: _scaled_rows,
+        primitives.row_max: _row_max,
+        primitives.each: _each,
+        primitives.times_each: _times_each,
+        primitives.each_parameter: _each_parameter,
+        primitives.row_sum: _row_sum,
+        primitives.correct_guesses: _correct_guesses,
+    }
+    for primitive, loop in loops.items():
+        overload(primitive)(loop)
+    return tuple(loops)
 
 
 #: Bytes in a cache line (x86 and most ARM cores), and so elements of uint8 images.
@@ -252,13 +276,21 @@ def _prefetch_intrinsic():
     return _prefetch
 
 
+def source_files(functions: Iterable[Callable]) -> list[Path]:
+    """The files whose code the loop of ``functions`` is built from: those of every
+    function it runs (``reachable``) and this module's (the primitives' loops)."""
+    files = {Path(inspect.getsourcefile(f)).resolve() for f in reachable(functions)}
+    return sorted(files | {Path(__file__).resolve()})
+
+
 @cache
-def _fingerprint() -> int:
-    """A number that changes with the source of any module the loop is built from."""
-    here = Path(__file__).parent
+def fingerprint(functions: tuple[Callable, ...]) -> int:
+    """A number that changes with the source of any file the loop of ``functions``
+    is built from (``source_files``): part of the compiled loop's cache key, so an
+    edited equation is never run from a stale cache entry."""
     digest = hashlib.sha256()
-    for name in SOURCES:
-        digest.update((here / f"{name}.py").read_bytes())
+    for path in source_files(functions):
+        digest.update(path.read_bytes())
     return int(digest.hexdigest()[:15], 16)
 
 
@@ -270,13 +302,12 @@ def compiled(body: Callable, functions: tuple[Callable, ...]) -> Callable:
     import scipy.linalg.cython_blas  # noqa: F401  the BLAS behind numba's np.dot
 
     _compiled_primitives()
-    for function in (body, *functions):
-        _register(function)
+    _register((body, *functions))
     rule, constants, f, f_prime, output, cost, delta = functions
-    fingerprint = _fingerprint()
+    key = fingerprint((body, *functions))
 
     def loop(net, data, plan, state, hyper):
-        assert fingerprint  # part of the cache key: the source this was built from
+        assert key  # part of the cache key: the source this was built from
         return body(net, data, plan, state, hyper, rule, constants, f, f_prime, output, cost, delta)
 
     # error_model="numpy": x / 0 gives inf as in NumPy, without a check on every division.
@@ -320,13 +351,15 @@ def is_compiled(body: Callable, functions: tuple[Callable, ...], args: tuple) ->
 
 
 @contextmanager
-def building(functions: tuple[Callable, ...], args: tuple, *, wait: bool):
+def building(body: Callable, functions: tuple[Callable, ...], args: tuple, *, wait: bool):
     """Hold the lock on building the loop for these functions and arguments' types
     (a file in the temporary folder) while inside; yields False, without waiting,
     where ``wait`` is false and another process holds it."""
     import numba
 
-    key = repr((_fingerprint(), [f.__qualname__ for f in functions], numba.typeof(args)))
+    key = repr(
+        (fingerprint((body, *functions)), [f.__qualname__ for f in functions], numba.typeof(args))
+    )
     key += os.environ.get("NUMBA_CACHE_DIR", "")
     name = f"digitnet-compile-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
     try:

@@ -38,43 +38,65 @@ def _shade(values: Array, activation: str) -> Array:
     return values
 
 
+#: The network figure's colours: the video's look, light on black.
+INK, DIM, DARK, GUESS = "#f0f2f5", "#a0a8b5", "#0f1216", "#f5b700"
+
+
+def _row(n: int, i: int) -> float:
+    """The height of neuron i of a layer of n, top to bottom in (0, 1)."""
+    return 1 - (i + 0.5) / n
+
+
 def network_figure(net: Network, x: Array, *, label: int | None = None, links: int = 40) -> Figure:
     """The activation cascade for one input x (784,) in [0, 1]: the picture, the 784
     input neurons as a column, each layer's neurons shaded by activation, the strongest
     contributions w·a as lines (colour for sign, width for size), the ten outputs
     labelled with their values and the guess marked."""
     layers = net.trace(np.asarray(x, dtype=np.float32).reshape(-1))
-    sizes = net.sizes
-    side = int(round(np.sqrt(sizes[0])))
     guess = int(np.argmax(layers[-1]))
-    ink, dim, dark = "#f0f2f5", "#a0a8b5", "#0f1216"  # the video's look: light on black
-    fig = Figure(figsize=(12, 6.6), layout="constrained", facecolor=dark)
+    fig = Figure(figsize=(12, 6.6), layout="constrained", facecolor=DARK)
     grid = fig.add_gridspec(1, 2, width_ratios=[1, 3.2])
-    ax_in = fig.add_subplot(grid[0])
-    ax_in.imshow(layers[0].reshape(side, side), cmap="gray", vmin=0, vmax=1)
-    title = "input: 28×28 pixels" if label is None else f"input (MNIST label {label})"
-    ax_in.set_title(title, color=ink)
-    ax_in.set_xticks([])
-    ax_in.set_yticks([])
-    for spine in ax_in.spines.values():
-        spine.set_color(dim)
-
+    _input_picture(fig.add_subplot(grid[0]), layers[0], label)
     ax = fig.add_subplot(grid[1])
-    ax.set_facecolor(dark)
+    _input_column(ax, net.sizes, layers[0])
+    _links(ax, net, layers, links)
+    for l in range(1, len(net.sizes)):
+        _neurons(ax, net, l, layers[l], guess)
+    fig.suptitle(
+        f"the network's guess: {guess}  (output {layers[-1][guess]:.2f})", fontsize=14, color=INK
+    )
+    return fig
+
+
+def _input_picture(ax, a0: Array, label: int | None) -> None:
+    """The input a_0 (784,) as the 28x28 picture it is."""
+    side = int(round(np.sqrt(a0.size)))
+    ax.imshow(a0.reshape(side, side), cmap="gray", vmin=0, vmax=1)
+    title = "input: 28×28 pixels" if label is None else f"input (MNIST label {label})"
+    ax.set_title(title, color=INK)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color(DIM)
+
+
+def _input_column(ax, sizes: tuple[int, ...], a0: Array) -> None:
+    """The cascade's axes, and the 784 inputs as one column of grey cells."""
+    ax.set_facecolor(DARK)
     ax.set_xlim(-0.6, len(sizes) - 0.2)
     ax.set_ylim(-0.06, 1.08)
     ax.axis("off")
-    column = layers[0].reshape(-1, 1)
-    ax.imshow(column, cmap="gray", vmin=0, vmax=1, aspect="auto", extent=(-0.08, 0.08, 0, 1))
-    ax.text(0, 1.03, f"{sizes[0]} inputs", ha="center", fontsize=11, color=ink)
+    ax.imshow(a0.reshape(-1, 1), cmap="gray", vmin=0, vmax=1, aspect="auto",
+              extent=(-0.08, 0.08, 0, 1))  # fmt: skip
+    ax.text(0, 1.03, f"{sizes[0]} inputs", ha="center", fontsize=11, color=INK)
     ax.text(
-        0, -0.02, "one row per pixel,\ntop-left first", ha="center", va="top", fontsize=8, color=dim
+        0, -0.02, "one row per pixel,\ntop-left first", ha="center", va="top", fontsize=8, color=DIM
     )
 
-    def y(n: int, i: int) -> float:
-        return 1 - (i + 0.5) / n
 
-    # connections: the strongest contributions w·a into each layer
+def _links(ax, net: Network, layers: list[Array], links: int) -> None:
+    """The ``links`` strongest contributions w_jk·a_k into each layer, as lines."""
+    sizes = net.sizes
     for l, W in enumerate(net.W):
         contributions = W * layers[l][None, :]  # (n_out, n_in)
         flat = np.abs(contributions).ravel()
@@ -85,47 +107,38 @@ def network_figure(net: Network, x: Array, *, label: int | None = None, links: i
             if flat[index] == 0:
                 continue
             strength = flat[index] / peak
-            x0 = 0.08 if l == 0 else l
             ax.plot(
-                [x0, l + 1],
-                [y(sizes[l], k), y(sizes[l + 1], j)],
+                [0.08 if l == 0 else l, l + 1],
+                [_row(sizes[l], k), _row(sizes[l + 1], j)],
                 color=POSITIVE if W[j, k] > 0 else NEGATIVE,
                 linewidth=0.3 + 2.6 * strength,
                 alpha=0.3 + 0.6 * strength,
                 zorder=1,
             )
-    for l in range(1, len(sizes)):
-        n = sizes[l]
-        last = l == len(sizes) - 1
-        shades = layers[l] if last else _shade(layers[l], net.activation_name)
-        edges = ["#f5b700" if last and i == guess else "#7a8290" for i in range(n)]
-        ax.scatter(
-            np.full(n, l),
-            [y(n, i) for i in range(n)],
-            s=260 if last else 170,
-            c=[_grey(v) for v in shades],
-            edgecolors=edges,
-            zorder=3,
-            linewidths=[3 if last and i == guess else 1.2 for i in range(n)],
-        )
-        if last:
-            for i in range(n):
-                bold = i == guess
-                ax.text(
-                    l + 0.08,
-                    y(n, i),
-                    f"{i}   {layers[l][i]:.2f}",
-                    va="center",
-                    fontsize=11,
-                    fontweight="bold" if bold else "normal",
-                    color="#f5b700" if bold else ink,
-                )
-        name = "output" if last else f"layer {l}: {n} neurons"
-        ax.text(l, 1.03, name, ha="center", fontsize=11, color=ink)
-    fig.suptitle(
-        f"the network's guess: {guess}  (output {layers[-1][guess]:.2f})", fontsize=14, color=ink
+
+
+def _neurons(ax, net: Network, l: int, a: Array, guess: int) -> None:
+    """Layer l's neurons shaded by their activations a (n_l,); the outputs labelled
+    with their values, the guess marked."""
+    n, last = net.sizes[l], l == len(net.sizes) - 1
+    shades = a if last else _shade(a, net.activation_name)
+    chosen = [last and i == guess for i in range(n)]
+    ax.scatter(
+        np.full(n, l),
+        [_row(n, i) for i in range(n)],
+        s=260 if last else 170,
+        c=[_grey(v) for v in shades],
+        edgecolors=[GUESS if c else "#7a8290" for c in chosen],
+        zorder=3,
+        linewidths=[3 if c else 1.2 for c in chosen],
     )
-    return fig
+    if last:
+        for i in range(n):
+            ax.text(l + 0.08, _row(n, i), f"{i}   {a[i]:.2f}", va="center", fontsize=11,
+                    fontweight="bold" if chosen[i] else "normal",
+                    color=GUESS if chosen[i] else INK)  # fmt: skip
+    name = "output" if last else f"layer {l}: {n} neurons"
+    ax.text(l, 1.03, name, ha="center", fontsize=11, color=INK)
 
 
 def weights_figure(net: Network) -> Figure:

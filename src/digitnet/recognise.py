@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .explore import Knockout, trace
 from .files import require_regular
+from .knockout import Knockout, trace
 from .network import Network
 from .preprocess import PictureError, read_digit, to_mnist
 
@@ -45,7 +45,7 @@ def probabilities(output: Array) -> Array:
 
 def predict_pixels(net: Network, pixels: Array, knockout: Knockout = ()) -> Prediction:
     """Run the network on a (28, 28) or (784,) input already in [0, 1], with the
-    ``knockout`` neurons switched off (``explore.trace``)."""
+    ``knockout`` neurons switched off (``knockout.trace``)."""
     pixels = np.asarray(pixels, dtype=np.float32)
     layers = trace(net, pixels.reshape(-1), knockout) if knockout else net.trace(pixels.reshape(-1))
     p = probabilities(layers[-1])
