@@ -189,8 +189,7 @@ def test_the_compiled_primitives_give_what_the_plain_ones_give():
     names = [name for name in dir(primitives) if isinstance(getattr(primitives, name),
                                                             types.FunctionType)]  # fmt: skip
     assert sorted(f.__name__ for f in overloaded) == sorted(names)  # every one, once
-    for function in (activations.sigmoid, activations.sigmoid_prime, optimizers.adam_rule):
-        kernel._register(function)
+    kernel._register([activations.sigmoid, activations.sigmoid_prime, optimizers.adam_rule])
 
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (40, 12), dtype=np.uint8)
