@@ -3,6 +3,7 @@ wheel, both of which ``twine check`` passes; the wheel installs into a fresh ven
 holding nothing else and works there: MNIST inside, train, predict, serve."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -54,11 +55,14 @@ def test_installs_into_a_fresh_venv_and_works(dist, tmp_path, mnist):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     bin_ = venv / "bin"
+    # nothing of this checkout may reach the venv's Python, however the suite was started
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     installed = subprocess.run(
         [str(bin_ / "pip"), "install", "--quiet", str(artifact)],
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
     assert installed.returncode == 0, installed.stderr[-2000:]
     work = tmp_path / "work"  # away from the source tree, so only the install is found
@@ -71,6 +75,7 @@ def test_installs_into_a_fresh_venv_and_works(dist, tmp_path, mnist):
             text=True,
             cwd=work,
             timeout=600,
+            env=env,
             **kwargs,
         )
 
@@ -79,7 +84,9 @@ def test_installs_into_a_fresh_venv_and_works(dist, tmp_path, mnist):
         "p = pathlib.Path(digitnet.__file__).parent; "
         "print(json.dumps([str(p), m.version('digitnet'), len(list(p.glob('mnist/*.gz')))]))"
     )
-    where = subprocess.run([str(bin_ / "python"), "-c", code], capture_output=True, text=True)
+    where = subprocess.run(
+        [str(bin_ / "python"), "-c", code], capture_output=True, text=True, env=env
+    )
     package, version, mnist_files = json.loads(where.stdout)
     assert Path(package).is_relative_to(venv)
     assert version == digitnet.__version__  # the version is written in one place
