@@ -85,6 +85,8 @@ def test_oversized_body_is_refused_before_it_is_read(server):
         b"/static/....//server.py",
         b"/../pyproject.toml",
         b"/static/\\..\\server.py",
+        b"/static//etc/passwd",
+        b"/nothing",
     ],
 )
 def test_no_path_leaves_the_static_folder(server, path):
