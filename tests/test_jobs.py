@@ -11,19 +11,17 @@ from fastapi.testclient import TestClient
 
 from digitnet.config import TrainConfig
 from digitnet.files import OutputError
-from digitnet.jobs import (
-    FIELDS,
-    MAX_EPOCHS,
-    MAX_HIDDEN_LAYERS,
-    MAX_HIDDEN_WIDTH,
-    RequestError,
-    defaults,
-    train_config,
-)
+from digitnet.jobs import FIELDS, RequestError, defaults, train_config
 from digitnet.modelfile import Model, load, save
 from digitnet.models import MAX_MODELS, SERVED, Models, UnknownModel, check_folder
 from digitnet.network import Network
 from digitnet.server import create_app
+from digitnet.settings import SETTINGS
+
+#: The page's bounds, as declared beside each setting.
+PAGE_EPOCHS = SETTINGS["epochs"].page.high
+MAX_HIDDEN_LAYERS = SETTINGS["sizes"].page.hidden_layers
+MAX_HIDDEN_WIDTH = SETTINGS["sizes"].page.hidden_width
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +90,7 @@ BAD = [
     ("batch_size", 32.0, "expected a whole number 1-1024"),
     ("batch_size", 5000, "expected a whole number 1-1024"),
     ("epochs", 0, "expected a whole number 1-100"),
-    ("epochs", MAX_EPOCHS + 1, "expected a whole number 1-100"),
+    ("epochs", PAGE_EPOCHS + 1, "expected a whole number 1-100"),
     ("epochs", True, "expected a whole number 1-100"),
     ("augment", -1, "expected a whole number 0-4"),
     ("augment", 5, "expected a whole number 0-4"),
@@ -149,7 +147,7 @@ def test_the_api_refuses_bad_bodies(client, content, status, fragment):
 def test_the_api_says_what_may_be_asked(client):
     body = client.get("/api/train").json()
     assert body["defaults"] == defaults()
-    assert body["limits"]["epochs"] == MAX_EPOCHS
+    assert body["limits"]["epochs"] == PAGE_EPOCHS
     assert body["limits"]["hidden_layers"] == MAX_HIDDEN_LAYERS
     assert body["limits"]["hidden_width"] == MAX_HIDDEN_WIDTH
     assert body["choices"]["activation"] == ["relu", "sigmoid", "tanh"]

@@ -164,7 +164,7 @@ def test_weight_decay_touches_weights_not_biases():
         ({"lr": 0}, "lr must be a positive"),
         ({"batch_size": -1}, "batch_size must be a positive"),
         ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
-        ({"loss": "hinge"}, "unknown loss/output pair"),
+        ({"loss": "hinge"}, "unknown loss 'hinge'; expected one of: cross-entropy, quadratic"),
         ({"schedule": "step"}, "unknown schedule"),
         ({"momentum": 1.5}, "momentum"),
         ({"weight_decay": -1}, "weight_decay"),

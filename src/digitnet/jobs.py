@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import sys
 from collections import OrderedDict
@@ -22,32 +21,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
 from .config import TrainConfig
 from .files import OutputError
-from .metadata import short
 from .modelfile import Model
 from .models import Models
 from .network import Network
-from .optimizers import OPTIMIZERS
+from .settings import SETTINGS, PageSizes, Setting, page_settings, short
 from .worker import decode
 
-#: The fields of ``TrainConfig`` a request may set; the others keep their defaults.
-FIELDS = (
-    "sizes", "activation", "output", "loss", "optimizer", "lr", "batch_size", "epochs",
-    "augment", "weight_decay", "seed",
-)  # fmt: skip
-#: Most epochs a run started from the page may take.
-MAX_EPOCHS = 100
-#: Most hidden layers, and most neurons in one.
-MAX_HIDDEN_LAYERS = 4
-MAX_HIDDEN_WIDTH = 256
-#: Largest mini-batch (a batch of the whole training set would take gigabytes).
-MAX_BATCH_SIZE = 1024
-#: Largest shift of augmentation, in pixels.
-MAX_AUGMENT = 4
-#: The network's ends are MNIST's: 784 pixels in, 10 digits out.
-INPUTS, OUTPUTS_N = 784, 10
+#: The fields of ``TrainConfig`` a request may set (those declared with a ``page``);
+#: the others keep their defaults.
+FIELDS = tuple(page_settings())
 #: Neurons of the first layer whose incoming weights each epoch event carries.
 PICTURES = 16
 #: Finished runs remembered, for clients that connect late (a 100-epoch run's events
@@ -71,97 +55,56 @@ class Busy(RuntimeError):
     """A training is already running."""
 
 
-def limits() -> dict:
-    """The bounds a request must keep, as the page shows them."""
-    return {
-        "epochs": MAX_EPOCHS,
-        "hidden_layers": MAX_HIDDEN_LAYERS,
-        "hidden_width": MAX_HIDDEN_WIDTH,
-        "batch_size": MAX_BATCH_SIZE,
-        "augment": MAX_AUGMENT,
-    }
+def limits(spec: dict[str, Setting] = SETTINGS) -> dict:
+    """The bounds a request must keep where the page allows less than the library, as
+    the page shows them: ``{"epochs": 100, "hidden_layers": 4, ...}``."""
+    bounds: dict[str, int] = {}
+    for s in page_settings(spec).values():
+        bounds.update(s.page.limits())
+    return bounds
 
 
-def choices() -> dict:
+def choices(spec: dict[str, Setting] = SETTINGS) -> dict:
     """The names each choice may take, from the registries."""
-    return {
-        "activation": sorted(ACTIVATIONS),
-        "output": sorted(OUTPUTS),
-        "loss": list(LOSS_NAMES),
-        "optimizer": sorted(OPTIMIZERS),
-    }
+    return {name: list(s.names) for name, s in page_settings(spec).items() if s.choices}
 
 
-def defaults() -> dict:
-    """The request fields' defaults: ``TrainConfig()``'s."""
-    config = TrainConfig().to_dict()
-    return {name: config[name] for name in FIELDS}
+def defaults(spec: dict[str, Setting] = SETTINGS) -> dict:
+    """The request fields' defaults: ``TrainConfig()``'s, as JSON."""
+    fields = page_settings(spec).items()
+    return {name: list(s.default) if s.kind == "sizes" else s.default for name, s in fields}
 
 
-def _whole(name: str, value: object, low: int, high: int | None = None) -> int:
-    if type(value) is not int or value < low or (high is not None and value > high):
-        allowed = f"{low}-{high}" if high is not None else f"{low} or more"
-        raise RequestError(name, f"expected a whole number {allowed}, got {short(value)}")
-    return value
+def check_setting(s: Setting, value: object) -> object:
+    """One request field as the page may ask for it, or RequestError naming it."""
+    if isinstance(s.page, PageSizes):
+        try:
+            return s.page.check(value)
+        except ValueError as e:
+            raise RequestError(s.name, str(e)) from None
+    if not s.accepts(value, page=True):
+        comma = ";" if s.choices is not None else ","
+        raise RequestError(s.name, f"expected {s.expected(page=True)}{comma} got {short(value)}")
+    return float(value) if s.kind == "float" else value
 
 
-def _number(name: str, value: object, *, positive: bool) -> float:
-    ok = type(value) in (int, float) and math.isfinite(value)
-    if not ok or not (value > 0 if positive else value >= 0):
-        kind = "a positive number" if positive else "a number, zero or more"
-        raise RequestError(name, f"expected {kind}, got {short(value)}")
-    return float(value)
-
-
-def _name(name: str, value: object, allowed: list[str]) -> str:
-    if type(value) is not str or value not in allowed:
-        raise RequestError(name, f"expected one of {', '.join(allowed)}; got {short(value)}")
-    return value
-
-
-def _sizes(value: object) -> tuple[int, ...]:
-    if type(value) is not list or not all(type(n) is int for n in value):
-        raise RequestError("sizes", f"expected a list of whole numbers, got {short(value)}")
-    if len(value) < 2 or value[0] != INPUTS or value[-1] != OUTPUTS_N:
-        raise RequestError(
-            "sizes", f"expected {INPUTS}, the hidden layers, then {OUTPUTS_N}; got {short(value)}"
-        )
-    hidden = value[1:-1]
-    if len(hidden) > MAX_HIDDEN_LAYERS:
-        raise RequestError(
-            "sizes", f"at most {MAX_HIDDEN_LAYERS} hidden layers, got {len(hidden)}"
-        )
-    if any(not 1 <= n <= MAX_HIDDEN_WIDTH for n in hidden):
-        raise RequestError(
-            "sizes", f"hidden layers of 1-{MAX_HIDDEN_WIDTH} neurons, got {short(hidden)}"
-        )
-    return tuple(value)
+def request_settings(body: object, spec: dict[str, Setting] = SETTINGS) -> dict:
+    """A request's JSON object -> its settings, each checked against its declaration
+    (the page's bound where it has one); RequestError naming the first bad field."""
+    if not isinstance(body, dict):
+        raise RequestError("body", f"expected a JSON object, got {short(body)}")
+    fields = page_settings(spec)
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        allowed = ", ".join(fields)
+        raise RequestError(unknown[0], f"not a training setting; expected any of {allowed}")
+    return {name: check_setting(fields[name], value) for name, value in body.items()}
 
 
 def train_config(body: object) -> TrainConfig:
     """A request's JSON object -> the ``TrainConfig`` it asks for (the defaults for
     what it leaves out), or RequestError naming the first bad field and what it may be."""
-    if not isinstance(body, dict):
-        raise RequestError("body", f"expected a JSON object, got {short(body)}")
-    unknown = sorted(set(body) - set(FIELDS))
-    if unknown:
-        allowed = ", ".join(FIELDS)
-        raise RequestError(unknown[0], f"not a training setting; expected any of {allowed}")
-    names = choices()
-    check = {
-        "sizes": _sizes,
-        "activation": lambda v: _name("activation", v, names["activation"]),
-        "output": lambda v: _name("output", v, names["output"]),
-        "loss": lambda v: _name("loss", v, names["loss"]),
-        "optimizer": lambda v: _name("optimizer", v, names["optimizer"]),
-        "lr": lambda v: _number("lr", v, positive=True),
-        "weight_decay": lambda v: _number("weight_decay", v, positive=False),
-        "batch_size": lambda v: _whole("batch_size", v, 1, MAX_BATCH_SIZE),
-        "epochs": lambda v: _whole("epochs", v, 1, MAX_EPOCHS),
-        "augment": lambda v: _whole("augment", v, 0, MAX_AUGMENT),
-        "seed": lambda v: _whole("seed", v, 0, 2**32 - 1),
-    }
-    settings = {name: check[name](value) for name, value in body.items()}
+    settings = request_settings(body)
     try:
         return TrainConfig(**settings, kernel="auto")
     except ValueError as e:  # what TrainConfig checks of the settings together

@@ -19,8 +19,11 @@ MAX_LAYERS = 64
 MAX_PARAMETERS = 50_000_000
 #: Most neurons in one layer.
 MAX_WIDTH = 1_000_000
-#: Most epochs a run may ask for, or a file may record.
+#: Most epochs a run may ask for, or a file may record (the page allows fewer:
+#: ``settings.TrainConfig.epochs``).
 MAX_EPOCHS = 10_000
+#: Largest whole number in counters (steps, seeds): what a float64 holds exactly.
+MAX_COUNT = 2**53
 #: Bytes per float32 number.
 FLOAT = 4
 #: Largest setting (learning rate, weight decay, ...) accepted: training computes in
@@ -32,13 +35,18 @@ class SizeError(ValueError):
     """A request for more than digitnet allows or the machine can hold."""
 
 
+def check_layer_count(n: int) -> None:
+    """Refuse more than ``MAX_LAYERS + 1`` layer sizes, before any of them is read."""
+    if n > MAX_LAYERS + 1:
+        raise SizeError(
+            f"{n:,} layer sizes: at most {MAX_LAYERS + 1} (input, hidden layers, output)"
+        )
+
+
 def check_network_size(sizes: Sequence[int]) -> None:
     """Refuse layer sizes beyond ``MAX_LAYERS``, ``MAX_WIDTH`` or ``MAX_PARAMETERS``,
     with a message short enough to read whatever ``sizes`` holds."""
-    if len(sizes) > MAX_LAYERS + 1:
-        raise SizeError(
-            f"{len(sizes):,} layer sizes: at most {MAX_LAYERS + 1} (input, hidden layers, output)"
-        )
+    check_layer_count(len(sizes))
     widest = max(sizes, default=0)
     if widest > MAX_WIDTH:
         raise SizeError(f"a layer of {widest:,} neurons: at most {MAX_WIDTH:,}")

@@ -9,22 +9,22 @@ anywhere (so ``digitnet info --json`` always prints JSON).  Sizes are bounded
 (``limits``) before anything the size describes is allocated, and error messages
 quote at most a few dozen characters of what arrived.
 
-The schemas of ``TrainConfig`` and ``Epoch`` are read from the dataclasses
-themselves (their fields and annotations), so they follow those records.
+The schema of a config is derived from the settings' declarations (``settings``),
+that of ``Epoch`` from its fields and annotations, so both follow those records.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import reprlib
 from collections.abc import Callable
 from dataclasses import MISSING, fields
 
 from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
-from .config import KERNELS, SCHEDULES, Epoch, TrainConfig
-from .limits import MAX_EPOCHS, MAX_LAYERS, MAX_SETTING, SizeError, check_network_size
-from .optimizers import OPTIMIZERS
+from .config import Epoch, TrainConfig
+from .limits import MAX_COUNT, MAX_EPOCHS, MAX_LAYERS, MAX_SETTING
+from .settings import SETTINGS, Setting, short
+from .settings import layer_sizes as valid_layer_sizes
 
 #: Longest metadata text read, in characters.
 MAX_JSON_CHARS = 16 * 1024 * 1024
@@ -32,29 +32,12 @@ MAX_JSON_CHARS = 16 * 1024 * 1024
 MAX_DEPTH = 32
 #: Longest list in metadata that is not an epoch list.
 MAX_ITEMS = 100_000
-#: Largest whole numbers in counters (steps, seeds): what a float64 holds exactly.
-MAX_COUNT = 2**53
 STOPPED = ("completed", "early-stopped", "interrupted")
 
 Check = Callable[[object, str], object]
 
-
 class MetadataError(ValueError):
     """Metadata that does not fit its schema; says where and what arrived."""
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
-_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 40
-
-
-def short(value: object, limit: int = 60) -> str:
-    """``repr(value)``, abridged to ``limit`` characters: a bad value may be megabytes."""
-    if isinstance(value, (list, dict)) and len(value) > 8:
-        kind = "a list" if isinstance(value, list) else "an object"
-        return f"{kind} of {len(value):,} entries"
-    text = _REPR.repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- JSON ------------------------------------------------------------------------------
@@ -189,49 +172,43 @@ def record(schema: dict[str, tuple[Check, bool]], *, keep_others: bool) -> Check
 
 
 def layer_sizes(value: object, where: str) -> list[int]:
-    """Layer sizes: at least two whole numbers >= 1, within ``limits``."""
-    if isinstance(value, list) and len(value) > MAX_LAYERS + 1:  # before reading them all
-        raise MetadataError(f"{where}: {len(value):,} layer sizes: at most {MAX_LAYERS + 1}")
-    if not isinstance(value, list) or not all(type(n) is int for n in value):
+    """Layer sizes: a list of whole numbers that ``settings.layer_sizes`` accepts."""
+    # (a list longer than any network is refused by its length, before it is read)
+    if not isinstance(value, list) or not all(type(n) is int for n in value[: MAX_LAYERS + 2]):
         raise MetadataError(f"{where}: expected a list of whole numbers, got {short(value)}")
-    if len(value) < 2 or min(value) < 1:
-        raise MetadataError(
-            f"{where}: needs at least two sizes, each 1 or more, got {short(value)}"
-        )
     try:
-        check_network_size(value)
-    except SizeError as e:
+        valid_layer_sizes(value)
+    except ValueError as e:  # SizeError among them
         raise MetadataError(f"{where}: {e}") from None
     return value
 
 
-# -- the records -------------------------------------------------------------------------
+def setting_check(setting: Setting) -> Check:
+    """The check of one training setting as JSON, from its declaration."""
+    if setting.kind == "sizes":
+        return layer_sizes
 
-#: The names each string field of TrainConfig may hold.
-CHOICES: dict[str, object] = {
-    "activation": ACTIVATIONS,
-    "output": OUTPUTS,
-    "loss": LOSS_NAMES,
-    "optimizer": OPTIMIZERS,
-    "schedule": SCHEDULES,
-    "kernel": KERNELS,
-}
-#: Ranges of whole-number fields, where tighter than any count.
-INT_RANGES: dict[str, tuple[int, int]] = {
-    "epoch": (1, MAX_EPOCHS),
-    "epochs": (1, MAX_EPOCHS),
-    "batch_size": (1, 2**31 - 1),
-    "augment": (0, 2**31 - 1),
-    "validation": (0, 2**31 - 1),
-    "patience": (0, MAX_EPOCHS),
-}
-#: Ranges of number fields, where they have one.
+    def check(value: object, where: str) -> object:
+        if not setting.accepts(value):
+            raise MetadataError(f"{where}: expected {setting.expected()}, got {short(value)}")
+        return float(value) if setting.kind == "float" else value
+
+    return check
+
+
+def config_schema(spec: dict[str, Setting] = SETTINGS) -> Check:
+    """The schema of a config, every setting optional; keys it does not know are kept
+    (``TrainConfig.from_dict`` ignores them), so files from other versions stay readable."""
+    return record({name: (setting_check(s), False) for name, s in spec.items()}, keep_others=True)
+
+
+#: Ranges of the whole-number fields of ``Epoch``.
+INT_RANGES: dict[str, tuple[int, int]] = {"epoch": (1, MAX_EPOCHS)}
+#: Ranges of the number fields of ``Epoch``.
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "accuracy": (0.0, 1.0),
     "val_accuracy": (0.0, 1.0),
     "lr": (0.0, MAX_SETTING),
-    "momentum": (0.0, 1.0),
-    "weight_decay": (0.0, MAX_SETTING),
     "seconds": (0.0, MAX_SETTING),
     "loss": (0.0, MAX_SETTING),
     "val_loss": (0.0, MAX_SETTING),
@@ -239,17 +216,11 @@ FLOAT_RANGES: dict[str, tuple[float, float]] = {
 
 
 def field_check(name: str, annotation: str) -> Check | None:
-    """The check for a dataclass field from its name and annotation, or None for an
+    """The check for an ``Epoch`` field from its name and annotation, or None for an
     annotation this module does not know (a test keeps that list empty)."""
     optional = annotation.endswith(" | None")
     base = annotation.removesuffix(" | None")
-    if base == "tuple[int, ...]":
-        check = layer_sizes
-    elif base == "str":
-        check = string(CHOICES.get(name))
-    elif base == "bool":
-        check = boolean
-    elif base == "int":
+    if base == "int":
         check = integer(*INT_RANGES.get(name, (0, MAX_COUNT)))
     elif base == "float":
         check = number(*FLOAT_RANGES.get(name, (-MAX_SETTING, MAX_SETTING)))
@@ -269,9 +240,8 @@ def dataclass_schema(cls: type, *, all_required: bool) -> dict[str, tuple[Check,
     return schema
 
 
-#: TrainConfig's fields; keys it does not know are kept (``TrainConfig.from_dict``
-#: ignores them), so files from other versions stay readable.
-CONFIG = record(dataclass_schema(TrainConfig, all_required=False), keep_others=True)
+#: A config, as model files and checkpoints keep it: derived from ``settings``.
+CONFIG = config_schema()
 
 
 EPOCH = record(dataclass_schema(Epoch, all_required=False), keep_others=False)

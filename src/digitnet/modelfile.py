@@ -28,8 +28,9 @@ from safetensors.numpy import save as safetensors_bytes
 
 from .files import atomic_write, check_output, open_regular
 from .limits import MAX_LAYERS
-from .metadata import MetadataError, model_record, parse_json, short
+from .metadata import MetadataError, model_record, parse_json
 from .network import Network, count_parameters
+from .settings import short
 
 __all__ = [
     "Model", "ModelFileError", "atomic_write", "check_output", "load", "save", "to_bytes"

@@ -17,7 +17,7 @@ documents that concurrent workers occasionally repeat a point.)  The search samp
 (TPE, random) ask Optuna for each next configuration, maximising the validation
 accuracy: the test accuracy is reported, never used to choose.
 
-Each worker is a process of its own that trains through ``train.train_network``
+Each worker is a process of its own that trains through ``service.train``
 with one BLAS thread, so K workers keep K cores busy.  A trial interrupted by Ctrl-C
 is marked failed and trained again by the next run; finished trials stay finished.
 """
@@ -38,12 +38,11 @@ from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
 
-from .activations import ACTIVATIONS, lookup
-from .config import TrainConfig, TrainingDiverged, record
+from . import service
+from .config import TrainConfig, TrainingDiverged
 from .files import check_output
-from .limits import MAX_EPOCHS, check_network_size
-from .modelfile import expected_bytes, save
-from .network import check_sizes
+from .modelfile import expected_bytes
+from .settings import SETTINGS
 
 SAMPLERS = ("grid", "tpe", "random")
 DEFAULT_STUDY = "digitnet-sweep"
@@ -88,19 +87,18 @@ class Sweep:
     def __post_init__(self) -> None:
         if not self.sizes:
             raise ValueError("a sweep needs at least one set of layer sizes")
-        object.__setattr__(self, "sizes", tuple(check_sizes(s) for s in self.sizes))
-        for sizes in self.sizes:
-            check_network_size(sizes)
+        # each choice is checked as the setting it is (settings.SETTINGS)
+        sizes, activation, lr = SETTINGS["sizes"], SETTINGS["activation"], SETTINGS["lr"]
+        object.__setattr__(self, "sizes", tuple(sizes.check(s) for s in self.sizes))
         for name in self.activations:
-            lookup(ACTIVATIONS, name, "activation")
-        for lr in self.lrs:
-            TrainConfig(lr=lr)  # the same check as for one run
+            activation.check(name)
+        for value in self.lrs:
+            lr.check(value)
         if not self.activations or not self.lrs:
             raise ValueError("a sweep needs at least one activation and one learning rate")
         if not 1 <= self.seeds <= 10_000:
             raise ValueError(f"seeds must be 1-10000, got {self.seeds!r}")
-        if not 1 <= self.epochs <= MAX_EPOCHS:
-            raise ValueError(f"epochs must be 1-{MAX_EPOCHS}, got {self.epochs!r}")
+        SETTINGS["epochs"].check(self.epochs)
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; expected one of {SAMPLERS}")
         if self.sampler == "grid" and self.trials is not None:
@@ -180,18 +178,11 @@ class TrialResult:
         """From a finished Optuna trial's parameters and user attributes."""
         p, attrs = trial.params, trial.user_attrs
         return cls(
-            tuple(int(n) for n in p["sizes"].split("-")),
-            p["activation"],
-            int(attrs["n_parameters"]),
-            float(attrs["test_accuracy"]),
-            float(attrs["seconds"]),
-            str(attrs["model"]),
-            float(p["lr"]),
-            int(p["epochs"]),
-            int(p["seed"]),
-            trial.value,
-            trial.number,
-        )
+            tuple(int(n) for n in p["sizes"].split("-")), p["activation"],
+            int(attrs["n_parameters"]), float(attrs["test_accuracy"]), float(attrs["seconds"]),
+            str(attrs["model"]), float(p["lr"]), int(p["epochs"]), int(p["seed"]),
+            trial.value, trial.number,
+        )  # fmt: skip
 
 
 # -- the study -----------------------------------------------------------------------------
@@ -415,34 +406,22 @@ def _interrupt_pending() -> bool:
 
 
 def train_trial(params: dict, sweep: Sweep, data, out: Path) -> tuple[TrialResult, float | None]:
-    """Train, score and save one trial's network; (result, best validation accuracy).
-    KeyboardInterrupt if training was interrupted (nothing is saved then)."""
-    from .train import evaluate, resolve_kernel, train_network
-
+    """Train, score and save one trial's network (``service``); (result, best
+    validation accuracy).  KeyboardInterrupt if training was interrupted (nothing is
+    saved then)."""
     config = sweep.config(params)
-    loop = resolve_kernel(config)
-    start = time.perf_counter()
     with _interruptible():
-        net, history = train_network(data.train_images, data.train_labels, config)
-    seconds = time.perf_counter() - start
-    if history.stopped == "interrupted":
+        run = service.train(config, data, keep_interrupted=False)
+    if not run.kept:
         raise KeyboardInterrupt
-    accuracy = evaluate(net, data.test_images, data.test_labels).accuracy
     path = Path(out, model_name(params)).resolve()
-    save(path, net, record(config, history, test_accuracy=accuracy, seconds=seconds, kernel=loop))
-    best = history.epochs[history.best_epoch - 1].val_accuracy if history.epochs else None
+    service.save(path, run)
+    history = run.history
+    best = history.epochs[history.best_epoch - 1].val_accuracy
     result = TrialResult(
-        config.sizes,
-        config.activation,
-        net.n_parameters,
-        accuracy,
-        round(seconds, 3),
-        str(path),
-        config.lr,
-        config.epochs,
-        config.seed,
-        best,
-    )
+        config.sizes, config.activation, run.net.n_parameters, run.evaluation.accuracy,
+        round(run.seconds, 3), str(path), config.lr, config.epochs, config.seed, best,
+    )  # fmt: skip
     return result, best
 
 

@@ -94,7 +94,10 @@ def _batched_cost(net: Network, images: Array, y: Array, loss_name: str, scale, 
 def resolve_kernel(config: TrainConfig, dtype: type = np.float32) -> str:
     """Which loop trains: "compiled" or "numpy".  "auto" takes the compiled loop when
     numba is installed and has already compiled it for this configuration (so it
-    never waits for a compiler), else NumPy."""
+    never waits for a compiler), else NumPy.  ValueError at once for "compiled"
+    without numba, before any long work."""
+    if config.kernel == "compiled" and not kernel.AVAILABLE:
+        raise ValueError("the compiled kernel needs numba: pip install 'digitnet[fast]'")
     if config.kernel != "auto":
         return config.kernel
     if kernel.AVAILABLE and dtype is np.float32 and is_compiled(config):

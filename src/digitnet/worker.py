@@ -2,7 +2,7 @@
 
     python -m digitnet.worker '{"sizes": [784, 16, 16, 10], "epochs": 40, ...}'
 
-The argument is a ``TrainConfig`` as JSON.  It trains with ``train_network`` on the
+The argument is a ``TrainConfig`` as JSON.  It trains with ``service.train`` on the
 MNIST that ships with digitnet, with one BLAS thread and at a lower priority than
 the server, and writes one JSON object a line to stdout:
 
@@ -25,15 +25,15 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import asdict, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .config import TrainConfig, record
+from . import service
+from .config import TrainConfig
 from .data import load_mnist
-from .train import evaluate, resolve_kernel, train_network
+from .train import resolve_kernel
 
 #: Priority the run gets below the server's (Unix ``nice``), so predictions go first.
 NICENESS = 10
@@ -70,11 +70,12 @@ def emit(message: dict) -> None:
 
 
 def run(config: TrainConfig, stop: threading.Event) -> dict:
-    """Train as ``config`` says; the last message (done or error)."""
+    """Train as ``config`` says (``service.train``); the last message (done or error)."""
+    nothing = {"event": "error", "message": "stopped before the first epoch ended: nothing kept"}
+    config = replace(config, kernel=resolve_kernel(config))  # compiled only if already built
     data = load_mnist()
     if stop.is_set():
-        return {"event": "error", "message": "stopped before the first epoch ended: nothing kept"}
-    config = replace(config, kernel=resolve_kernel(config))  # compiled only if already built
+        return nothing
     newest: dict = {}
 
     def on_batch(done: int, total: int) -> None:
@@ -87,21 +88,10 @@ def run(config: TrainConfig, stop: threading.Event) -> dict:
     def on_epoch(epoch) -> None:
         emit({"event": "epoch", "record": asdict(epoch), "params": encode(newest["params"])})
 
-    start = time.perf_counter()
-    net, history = train_network(
-        data.train_images,
-        data.train_labels,
-        config,
-        on_batch=on_batch,
-        on_epoch=on_epoch,
-        on_state=on_state,
-    )
-    seconds = time.perf_counter() - start
-    if not history.epochs:
-        return {"event": "error", "message": "stopped before the first epoch ended: nothing kept"}
-    accuracy = evaluate(net, data.test_images, data.test_labels).accuracy
-    info = record(config, history, test_accuracy=accuracy, seconds=seconds, kernel=config.kernel)
-    return {"event": "done", "info": info, "params": encode(net.params)}
+    run = service.train(config, data, on_batch=on_batch, on_epoch=on_epoch, on_state=on_state)
+    if not run.kept:
+        return nothing
+    return {"event": "done", "info": run.info, "params": encode(run.net.params)}
 
 
 def main(argv: list[str]) -> int:

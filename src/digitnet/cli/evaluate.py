@@ -1,0 +1,39 @@
+"""``digitnet evaluate``: a model's accuracy on the test set, per digit, and its
+confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from ..data import load_split
+from ..modelfile import load
+from ..train import evaluate
+from .base import check_fits
+
+
+def confusion_table(confusion: np.ndarray) -> str:
+    """A (k, k) confusion matrix as text: rows the true digit, columns the guess."""
+    k = len(confusion)
+    lines = ["true\\guess " + "".join(f"{d:>6}" for d in range(k))]
+    for t in range(k):
+        lines.append(f"{t:>10} " + "".join(f"{n:>6}" for n in confusion[t]))
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model = load(args.model)
+    images, labels = load_split(args.data, "test")
+    check_fits(args.model, model.network, images, labels)
+    result = evaluate(model.network, images, labels)
+    if args.json:
+        print(json.dumps({"model": str(args.model), **result.to_dict()}, allow_nan=False))
+        return 0
+    correct = round(result.accuracy * result.n)
+    print(f"{args.model}: test accuracy {result.accuracy:.2%} ({correct}/{result.n})")
+    print("per digit: " + "  ".join(f"{d}: {a:.1%}" for d, a in enumerate(result.per_digit)))
+    print("confusion matrix (rows: true digit, columns: the network's guess)")
+    print(confusion_table(np.array(result.confusion)))
+    return 0

@@ -1,0 +1,75 @@
+"""``digitnet serve``: the draw-a-digit page, after training the default model first
+when it does not exist."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import TrainConfig
+from ..modelfile import load
+from .base import DEFAULT_MODEL, UsageError
+from .train import train_and_save
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server import bind, is_loopback
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0-65535, got {args.port}")
+    missing = not args.model.exists()
+    if missing and args.model != DEFAULT_MODEL:
+        raise UsageError(
+            f"no model at {args.model}; train one with `digitnet train --out {args.model}`, "
+            f"or run `digitnet serve` alone to train and serve {DEFAULT_MODEL}"
+        )
+    if args.models is not None:
+        from ..models import check_folder
+
+        check_folder(args.models)
+    try:  # listen first: a port in use is an error before the training, not after
+        sock = bind(args.host, args.port)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {args.host}:{args.port} ({e.strerror})") from None
+    with sock:
+        if missing:
+            print(f"no model at {args.model}: training one with the defaults first", flush=True)
+            # an interrupted first training saves nothing: a later serve would otherwise
+            # pick up a half-trained model without a word
+            code = train_and_save(
+                TrainConfig(), args.model, None, quiet=False, keep_interrupted=False
+            )
+            if code:
+                return code
+        _serve(args, sock, is_loopback(args.host))
+    return 0
+
+
+def _serve(args: argparse.Namespace, sock, loopback: bool) -> None:
+    """Load the model, say where the page is, and serve it on ``sock`` until Ctrl-C."""
+    from ..server import create_app, loopback_names, serve
+
+    model = load(args.model)
+    history = model.info.get("history") or {}
+    if history.get("stopped") == "interrupted":
+        epochs = len(history.get("epochs") or [])
+        planned = (model.info.get("config") or {}).get("epochs", "?")
+        print(
+            f"note: {args.model} is from a run interrupted after {epochs} of {planned} epochs",
+            file=sys.stderr,
+        )
+    app = create_app(
+        model, hosts=loopback_names(args.host) if loopback else None, models_dir=args.models
+    )
+    for problem in app.state.models.skipped:
+        print(f"warning: not offered: {problem}", file=sys.stderr)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    if not loopback:
+        print(
+            f"WARNING: listening on {args.host}, not loopback: other machines on your "
+            "network can reach this page and its API.",
+            file=sys.stderr,
+        )
+    print(f"serving {args.model} at http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
+    serve(app, sock)
