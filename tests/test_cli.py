@@ -306,14 +306,16 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path, small_mnis
         "--sizes", "784,1000,10", "--out", out, "--checkpoint-every", "1", "--checkpoint", ckpt,
     )  # fmt: skip
     deadline = time.monotonic() + 300
-    while not ckpt.exists():
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.005)
-    if moment == "while a checkpoint is written":  # a later one, over the first
-        assert frozen_mid_save(process, ckpt, deadline), process.stderr.read()
-    process.kill()
-    process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    try:
+        while not ckpt.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "no checkpoint"
+            time.sleep(0.005)
+        if moment == "while a checkpoint is written":  # a later one, over the first
+            assert frozen_mid_save(process, ckpt, deadline), "never caught writing one"
+    finally:
+        process.kill()  # (a frozen process is killed as it is)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL, err
     left = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     if moment == "while a checkpoint is written":
         assert len(left) == 1  # the killed save's
