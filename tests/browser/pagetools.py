@@ -118,3 +118,29 @@ def inside(box, width, height, slack=0.5):
         and box["x"] + box["width"] <= width + slack
         and box["y"] + box["height"] <= height + slack
     )
+
+
+def touch_stroke(page, points, during=None):
+    """Draw one stroke with a finger (real touch events through the DevTools
+    protocol), points in the pad's 280x280 coordinates; call during() while the
+    finger is still down."""
+    cdp = page.context.new_cdp_session(page)
+    box = page.locator("#pad").bounding_box()
+    scale = box["width"] / 280
+    at = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in points]
+    dense = []
+    for (x0, y0), (x1, y1) in zip(at, at[1:], strict=False):
+        dense += [(x0 + (x1 - x0) * t / 8, y0 + (y1 - y0) * t / 8) for t in range(8)]
+    dense.append(at[-1])
+    cdp.send(
+        "Input.dispatchTouchEvent",
+        {"type": "touchStart", "touchPoints": [{"x": dense[0][0], "y": dense[0][1]}]},
+    )
+    for x, y in dense[1:]:
+        cdp.send(
+            "Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]}
+        )
+    if during:
+        during()
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()

@@ -91,7 +91,8 @@ def test_choose_a_neuron_of_each_kind(page):
 
     page.locator("#layer-2 .neuron").nth(6).click()  # a hidden neuron of layer 2: bars
     expect(page.locator("#explore-title")).to_have_text("Layer 2, neuron 7")
-    expect(page.locator("#explore-weights")).to_have_class(re.compile("bars-canvas"))
+    expect(page.locator("#explore-weights")).to_be_hidden()  # no picture: labelled bars
+    expect(page.locator("#explore-weights-bars .wbar")).to_have_count(16)
     expect(page.locator("#explore-weights-caption")).to_contain_text("one bar per neuron")
     expect(page.locator("#knockout-row")).to_be_visible()
     expect(cell(page, 4)).to_have_attribute("aria-pressed", "false")
@@ -160,7 +161,12 @@ def test_nudge_makes_it_say_another_digit(page):
     expect(page.locator("#nudge-pictures")).to_be_visible()
     text = page.locator("#nudge-result").inner_text()
     linf, l2 = (
-        float(v) for v in re.search(r"than ([\d.]+) \(L∞\), ([\d.]+) in all", text).groups()
+        float(v)
+        for v in re.search(
+            r"more than ([\d.]+) of the way from black to white \(the largest change, L∞\); "
+            r"all the changes together measure ([\d.]+) \(their length, L2\)",
+            text,
+        ).groups()
     )
     assert 0 < linf < 1 and 0 < l2 < 10
     before, after = page.evaluate(

@@ -60,9 +60,10 @@ def test_output_neurons_can_be_chosen(page):
     neuron(page, 3, 7).click()
     expect(title(page)).to_have_text("Output 7 (pinned)")
     expect(page.locator("#neuron-from")).to_have_text(
-        "Weights from the 16 neurons of layer 2, as a 4×4 grid."
+        "Weights from layer 2's 16 neurons, one bar each."
     )
-    assert page.evaluate("[weights.width, weights.height]") == [4, 4]
+    expect(page.locator("#weights")).to_be_hidden()  # bars, not a 4x4 picture
+    expect(page.locator("#weights-bars .wbar")).to_have_count(16)
     activation = float(page.locator("#neuron-activation").inner_text())
     assert activation > 0.9  # the guess's own output
 

@@ -71,7 +71,8 @@ def test_copy_link(browser, server):
         page.get_by_role("button", name="Copy link").click()
         expect(page.locator("#status")).to_have_text(
             "Your drawing, 1 stroke. Keep drawing, undo the last stroke, or clear the pad. "
-            "The link is copied: it opens this drawing, its guess and the pinned neuron."
+            "The link is copied: it opens this drawing, its guess, the pinned neuron and any "
+            "knock-outs."
         )
         copied = page.evaluate("navigator.clipboard.readText()")
         assert copied == page.url and "d=" in copied

@@ -1,18 +1,23 @@
 // digitnet page: draw a digit, send it to /api/predict, show what every layer does.
 "use strict";
 
-import { paintWeights } from "./colours.js";
+import { paintWeights, weightBars } from "./colours.js";
 import { Diagram } from "./diagram.js";
 import { Explorer } from "./explorer.js";
 import { buildBars as makeBars, caveat, paintGrey, setBars as fillBars } from "./guess.js";
+import { paintMini } from "./mini.js";
 import { listen, PENS, redraw as drawPad } from "./pad.js";
 import { modelId, readAddress, writeAddress } from "./share.js";
+import { setupSections } from "./sections.js";
 import { showSteps } from "./steps.js";
+import { squash, writeLede } from "./story.js";
+import { Tour } from "./tour.js";
 import { setupTraining } from "./train.js";
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
 const THROTTLE_MS = 120; // at most one prediction request this often while drawing
+const TOUR_ASKED = new URLSearchParams(location.search).get("tour") === "1";
 
 const state = {
   model: null,        // /api/model
@@ -169,20 +174,34 @@ function settled(answer) {
   // The answer for a pad at rest: announce it once and put it in the address.
   const p = answer.probabilities[answer.digit];
   const doubt = caveat(answer);
-  announce(`Guess ${answer.digit}, ${(100 * p).toFixed(1)}% sure${doubt ? `. ${doubt.short}` : ""}`);
+  const nudge = nudgeNote(answer);
+  announce(`Guess ${answer.digit}, ${(100 * p).toFixed(1)}% sure${doubt ? `. ${doubt.short}` : ""}`
+    + (nudge ? `. ${nudge}` : ""));
   updateAddress();
-  describePad();
+  describePad(nudge);
   training.drawingChanged();
+}
+
+function nudgeNote(answer) {
+  // Whether strokes drawn on a nudged picture kept the network's answer, or "".
+  if (!state.base || state.base.kind !== "nudge" || !state.strokes.length) return "";
+  const { target } = state.base;
+  const note = answer.digit === target
+    ? `With your strokes it still says ${target}.`
+    : `Your strokes undid the nudge: it now says ${answer.digit}, not ${target}.`;
+  $("nudge-result").textContent = note;
+  return note;
 }
 
 function describePad(note = "") {
   // The status line says what is on the pad, always (and then any note).
   const n = state.strokes.length;
   const yours = `${n} stroke${n === 1 ? "" : "s"} of yours`;
+  const f = state.model ? squash(state.model.activation).symbol : "σ";
   let text;
   if (!state.base && !n) {
     text = "The pad is blank: draw a digit with your mouse, finger or pen. An empty picture "
-      + "still gets an answer: each first-layer neuron shows σ(b), its bias alone.";
+      + `still gets an answer: each first-layer neuron shows ${f}(b), its bias alone.`;
   } else if (!state.base) {
     text = `Your drawing, ${n} stroke${n === 1 ? "" : "s"}. Keep drawing, undo the last stroke, or clear the pad.`;
   } else if (state.base.kind === "nudge") {
@@ -277,6 +296,8 @@ function togglePin(neuron) {
 const explorer = new Explorer({
   pin: togglePin,
   knockoutsChanged() {
+    refresh();
+    updateAddress();
     if (state.strokes.length || state.base) schedulePredict(true);
   },
   applyNudge(pixels, answer) {
@@ -292,7 +313,8 @@ function pin(neuron) {
   state.pinned = neuron;
   refresh();
   updateAddress();
-  announce(neuron ? `Pinned. ${neuronSummary(neuron)}` : "Neuron unpinned.");
+  announce(neuron ? `Pinned. ${neuronSummary(neuron)} What it does is in the Neurons section.`
+    : "Neuron unpinned.");
 }
 
 document.addEventListener("keydown", (event) => {
@@ -311,11 +333,17 @@ function refresh() {
     acts: activations(),
     digit: state.result ? state.result.digit : null,
     pinned: state.pinned,
+    knockouts: explorer.knockouts,
     preview: state.hover || state.focus,
     inputUrl: $("seen").toDataURL(),
   });
   showNeuron(state.hover || state.focus || state.pinned);
   explorer.update({ acts: activations(), pinned: state.pinned });
+  const mini = $("mini");
+  if (mini.offsetParent && state.model) {  // shown on a phone only
+    paintMini(mini, state.model, activations(), state.result ? state.result.digit : null, $("seen"));
+    mini.dataset.updates = Number(mini.dataset.updates) + 1;
+  }
 }
 
 function neuronName({ layer, index }) {
@@ -339,6 +367,7 @@ function showNeuron(neuron) {
   $("neuron-facts").hidden = empty;
   if (empty) {
     $("neuron-title").textContent = "Pick a neuron";
+    $("weights-bars").hidden = true;
     clearCanvas($("weights"));
     return;
   }
@@ -346,11 +375,17 @@ function showNeuron(neuron) {
   const { weights, biases, sizes } = state.model;
   const W = weights[layer - 1][index];
   const canvas = $("weights");
-  const { side, square } = paintWeights(canvas, W);
+  canvas.hidden = layer > 1;
+  $("weights-bars").hidden = layer === 1;
+  $("neuron").classList.toggle("bars", layer > 1);
+  const side = Math.round(Math.sqrt(sizes[0]));
+  if (layer === 1) paintWeights(canvas, W);
+  else weightBars($("weights-bars"), W, `Incoming weights of ${neuronName(neuron)}`);
   const from = layer === 1 ? `the ${sizes[0]} input pixels, as a ${side}×${side} picture`
-    : `the ${W.length} neurons of layer ${layer - 1}${square ? `, as a ${side}×${side} grid` : ""}`;
+    : `layer ${layer - 1}'s ${W.length} neurons, one bar each`;
   const pinned = state.pinned && state.pinned.layer === layer && state.pinned.index === index;
   $("neuron-title").textContent = `${neuronName(neuron)} ${pinned ? "(pinned)" : "(preview)"}`;
+  $("explore-this").hidden = !pinned;
   $("neuron-from").textContent = `Weights from ${from}.`;
   canvas.setAttribute("aria-label", `Incoming weights of ${neuronName(neuron)}`);
   $("neuron-bias").textContent = biases[layer - 1][index].toFixed(3);
@@ -371,6 +406,7 @@ function updateAddress() {
   const query = writeAddress({
     input: state.result ? state.result.input : null,
     neuron: state.pinned,
+    knockout: explorer.knockoutList(),
     model: state.modelId,
   });
   history.replaceState(null, "", location.pathname + query);
@@ -381,7 +417,7 @@ $("copy-link").addEventListener("click", async () => {
   const url = location.href;
   try {
     await navigator.clipboard.writeText(url);
-    describePad("The link is copied: it opens this drawing, its guess and the pinned neuron.");
+    describePad("The link is copied: it opens this drawing, its guess, the pinned neuron and any knock-outs.");
   } catch {
     const field = $("link-text");
     field.value = url;
@@ -432,6 +468,7 @@ async function loadModel(id) {
   const name = id ? `Network ${id}: ` : "";
   $("model-info").textContent = `${name}${model.sizes.join("-")} network, ${model.activation} hidden layers, `
     + `${model.n_parameters.toLocaleString("en")} weights and biases; ${accuracy}.`;
+  writeLede($("lede"), model);
   diagram.setModel(model);
   explorer.setModel(model, id);
 }
@@ -454,6 +491,20 @@ async function useModel(id) {
 
 const training = setupTraining({ drawing, useModel });
 
+const tour = new Tour({
+  announce,
+  model: () => state.model,
+  guess: () => (state.result ? state.result.digit : null),
+  pinned: () => state.pinned,
+  pinSomething() {
+    // the first-layer neuron that fires most for the input shown (the first if none)
+    if (state.pinned) return;
+    const first = activations() ? activations()[1] : [0];
+    pin({ layer: 1, index: first.indexOf(Math.max(...first)) });
+  },
+});
+setupSections(announce);
+
 async function start() {
   buildBars();
   redraw();
@@ -472,6 +523,7 @@ async function start() {
     state.pinned = link.neuron;
   }
   if (link.model && link.model !== state.modelId) state.linkModel = link.model;
+  explorer.setKnockouts(link.knockout);
   if (link.input && m.sizes[0] === 784) {
     state.base = { kind: "link", pixels: link.input };
     changed();
@@ -482,6 +534,7 @@ async function start() {
     if (link.badInput) setStatus("The link's drawing could not be read; the pad is blank.", true);
   }
   document.body.dataset.ready = "true";
+  if (TOUR_ASKED) tour.open(0);
 }
 
 start();

@@ -22,3 +22,36 @@ export function paintWeights(canvas, W, scale = Math.max(1e-9, ...W.map(Math.abs
   g.putImageData(image, 0, 0);
   return { side, square };
 }
+
+export function weightBars(box, W, name) {
+  // A neuron's incoming weights from a layer of neurons as labelled bars in box (a
+  // <div>): one bar per neuron below, in its order, red up for a positive weight and
+  // blue down for a negative one, as tall as |w| over the largest |w|; the neurons'
+  // numbers (from 1) underneath: each of up to 10, else the first and every 2nd (up to
+  // 30) or 5th.
+  const scale = Math.max(1e-9, ...W.map(Math.abs));
+  box.textContent = "";
+  box.style.setProperty("--n", W.length);
+  const bars = document.createElement("div");
+  bars.className = "wbars";
+  const labels = document.createElement("div");
+  labels.className = "wbar-labels";
+  labels.setAttribute("aria-hidden", "true");
+  W.forEach((w, i) => {
+    const bar = document.createElement("span");
+    bar.className = `wbar ${w > 0 ? "up" : "down"}`;
+    bar.style.setProperty("--h", (Math.abs(w) / scale).toFixed(3));
+    bars.appendChild(bar);
+    const label = document.createElement("span");
+    const every = W.length <= 10 ? 1 : W.length <= 30 ? 2 : 5;
+    label.textContent = i === 0 || (i + 1) % every === 0 ? String(i + 1) : "";
+    labels.appendChild(label);
+  });
+  const most = (sign) => W.reduce((best, w, i) => (sign * w > sign * W[best] ? i : best), 0);
+  const up = most(1), down = most(-1);
+  box.setAttribute("role", "img");
+  box.setAttribute("aria-label", `${name}: one bar per neuron of the layer below; strongest `
+    + `positive weight ${W[up].toFixed(2)} from neuron ${up + 1}, strongest negative `
+    + `${W[down].toFixed(2)} from neuron ${down + 1}`);
+  box.append(bars, labels);
+}

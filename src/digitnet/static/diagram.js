@@ -35,7 +35,7 @@ export function geometry(width, height, sizes, rem = 16) {
   const usable = height - TOP - BOTTOM;
   const pitch = usable / tallest;
   const r = Math.max(5, Math.min(14, pitch * 0.36));
-  const side = Math.max(28, Math.min(usable - INPUT_LABEL, width * 0.24, 280));
+  const side = Math.max(28, Math.min(usable - INPUT_LABEL, width * 0.2, 280));
   const x0 = PAD + side;
   const last = width - PAD - OUT_LABEL * rem - r;
   const gap = (last - x0) / layers;
@@ -52,7 +52,7 @@ export function geometry(width, height, sizes, rem = 16) {
   };
 }
 
-function shade(values, activation, isOutput) {
+export function shade(values, activation, isOutput) {
   // a layer's activations -> [0, 1] for the grey of each neuron
   if (isOutput || activation === "sigmoid") return values.map((v) => Math.max(0, Math.min(1, v)));
   if (activation === "tanh") return values.map((v) => (v + 1) / 2);
@@ -68,6 +68,9 @@ export class Diagram {
     this.model = null;
     this.view = null;          // the last render() argument
     this.active = { layer: 1, index: 0 };  // the neuron holding the Tab stop
+    // Chromium makes an <svg> with focusable content a Tab stop of its own, where the
+    // arrow keys would scroll the page: the one Tab stop is the active neuron.
+    svg.setAttribute("tabindex", "-1");
     svg.addEventListener("keydown", (e) => this.key(e));
     svg.addEventListener("focusout", (e) => {
       if (!svg.contains(e.relatedTarget)) this.onPreview(null, "focus");
@@ -102,9 +105,9 @@ export class Diagram {
     const side = Math.round(Math.sqrt(sizes[0]));
     el("rect", { x: g.inputX - 1, y: g.inputY - 1, width: g.side + 2, height: g.side + 2,
       class: "frame" }, svg);
+    el("g", { id: "links", "aria-hidden": "true" }, svg);  // under the input picture
     el("image", { id: "input-image", x: g.inputX, y: g.inputY, width: g.side, height: g.side,
       preserveAspectRatio: "none", "aria-hidden": "true" }, svg);
-    el("g", { id: "links", "aria-hidden": "true" }, svg);
     this.text(g.inputX + g.side / 2, g.inputY + g.side + 16, `input: ${side}×${side}`, "label");
     const names = sizes.slice(1).map((n, l) => (l === sizes.length - 2 ? "output" : `layer ${l + 1}`));
     sizes.slice(1).forEach((count, l) => {
@@ -119,6 +122,8 @@ export class Diagram {
           width: g.targetWidth, height: g.steps[l] }, node);
         el("circle", { class: "ring", cx: x, cy: y, r: g.r + 4 }, node);
         el("circle", { class: "cell", cx: x, cy: y, r: g.r, fill: "#000" }, node);
+        const d = g.r + 3;  // the cross of a knocked-out neuron, shown by .off
+        el("path", { class: "cross", d: `M${x - d},${y - d}L${x + d},${y + d}M${x - d},${y + d}L${x + d},${y - d}` }, node);
         node.addEventListener("pointerenter", (e) => {
           if (e.pointerType === "mouse" || e.pointerType === "pen") this.onPreview({ layer, index: j }, "hover");
         });
@@ -212,7 +217,8 @@ export class Diagram {
   }
 
   render(view) {
-    // view: {acts: [a0, a1, ...] | null, digit, pinned, preview, inputUrl}
+    // view: {acts: [a0, a1, ...] | null, digit, pinned, preview, inputUrl,
+    //        knockouts: a Set of "layer.index" (optional)}
     this.view = view;
     if (!this.model || !this.geo) return;
     const { sizes, activation } = this.model;
@@ -230,10 +236,13 @@ export class Diagram {
         node.classList.toggle("pinned", pinned);
         node.classList.toggle("preview", !pinned && same(view.preview, l, j));
         node.classList.toggle("guess", l === last && view.digit === j);
+        const off = Boolean(view.knockouts && view.knockouts.has(`${l}.${j}`));
+        node.classList.toggle("off", off);
         node.setAttribute("aria-pressed", String(pinned));
         const what = l === last ? `output ${j}` : `layer ${l}, neuron ${j + 1} of ${sizes[l]}`;
         const value = view.acts ? `, activation ${values[j].toFixed(3)}` : "";
-        node.setAttribute("aria-label", `${what}${value}${l === last && view.digit === j ? ", the guess" : ""}`);
+        node.setAttribute("aria-label", `${what}${value}${off ? ", knocked out" : ""}`
+          + `${l === last && view.digit === j ? ", the guess" : ""}`);
       });
     }
     for (let j = 0; j < sizes[last]; j++) {
@@ -243,41 +252,57 @@ export class Diagram {
       label.textContent = v === null ? `${j}` : `${j}  ${v.toFixed(2)}`;
       label.classList.toggle("top", view.digit === j);
     }
-    this.drawLinks(view.acts);
+    this.drawLinks(view.acts, view.pinned);
   }
 
-  drawLinks(acts) {
-    // The strongest contributions w·a for this input (|w| when there is none).
-    const { sizes, weights } = this.model;
-    const g = this.geo;
+  drawLinks(acts, pinned = null) {
+    // The strongest contributions w·a for this input (|w| when there is none), and all
+    // the connections of the pinned neuron on top, the others dimmed.
+    const { weights } = this.model;
     const links = this.svg.querySelector("#links");
     links.innerHTML = "";
-    const side = Math.round(Math.sqrt(sizes[0]));
-    const cell = g.side / side;
     const drawn = [];
     for (let l = 0; l < weights.length; l++) {
-      const W = weights[l];
-      const from = acts ? acts[l] : null;
       const candidates = [];
-      for (let j = 0; j < W.length; j++) {
-        const row = W[j];
-        for (let k = 0; k < row.length; k++) {
-          const c = from ? row[k] * from[k] : row[k] * 0.05;
-          if (c !== 0) candidates.push({ l, j, k, w: row[k], c });
-        }
-      }
+      weights[l].forEach((row, j) => row.forEach((w, k) => this.candidate(candidates, acts, l, j, k)));
       candidates.sort((a, b) => Math.abs(b.c) - Math.abs(a.c));
       drawn.push(...candidates.slice(0, l === 0 ? 48 : 40));
     }
+    this.lines(links, drawn, pinned ? 0.3 : 1);
+    if (!pinned) return;
+    const incoming = [];
+    const l = pinned.layer - 1;
+    weights[l][pinned.index].forEach((w, k) => this.candidate(incoming, acts, l, pinned.index, k, true));
+    incoming.sort((a, b) => Math.abs(b.c) - Math.abs(a.c));
+    const outgoing = [];
+    if (pinned.layer < weights.length) {
+      weights[pinned.layer].forEach((row, j) => this.candidate(outgoing, acts, pinned.layer, j, pinned.index, true));
+    }
+    this.lines(links, [...incoming.slice(0, l === 0 ? 60 : incoming.length), ...outgoing], 1, "pin-link");
+  }
+
+  candidate(list, acts, l, j, k, all = false) {
+    // Connection k -> j into layer l + 1, with its contribution c = w·a (or w/20);
+    // one that contributes nothing only if all.
+    const w = this.model.weights[l][j][k];
+    const c = acts ? w * acts[l][k] : w * 0.05;
+    if (c !== 0 || all) list.push({ l, j, k, w, c });
+  }
+
+  lines(parent, drawn, opacity, cls = "") {
+    // Each connection as a line, as thick as its share of the strongest one.
+    const g = this.geo;
+    const side = Math.round(Math.sqrt(this.model.sizes[0]));
+    const cell = g.side / side;
     const max = Math.max(1e-9, ...drawn.map((d) => Math.abs(d.c)));
     for (const d of drawn) {
       const x1 = d.l === 0 ? g.inputX + ((d.k % side) + 0.5) * cell : g.columns[d.l - 1];
       const y1 = d.l === 0 ? g.inputY + (Math.floor(d.k / side) + 0.5) * cell : g.ys[d.l - 1][d.k];
       const strength = Math.abs(d.c) / max;
-      el("line", { x1, y1, x2: g.columns[d.l], y2: g.ys[d.l][d.j],
+      el("line", { x1, y1, x2: g.columns[d.l], y2: g.ys[d.l][d.j], class: cls,
         stroke: d.w > 0 ? LINK_COLOURS.pos : LINK_COLOURS.neg,
         "stroke-width": (0.8 + 3 * strength).toFixed(2),
-        "stroke-opacity": (0.6 + 0.4 * strength).toFixed(2) }, links);
+        "stroke-opacity": (opacity * (0.6 + 0.4 * strength)).toFixed(2) }, parent);
     }
   }
 }

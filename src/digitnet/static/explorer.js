@@ -4,29 +4,10 @@
 // makes the network say a chosen digit (GET /api/neuron, POST /api/nudge).
 "use strict";
 
-import { paintWeights } from "./colours.js";
+import { paintWeights, weightBars } from "./colours.js";
 import { paintGrey } from "./guess.js";
 
 const $ = (id) => document.getElementById(id);
-
-function paintBars(canvas, W) {
-  // one bar per neuron of the layer below, in its order: red up, blue down
-  const width = 320, height = 120, mid = height / 2;
-  canvas.width = width;
-  canvas.height = height;
-  const g = canvas.getContext("2d");
-  g.fillStyle = "#181c23";
-  g.fillRect(0, 0, width, height);
-  const scale = Math.max(1e-9, ...W.map(Math.abs));
-  const step = width / W.length;
-  W.forEach((w, i) => {
-    const h = (Math.abs(w) / scale) * (mid - 4);
-    g.fillStyle = w > 0 ? "#ff7a5c" : "#5aa2ff";
-    g.fillRect(i * step + step * 0.15, w > 0 ? mid - h : mid, step * 0.7, h);
-  });
-  g.fillStyle = "#8b95a7";
-  g.fillRect(0, mid, width, 1);
-}
 
 export class Explorer {
   // hooks: pin(neuron) chooses a neuron for the whole page; knockoutsChanged() asks for
@@ -54,6 +35,9 @@ export class Explorer {
     this.cache.clear();
     this.knockouts.clear();
     this.shown = null;
+    const n = model.sizes[1];
+    $("explorer-count").textContent = model.sizes.length > 2
+      ? `The ${n} first-layer neurons` : `The ${n} output neurons`;
     const grid = $("layer1-grid");
     grid.textContent = "";
     this.cells = model.weights[0].map((W, j) => {
@@ -121,12 +105,14 @@ export class Explorer {
     $("explore-title").textContent = this.name(neuron);
     const W = this.model.weights[layer - 1][index];
     const weights = $("explore-weights");
-    weights.classList.toggle("bars-canvas", layer > 1);
+    weights.hidden = layer > 1;
+    $("explore-weights-bars").hidden = layer === 1;
     if (layer === 1) paintWeights(weights, W);
-    else paintBars(weights, W);
+    else weightBars($("explore-weights-bars"), W, `Incoming weights of ${this.name(neuron)}`);
     $("explore-weights-caption").textContent = layer === 1
       ? "its 784 incoming weights, as a 28×28 picture"
-      : `its ${W.length} incoming weights, one bar per neuron 1–${W.length} of layer ${layer - 1}`;
+      : `its ${W.length} incoming weights, one bar per neuron 1–${W.length} of layer ${layer - 1}: `
+        + "red up for a positive weight, blue down for a negative one";
     weights.setAttribute("aria-label", `Incoming weights of ${this.name(neuron)}`);
     $("explore-wants-note").textContent = layer === 1
       ? ": for layer 1 exactly the positive part of the weights, as bright as the weight is large"
@@ -169,21 +155,32 @@ export class Explorer {
     }
   }
 
+  setKnockouts(list) {
+    // Knock out exactly these hidden neurons ([[layer, index], ...]; others ignored).
+    const last = this.model.sizes.length - 1;
+    this.knockouts = new Set(list.filter(([l, j]) => l >= 1 && l < last && j >= 0 && j < this.model.sizes[l])
+      .map(([l, j]) => `${l}.${j}`));
+    this.counted();
+  }
+
+  counted() {
+    const n = this.knockouts.size;
+    $("knockout-count").textContent = n ? `${n} neuron${n === 1 ? "" : "s"} knocked out.` : "";
+    $("knockout-clear").hidden = n === 0;
+    $("knockout-switch").checked = this.knockouts.has(this.shown);
+  }
+
   toggle(off) {
     if (!this.shown) return;
     if (off) this.knockouts.add(this.shown);
     else this.knockouts.delete(this.shown);
-    const n = this.knockouts.size;
-    $("knockout-count").textContent = n ? `${n} neuron${n === 1 ? "" : "s"} knocked out.` : "";
-    $("knockout-clear").hidden = n === 0;
+    this.counted();
     this.hooks.knockoutsChanged();
   }
 
   clearKnockouts() {
     this.knockouts.clear();
-    $("knockout-switch").checked = false;
-    $("knockout-count").textContent = "";
-    $("knockout-clear").hidden = true;
+    this.counted();
     this.hooks.knockoutsChanged();
   }
 
@@ -214,8 +211,11 @@ export class Explorer {
       const p = answer.probabilities[answer.digit];
       result.textContent = answer.steps === 0
         ? `The network already says ${target}: nothing to change.`
-        : `Now it says ${answer.digit} (${(100 * p).toFixed(0)}%): no pixel moved more than `
-          + `${answer.linf.toFixed(3)} (L∞), ${answer.l2.toFixed(2)} in all (L2), after ${answer.steps} small steps.`;
+        : `Now it says ${answer.digit}, ${(100 * p).toFixed(0)}% sure, after ${answer.steps} small steps. `
+          + `No pixel changed by more than ${answer.linf.toFixed(3)} of the way from black to white `
+          + `(the largest change, L∞); all the changes together measure ${answer.l2.toFixed(2)} `
+          + "(their length, L2). The nudge stops as soon as the guess flips, so the network may "
+          + "still be far from sure.";
       this.hooks.applyNudge(answer.pixels, answer);
     } catch (err) {
       result.textContent = `No nudge: ${err.message}`;

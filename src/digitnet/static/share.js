@@ -1,12 +1,13 @@
 // The page's state in its address: the 28x28 input, the pinned neuron, the model.
 //
-//   ?d=<input>&n=<layer>.<neuron>&m=<model>
+//   ?d=<input>&n=<layer>.<neuron>&k=<layer>.<neuron>,...&m=<model>
 //
 // d: the 784 input values (row by row, 0 background .. 1 ink), each as one byte
 //    round(255 v); a run of zero bytes is written as 0 followed by its length
 //    (1-255), which keeps a digit, mostly background, to 300-500 bytes; then
 //    base64url without padding (RFC 4648 §5).
 // n: the pinned neuron, both numbers counted from 1 as the page shows them.
+// k: the knocked-out neurons, written as n is, separated by commas.
 // m: 8 hex digits, FNV-1a of the /api/model answer, to tell a link made with
 //    another network.
 "use strict";
@@ -70,25 +71,34 @@ export function modelId(text) {
 }
 
 export function readAddress(search) {
-  // -> {input, neuron: {layer, index} | null, model} from a query string.
+  // -> {input, neuron: {layer, index} | null, knockout: [[layer, index], ...], model}
+  // from a query string (indices from 0).
   const params = new URLSearchParams(search);
   const d = params.get("d");
   const input = d ? decodeInput(d) : null;
   const n = /^(\d+)\.(\d+)$/.exec(params.get("n") || "");
+  const knockout = [];
+  for (const part of (params.get("k") || "").split(",")) {
+    const k = /^(\d+)\.(\d+)$/.exec(part);
+    if (k && Number(k[2]) >= 1) knockout.push([Number(k[1]), Number(k[2]) - 1]);
+  }
   return {
     input,
     badInput: Boolean(d) && !input,
     neuron: n ? { layer: Number(n[1]), index: Number(n[2]) - 1 } : null,
+    knockout,
     model: params.get("m"),
   };
 }
 
-export function writeAddress({ input, neuron, model }) {
-  // The query string for this state ("" when there is nothing to keep).
+export function writeAddress({ input, neuron, knockout = [], model }) {
+  // The query string for this state ("" when there is nothing to keep); knockout:
+  // [[layer, index], ...], indices from 0.
   const params = new URLSearchParams();
   if (input) params.set("d", encodeInput(input));
   if (neuron) params.set("n", `${neuron.layer}.${neuron.index + 1}`);
-  if (model && (input || neuron)) params.set("m", model);
+  if (knockout.length) params.set("k", knockout.map(([l, j]) => `${l}.${j + 1}`).join(","));
+  if (model && (input || neuron || knockout.length)) params.set("m", model);
   const text = params.toString();
   return text ? `?${text}` : "";
 }
