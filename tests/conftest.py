@@ -1,29 +1,95 @@
-"""Shared fixtures: the MNIST copy that ships with the package, loaded once."""
+"""Shared fixtures: the MNIST copy that ships with the package, loaded once; one
+compile cache for the whole run; a fresh fuzzing seed each run, printed."""
 
 import gzip
 import os
+import random
 import re
+import shutil
 import socket
 import stat
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from digitnet.data import load_mnist
-from digitnet.modelfile import save
-from digitnet.train import TrainConfig, evaluate, train_network
+# numba's compile cache for this run, shared by every test and every process the tests
+# start (they inherit the environment): each configuration of the compiled loop is
+# compiled once per run, and nothing depends on what an earlier run left in
+# ~/.cache/numba or beside the source.  Set before numba is imported anywhere.
+# ``test_kernel.py::test_auto_takes_the_compiled_loop_only_once_it_is_built`` is the
+# one test that compiles from an empty cache of its own.
+NUMBA_CACHE = tempfile.mkdtemp(prefix="digitnet-test-numba-")
+os.environ["NUMBA_CACHE_DIR"] = NUMBA_CACHE
+# ... compiled with LLVM's -O2 rather than numba's default -O3: well under half the
+# compile time, for code as fast here, and the same IEEE arithmetic (neither level may
+# reorder float operations without fast-math, which digitnet never asks for), so the
+# same results to the bit; the cold-compile test checks that against -O3.
+NUMBA_OPT = os.environ.setdefault("NUMBA_OPT", "2")
+
+from digitnet.data import load_mnist  # noqa: E402  (after NUMBA_CACHE_DIR is set)
+from digitnet.modelfile import save  # noqa: E402
+from digitnet.train import TrainConfig, evaluate, train_network  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Give hypothesis a fresh seed each run unless ``--hypothesis-seed`` names one, so
+    the fuzzers try new inputs every time and a failure is replayed from the seed."""
+    if config.getoption("hypothesis_seed", None) is None:
+        config.option.hypothesis_seed = random.SystemRandom().randrange(2**32)
+
+
+def pytest_report_header(config):
+    seed = config.getoption("hypothesis_seed", None)
+    return [
+        f"hypothesis seed: {seed} (to replay a run's inputs: --hypothesis-seed={seed})",
+        f"numba compile cache for this run: {NUMBA_CACHE} (NUMBA_OPT={NUMBA_OPT})",
+    ]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test of a module that uses hypothesis says the run's seed."""
+    outcome = yield
+    report = outcome.get_result()
+    names = vars(getattr(item, "module", None) or object()).values()
+    uses_hypothesis = any(str(getattr(v, "__module__", "")).startswith("hypothesis") for v in names)
+    if report.failed and uses_hypothesis:
+        seed = item.config.getoption("hypothesis_seed", None)
+        report.sections.append(
+            ("hypothesis seed", f"this run's seed: {seed}; replay with --hypothesis-seed={seed}")
+        )
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(NUMBA_CACHE, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def mnist():
     return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def default_loop() -> str:
+    """The loop ``kernel="auto"`` takes for the default configuration in this run:
+    "compiled" where numba is installed (its loop is built here, once, into this run's
+    compile cache, so every process of the run finds it), else "numpy"."""
+    from digitnet import kernel
+    from digitnet.train import compile_loop
+
+    if not kernel.AVAILABLE:
+        return "numpy"
+    compile_loop(TrainConfig())
+    return "compiled"
 
 
 @pytest.fixture(scope="session")

@@ -26,17 +26,19 @@ def run(*args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def default_model(tmp_path_factory):
-    """`digitnet train` with every default, seeded: the run the README promises."""
+def default_model(tmp_path_factory, default_loop):
+    """`digitnet train` with every default, seeded: the run the README promises, on the
+    loop "auto" takes once the compiled loop is built (``default_loop``)."""
     path = tmp_path_factory.mktemp("default") / "model.safetensors"
     result = run("train", "--seed", "0", "--out", path)
     assert result.returncode == 0, result.stderr
     return path, result
 
 
-def test_default_training_reaches_96_percent(default_model):
+def test_default_training_reaches_96_percent(default_model, default_loop):
     path, result = default_model
     info = load(path).info
+    assert info["kernel"] == default_loop
     assert info["test_accuracy"] >= 0.96, result.stdout
     assert info["config"]["sizes"] == [784, 16, 16, 10]
     assert info["config"]["activation"] == "sigmoid"
@@ -88,6 +90,8 @@ def test_classic_recipe_is_one_set_of_flags_away(tmp_path):
     path = tmp_path / "classic.safetensors"
     result = run(
         "train",
+        "--kernel",
+        "numpy",
         "--loss",
         "quadratic",
         "--output",
@@ -158,6 +162,8 @@ def test_divergence_exits_1_without_a_model(tmp_path):
     path = tmp_path / "m.safetensors"
     result = run(
         "train",
+        "--kernel",
+        "numpy",
         "--optimizer",
         "sgd",
         "--lr",
@@ -178,17 +184,10 @@ def test_divergence_exits_1_without_a_model(tmp_path):
 
 def test_ctrl_c_keeps_the_best_model_so_far(tmp_path):
     path = tmp_path / "m.safetensors"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digitnet", "train", "--epochs", "200", "--out", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    for line in process.stdout:  # wait until two epochs have finished
+    process = start_training("--epochs", "200", "--kernel", "numpy", "--out", path)
+    for line in process.stdout:  # two epochs have finished; 198 cannot have
         if line.split()[:2] == ["epoch", "2/200"]:
             break
-    time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
@@ -225,32 +224,29 @@ def start_training(*args):
     )
 
 
+#: A seeded run on 900 of the small set's images, long enough (30 epochs) that the
+#: epochs after a kill cannot finish before the kill lands, on any machine.
+SMALL_RUN = ("--validation", "100", "--kernel", "numpy", "--epochs", "30", "--seed", "5")
+
+
 @pytest.fixture(scope="module")
-def unbroken(tmp_path_factory):
-    """A short seeded run that nothing interrupts, to compare resumed runs with."""
+def unbroken(tmp_path_factory, small_mnist):
+    """The small run, with nothing interrupting it, to compare resumed runs with."""
     path = tmp_path_factory.mktemp("unbroken") / "m.safetensors"
-    result = run("train", "--epochs", "6", "--seed", "5", "--out", path)
+    result = run("train", "--data", small_mnist, *SMALL_RUN, "--out", path)
     assert result.returncode == 0, result.stderr
     return load(path)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_kill_then_resume_reaches_the_same_model(tmp_path, unbroken, sig):
+def test_kill_then_resume_reaches_the_same_model(tmp_path, small_mnist, unbroken, sig):
     out, ckpt = tmp_path / "m.safetensors", tmp_path / "run.ckpt"
     process = start_training(
-        "--epochs",
-        "6",
-        "--seed",
-        "5",
-        "--out",
-        out,
-        "--checkpoint-every",
-        "1",
-        "--checkpoint",
-        ckpt,
-    )
-    for line in process.stdout:
-        if line.split()[:2] == ["epoch", "3/6"]:
+        "--data", small_mnist, *SMALL_RUN, "--out", out, "--checkpoint-every", "1",
+        "--checkpoint", ckpt,
+    )  # fmt: skip
+    for line in process.stdout:  # epoch 3's checkpoint is written before its line
+        if line.split()[:2] == ["epoch", "3/30"]:
             break
     process.send_signal(sig)
     process.communicate(timeout=120)
@@ -259,11 +255,10 @@ def test_kill_then_resume_reaches_the_same_model(tmp_path, unbroken, sig):
     from digitnet.checkpoint import load_checkpoint
 
     state, config = load_checkpoint(ckpt)
-    assert 3 <= state.epoch < 6 and config.epochs == 6
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    resumed = run("train", "--resume", ckpt, "--out", out)
+    assert 3 <= state.epoch < 30 and config.epochs == 30
+    resumed = run("train", "--resume", ckpt, "--data", small_mnist, "--out", out)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"after epoch {state.epoch} of 6" in resumed.stdout
+    assert f"after epoch {state.epoch} of 30" in resumed.stdout
     model = load(out)
     assert model.network.params.tobytes() == unbroken.network.params.tobytes()
     assert model.test_accuracy == unbroken.test_accuracy
@@ -282,30 +277,53 @@ def test_resume_from_a_bad_checkpoint_exits_2(tmp_path, unbroken):
     assert result.returncode == 2 and "not a digitnet checkpoint" in result.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.0, 0.07, 0.15, 0.3, 0.45])
-def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path, delay):
-    """SIGKILL at moments after the first checkpoint (so some land in the middle of a
-    save): the checkpoint on disk is always whole, no model is half-written, and the
-    next save of the checkpoint removes the temporary file a killed save left."""
+def frozen_mid_save(process: subprocess.Popen, path: Path, deadline: float) -> bool:
+    """Stop ``process`` (SIGSTOP) at a moment when it is writing ``path``: when the
+    temporary file of an atomic save of it exists.  False if the process ended or the
+    deadline passed first."""
+    pattern = f".{path.name}.*.tmp"
+    while process.poll() is None and time.monotonic() < deadline:
+        if any(path.parent.glob(pattern)):
+            process.send_signal(signal.SIGSTOP)
+            if any(path.parent.glob(pattern)):  # still there, and now it stays
+                return True
+            process.send_signal(signal.SIGCONT)  # the save ended in between: go on
+    return False
+
+
+@pytest.mark.parametrize("moment", ["after the first checkpoint", "while a checkpoint is written"])
+def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path, small_mnist, moment):
+    """SIGKILL once the first checkpoint exists, or in the middle of writing one (the
+    process frozen while the temporary file exists): the checkpoint on disk is always
+    whole, no model is half-written, and the next save of the checkpoint removes the
+    temporary file a killed save left.  A layer of 1,000 neurons makes a 13 MB
+    checkpoint, whose writing takes long enough to be caught in the act."""
     from digitnet.checkpoint import load_checkpoint
 
     ckpt, out = tmp_path / "run.ckpt", tmp_path / "m.safetensors"
     process = start_training(
-        "--epochs", "4", "--out", out, "--checkpoint-every", "1", "--checkpoint", ckpt
+        "--data", small_mnist, "--validation", "100", "--kernel", "numpy", "--epochs", "8",
+        "--sizes", "784,1000,10", "--out", out, "--checkpoint-every", "1", "--checkpoint", ckpt,
     )  # fmt: skip
-    for line in process.stdout:  # the first checkpoint is written before this line
-        if line.startswith("epoch 1/4"):
-            break
-    time.sleep(delay)
-    process.kill()
-    process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL
-    state, config = load_checkpoint(ckpt)
-    assert 1 <= state.epoch <= 4 and config.epochs == 4
+    deadline = time.monotonic() + 300
+    try:
+        while not ckpt.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "no checkpoint"
+            time.sleep(0.005)
+        if moment == "while a checkpoint is written":  # a later one, over the first
+            assert frozen_mid_save(process, ckpt, deadline), "never caught writing one"
+    finally:
+        process.kill()  # (a frozen process is killed as it is)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL, err
+    left = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    if moment == "while a checkpoint is written":
+        assert len(left) == 1  # the killed save's
+    state, config = load_checkpoint(ckpt)  # whole, whichever epoch it holds
+    assert 1 <= state.epoch <= 8 and config.epochs == 8
     assert not out.exists()  # killed before the end: no model, and no half of one
-    resumed = run("train", "--resume", ckpt, "--out", out, "--checkpoint-every", "1",
-                  "--checkpoint", ckpt)  # fmt: skip
+    resumed = run("train", "--resume", ckpt, "--data", small_mnist, "--out", out,
+                  "--checkpoint-every", "1", "--checkpoint", ckpt)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
-    assert len(load(out).info["history"]["epochs"]) == 4
+    assert len(load(out).info["history"]["epochs"]) == 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "run.ckpt"]

@@ -2,7 +2,6 @@
 works with every command, as one saved by ``digitnet train`` does."""
 
 import json
-import types
 
 import numpy as np
 from PIL import Image
@@ -13,15 +12,17 @@ from digitnet.modelfile import load, save
 from digitnet.train import train_network
 
 
-def test_the_package_names_its_modules_and_functions_apart():
-    import digitnet.config
-    import digitnet.kernel
-    import digitnet.optimizers
-    import digitnet.train
+def test_the_readmes_import_line_gives_the_librarys_own_objects():
+    """``from digitnet import Network, TrainConfig, load, load_mnist, save,
+    train_network``: the public names are the library's functions and classes, not
+    copies that could drift from them."""
+    import digitnet
+    from digitnet import data, modelfile, network, train
 
-    for module in (digitnet.train, digitnet.config, digitnet.kernel, digitnet.optimizers):
-        assert isinstance(module, types.ModuleType), module
-    assert digitnet.train_network is digitnet.train.train_network
+    public = (digitnet.Network, digitnet.TrainConfig, digitnet.load, digitnet.load_mnist,
+              digitnet.save, digitnet.train_network)  # fmt: skip
+    assert public == (network.Network, TrainConfig, modelfile.load, data.load_mnist,
+                      modelfile.save, train.train_network)  # fmt: skip
 
 
 def test_a_model_saved_from_python_works_with_every_command(mnist, tmp_path):

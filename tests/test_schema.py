@@ -4,7 +4,6 @@ and invalid requests for every operation; no 5xx, and every answer as documented
 import os
 
 import numpy as np
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
@@ -24,15 +23,17 @@ app = create_app(
 schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
     path_regex="^/api/train", method_regex="^(POST|DELETE)$"
 )
-EXAMPLES = int(os.environ.get("DIGITNET_FUZZ_EXAMPLES", "1000"))
+# Examples per operation; each run draws new ones (its seed is in pytest's header,
+# and --hypothesis-seed=SEED replays them).
+EXAMPLES = int(os.environ.get("DIGITNET_FUZZ_EXAMPLES", "100"))
 
 
-@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
-    derandomize=not os.environ.get("DIGITNET_FUZZ_RANDOM"),
+    database=None,
+    print_blob=True,
     suppress_health_check=list(HealthCheck),
 )
 def test_api_conforms_to_its_openapi(case):

@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import start_server, stop
+from digitnet.modelfile import load
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,8 @@ def test_oversized_body_is_refused_before_it_is_read(server):
         b"/static/....//__init__.py",
         b"/../pyproject.toml",
         b"/static/\\..\\__init__.py",
+        b"/static//etc/passwd",
+        b"/nothing",
     ],
 )
 def test_no_path_leaves_the_static_folder(server, path):
@@ -110,8 +113,9 @@ def test_loopback_by_default_and_a_loud_warning_otherwise(trained):
     assert "WARNING" in err and "not loopback" in err
 
 
-def test_the_readme_main_job_trains_then_serves(tmp_path):
-    """`digitnet serve` with no model yet: trains the default network, then serves it."""
+def test_the_readme_main_job_trains_then_serves(tmp_path, default_loop):
+    """`digitnet serve` with no model yet: trains the default network, then serves it
+    (on the loop "auto" takes once the compiled loop is built: ``default_loop``)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "digitnet", "serve", "--port", "0"],
         cwd=tmp_path,
@@ -132,6 +136,6 @@ def test_the_readme_main_job_trains_then_serves(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=5) as r:
             model = json.loads(r.read())
         assert model["sizes"] == [784, 16, 16, 10] and model["test_accuracy"] >= 0.96
-        assert (tmp_path / "model.safetensors").is_file()
+        assert load(tmp_path / "model.safetensors").info["kernel"] == default_loop
     finally:
         stop(process)

@@ -180,10 +180,12 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_trains_the_rest(tmp_path):
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    for line in process.stdout:  # the first finished trial
-        if "params  test" in line:
-            break
-    time.sleep(1.5)  # into the next trial's training
+    deadline = time.monotonic() + 300
+    while not list(out.glob("*.safetensors")):  # until the first trial's model is saved
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.01)
+    # Within a few ms of the first trial's end, with two trials of 3 epochs still to
+    # train: the third cannot have finished, however fast the machine.
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr

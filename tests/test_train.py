@@ -46,9 +46,9 @@ def test_default_config_is_the_videos_network():
 
 
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
-def test_every_optimizer_learns(small, mnist, optimizer):
+def test_every_optimizer_learns(small, mnist, optimizer, loop):
     lr = {"sgd": 0.5, "momentum": 0.05, "adam": 0.01}[optimizer]
-    config = TrainConfig(optimizer=optimizer, lr=lr, epochs=3, validation=1000)
+    config = TrainConfig(optimizer=optimizer, lr=lr, epochs=3, validation=1000, kernel=loop)
     net, history = train_network(*small, config)
     losses = [e.loss for e in history.epochs]
     assert losses[-1] < losses[0]
@@ -66,7 +66,7 @@ def test_every_optimizer_learns(small, mnist, optimizer):
         ("quadratic", "softmax"),
     ],
 )
-def test_every_combination_learns(small, mnist, activation, loss, output):
+def test_every_combination_learns(small, mnist, activation, loss, output, loop):
     config = TrainConfig(
         activation=activation,
         loss=loss,
@@ -74,6 +74,7 @@ def test_every_combination_learns(small, mnist, activation, loss, output):
         epochs=4,
         validation=0,
         lr=0.01 if activation == "sigmoid" else 0.003,
+        kernel=loop,
     )
     net, _ = train_network(*small, config)
     accuracy = evaluate(net, mnist.test_images[:2000], mnist.test_labels[:2000]).accuracy
@@ -215,11 +216,12 @@ def test_augment_moves_are_one_axis_at_a_time():
 
 
 def test_augment_must_leave_some_of_the_picture(loop):
+    # two hidden layers, as the default network: the same compiled loop serves both
     images, labels = np.zeros((50, 16), np.uint8), np.zeros(50, np.uint8)
-    config = TrainConfig(sizes=(16, 4, 10), augment=4, validation=10, kernel=loop)
+    config = TrainConfig(sizes=(16, 4, 4, 10), augment=4, validation=10, kernel=loop)
     with pytest.raises(ValueError, match="4x4 pictures by at most 3 pixels, got 4"):
-        fit(Network((16, 4, 10)), images, labels, config, np.random.default_rng(0))
-    net = Network((16, 4, 10))
+        fit(Network((16, 4, 4, 10)), images, labels, config, np.random.default_rng(0))
+    net = Network((16, 4, 4, 10))
     fit(net, images, labels, replace(config, augment=3), np.random.default_rng(0))
     assert np.isfinite(net.params).all()
 

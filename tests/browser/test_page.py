@@ -28,12 +28,24 @@ def test_drawn_digit_is_read(page, digit):
     assert seen > 20  # the 28x28 input the network saw has ink
 
 
+PAD_CHECKSUM = """() => {
+    const d = document.getElementById('pad').getContext('2d').getImageData(0, 0, 280, 280).data;
+    let h = 0;
+    for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i]) >>> 0;
+    return h;
+}"""
+
+
 def test_clear_and_undo(page):
     stroke(page, DIGITS["1"][0])
     expect(page.locator("#guess")).to_have_text("1", timeout=5000)
+    one_stroke = page.evaluate(PAD_CHECKSUM)
     stroke(page, [(60, 140), (220, 140)])  # a second stroke across it
-    page.wait_for_timeout(400)
+    expect(page.locator("#status")).to_contain_text("2 strokes")
+    assert page.evaluate(PAD_CHECKSUM) != one_stroke
     page.get_by_role("button", name="Undo stroke").click()
+    expect(page.locator("#status")).to_contain_text("1 stroke.")
+    assert page.evaluate(PAD_CHECKSUM) == one_stroke  # the pad as it was before it
     expect(page.locator("#guess")).to_have_text("1", timeout=5000)
     page.get_by_role("button", name="Clear").click()
     expect(page.locator("#guess")).to_have_text("?")

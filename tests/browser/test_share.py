@@ -30,12 +30,14 @@ def test_a_link_opens_the_same_view_and_guess(browser, server):
         for points in DIGITS["7"]:
             stroke(page, points)
         expect(page.locator("#guess")).to_have_text("7", timeout=5000)
+        page.wait_for_function("location.search.includes('d=')")  # the 7, settled
+        drawn = page.evaluate("location.search")
         stroke(page, [(200, 230), (204, 236)])
-        page.wait_for_function("location.search.includes('d=')")
+        # the answer for the pad with both strokes, settled: nothing is in flight after it
+        page.wait_for_function("drawn => location.search !== drawn", arg=drawn)
         page.locator("#layer-2 .neuron").nth(3).click()
         expect(page.locator("#neuron-title")).to_have_text("Layer 2, neuron 4 (pinned)")
         page.wait_for_function("location.search.includes('n=2.4')")
-        page.wait_for_timeout(300)
         url = page.url
         before = shown(page)
         assert page.evaluate("history.length") == history  # replaced, never pushed
