@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from digitnet.data import load_mnist
-from digitnet.kernel import AVAILABLE as KERNEL_AVAILABLE
-from digitnet.modelfile import load
-from digitnet.network import Network
+from digitnet.files.data import load_mnist
+from digitnet.files.modelfile import load
+from digitnet.learn.kernel import AVAILABLE as KERNEL_AVAILABLE
+from digitnet.learn.network import Network
 from digitnet.train import TrainConfig, evaluate, train_network
 
 HERE = Path(__file__).resolve().parent

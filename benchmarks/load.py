@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digitnet.data import load_split
+from digitnet.files.data import load_split
 
 
 def start_server(model: Path) -> tuple[subprocess.Popen, str, int]:

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from digitnet import explore, load, load_mnist
+from digitnet import load, load_mnist
+from digitnet.inspect import explore
+from digitnet.learn import knockout
 
 
 def train(seed: int, out: Path, kernel: str, epochs: int) -> None:
@@ -73,9 +75,9 @@ def measure(net, images: np.ndarray, labels: np.ndarray) -> dict[str, str]:
     digit = int(np.argmax(table.lost[worst]))
     layer2 = [r for r, (l, _) in enumerate(table.neurons) if l == 2]
     want2 = explore.wants(net, 2)
-    reached2 = explore.forward(net, want2).a[2][np.arange(len(want2)), np.arange(len(want2))]
+    reached2 = knockout.forward(net, want2).a[2][np.arange(len(want2)), np.arange(len(want2))]
     want3 = explore.wants(net, 3)
-    out = explore.forward(net, want3).a[3]
+    out = knockout.forward(net, want3).a[3]
     reached3 = (out / out.sum(axis=1, keepdims=True))[np.arange(10), np.arange(10)]  # (10,)
     flipped, tried, linf, l2 = nudges(net, images, labels)
     (l, j) = table.neurons[worst]

@@ -31,8 +31,8 @@ os.environ["NUMBA_CACHE_DIR"] = NUMBA_CACHE
 # same results to the bit; the cold-compile test checks that against -O3.
 NUMBA_OPT = os.environ.setdefault("NUMBA_OPT", "2")
 
-from digitnet.data import load_mnist  # noqa: E402  (after NUMBA_CACHE_DIR is set)
-from digitnet.modelfile import save  # noqa: E402
+from digitnet.files.data import load_mnist  # noqa: E402  (after NUMBA_CACHE_DIR is set)
+from digitnet.files.modelfile import save  # noqa: E402
 from digitnet.train import TrainConfig, evaluate, train_network  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def default_loop() -> str:
     """The loop ``kernel="auto"`` takes for the default configuration in this run:
     "compiled" where numba is installed (its loop is built here, once, into this run's
     compile cache, so every process of the run finds it), else "numpy"."""
-    from digitnet import kernel
+    from digitnet.learn import kernel
     from digitnet.train import compile_loop
 
     if not kernel.AVAILABLE:
@@ -202,7 +202,7 @@ def client(trained, mnist):
     """The API of the shared model, in process, with all 10,000 test digits as samples."""
     from fastapi.testclient import TestClient
 
-    from digitnet.modelfile import load
+    from digitnet.files.modelfile import load
     from digitnet.server import create_app
 
     app = create_app(load(trained[1]), samples=(mnist.test_images, mnist.test_labels))

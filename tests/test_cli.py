@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from digitnet.modelfile import load
+from digitnet.files.modelfile import load
 
 
 def run(*args, **kwargs):
@@ -252,7 +252,7 @@ def test_kill_then_resume_reaches_the_same_model(tmp_path, small_mnist, unbroken
     process.communicate(timeout=120)
     assert process.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     # whatever moment the kill came, the last checkpoint is whole and loadable
-    from digitnet.checkpoint import load_checkpoint
+    from digitnet.files.checkpoint import load_checkpoint
 
     state, config = load_checkpoint(ckpt)
     assert 3 <= state.epoch < 30 and config.epochs == 30
@@ -270,7 +270,7 @@ def test_resume_from_a_bad_checkpoint_exits_2(tmp_path, unbroken):
     result = run("train", "--resume", bad)
     assert result.returncode == 2 and "not a valid safetensors file" in result.stderr
     model_not_checkpoint = tmp_path / "m.safetensors"
-    from digitnet.modelfile import save
+    from digitnet.files.modelfile import save
 
     save(model_not_checkpoint, unbroken.network, {})
     result = run("train", "--resume", model_not_checkpoint)
@@ -298,7 +298,7 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path, small_mnis
     whole, no model is half-written, and the next save of the checkpoint removes the
     temporary file a killed save left.  A layer of 1,000 neurons makes a 13 MB
     checkpoint, whose writing takes long enough to be caught in the act."""
-    from digitnet.checkpoint import load_checkpoint
+    from digitnet.files.checkpoint import load_checkpoint
 
     ckpt, out = tmp_path / "run.ckpt", tmp_path / "m.safetensors"
     process = start_training(

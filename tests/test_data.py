@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_MNIST
-from digitnet.data import FILES, DataError, load_mnist, mnist_dir, read_idx, sha256_uncompressed
+from digitnet.files.data import (
+    FILES,
+    DataError,
+    load_mnist,
+    mnist_dir,
+    read_idx,
+    sha256_uncompressed,
+)
 
 
 def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:

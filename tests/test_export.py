@@ -10,9 +10,9 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 from conftest import cli
-from digitnet.activations import ACTIVATIONS, OUTPUTS
-from digitnet.export import OPSET, export, to_onnx
-from digitnet.modelfile import load
+from digitnet.files.modelfile import load
+from digitnet.inspect.export import OPSET, export, to_onnx
+from digitnet.learn.activations import ACTIVATIONS, OUTPUTS
 from digitnet.train import TrainConfig, train_network
 
 CASES = [(a, o) for a in sorted(ACTIVATIONS) for o in sorted(OUTPUTS)]

@@ -1,5 +1,5 @@
 """Output paths checked before work, atomic writes, stale temporary files, and inputs
-that are not regular files: ``digitnet.files`` on real files, FIFOs and sockets."""
+that are not regular files: ``digitnet.files.paths`` on real files, FIFOs and sockets."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import special_files
-from digitnet.files import (
+from digitnet.files.paths import (
     InputError,
     OutputError,
     atomic_write,
@@ -112,7 +112,7 @@ def test_a_write_that_fails_for_want_of_space_is_one_error_and_leaves_nothing(tm
     script = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
-        "from digitnet.files import atomic_write, OutputError\n"
+        "from digitnet.files.paths import atomic_write, OutputError\n"
         "try:\n"
         f"    atomic_write({str(path)!r}, b'x' * 100_000)\n"
         "except OutputError as e:\n"

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from digitnet.data import IDX_TYPES, DataError, read_idx
-from digitnet.modelfile import Model, ModelFileError, load, save
-from digitnet.network import Network
-from digitnet.preprocess import PictureError, read_digit, to_mnist
+from digitnet.files.data import IDX_TYPES, DataError, read_idx
+from digitnet.files.modelfile import Model, ModelFileError, load, save
+from digitnet.learn.network import Network
 from digitnet.server import create_app
+from digitnet.vision.preprocess import PictureError, read_digit, to_mnist
 
 EXAMPLES = int(os.environ.get("DIGITNET_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

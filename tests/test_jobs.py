@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from digitnet.config import TrainConfig
-from digitnet.files import OutputError
-from digitnet.jobs import FIELDS, RequestError, defaults, train_config
-from digitnet.modelfile import Model, load, save
-from digitnet.models import MAX_MODELS, SERVED, Models, UnknownModel, check_folder
-from digitnet.network import Network
+from digitnet.files.modelfile import Model, load, save
+from digitnet.files.paths import OutputError
+from digitnet.learn.network import Network
 from digitnet.server import create_app
+from digitnet.server.jobs import FIELDS, RequestError, defaults, train_config
+from digitnet.server.models import MAX_MODELS, SERVED, Models, UnknownModel, check_folder
 from digitnet.settings import SETTINGS
 
 #: The page's bounds, as declared beside each setting.
@@ -262,7 +262,7 @@ def test_a_folder_must_exist_and_be_writable(tmp_path):
 
 
 def test_worker_messages_are_json_lines():
-    from digitnet.worker import decode, encode
+    from digitnet.server.worker import decode, encode
 
     params = np.linspace(-1, 1, 50, dtype=np.float32)
     text = json.dumps({"params": encode(params)})

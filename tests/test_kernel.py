@@ -11,10 +11,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from digitnet import activations, kernel
-from digitnet.activations import ACTIVATIONS, Activation
 from digitnet.config import TrainConfig
-from digitnet.network import Network
+from digitnet.learn import activations, kernel
+from digitnet.learn.activations import ACTIVATIONS, Activation
+from digitnet.learn.network import Network
 from digitnet.train import fit, is_compiled, seeded_generators, train_network
 
 pytestmark = pytest.mark.skipif(
@@ -160,7 +160,7 @@ def test_auto_takes_the_compiled_loop_only_once_it_is_built(tmp_path, mnist):
     assert python(ask) == "compiled True"
     config = TrainConfig(epochs=1, validation=300, kernel="compiled")
     theirs = python(
-        "from digitnet.config import TrainConfig; from digitnet.data import load_mnist; "
+        "from digitnet.config import TrainConfig; from digitnet.files.data import load_mnist; "
         "from digitnet.train import train_network; d = load_mnist(); "
         f"c = TrainConfig.from_dict({config.to_dict()!r}); "
         "n, _ = train_network(d.train_images[:3000], d.train_labels[:3000], c); "
@@ -183,7 +183,7 @@ def test_the_compiled_primitives_give_what_the_plain_ones_give():
     hint to the cache, nothing in plain NumPy) changes nothing."""
     import numba
 
-    from digitnet import optimizers, primitives
+    from digitnet.learn import optimizers, primitives
 
     overloaded = kernel._compiled_primitives()
     names = [name for name in dir(primitives) if isinstance(getattr(primitives, name),

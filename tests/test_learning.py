@@ -7,11 +7,11 @@ import io
 import numpy as np
 import pytest
 
-from digitnet import landscape as land
-from digitnet import learning, learning_plots
-from digitnet.activations import LOSSES
-from digitnet.knockout import forward
-from digitnet.network import Network
+from digitnet.inspect import landscape as land
+from digitnet.inspect import learning, learning_plots
+from digitnet.learn.activations import LOSSES
+from digitnet.learn.knockout import forward
+from digitnet.learn.network import Network
 
 #: (hidden activation, output, loss): every output-loss pair and every activation.
 CASES = [

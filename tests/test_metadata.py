@@ -16,13 +16,13 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from digitnet.checkpoint import load_checkpoint, save_checkpoint
 from digitnet.cli import main
 from digitnet.config import Epoch, TrainConfig
-from digitnet.data import load_mnist
-from digitnet.metadata import MAX_DEPTH, MetadataError, field_check, parse_json
-from digitnet.modelfile import ModelFileError, load
-from digitnet.network import Network
+from digitnet.files.checkpoint import load_checkpoint, save_checkpoint
+from digitnet.files.data import load_mnist
+from digitnet.files.metadata import MAX_DEPTH, MetadataError, field_check, parse_json
+from digitnet.files.modelfile import ModelFileError, load
+from digitnet.learn.network import Network
 from digitnet.settings import short
 from digitnet.train import fit, seeded_generators
 
@@ -103,7 +103,7 @@ def test_every_field_of_the_records_has_a_check():
     fields are the settings, each checked as its declaration says."""
     from dataclasses import fields
 
-    from digitnet.metadata import CONFIG
+    from digitnet.files.metadata import CONFIG
     from digitnet.settings import SETTINGS
 
     for f in fields(Epoch):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from digitnet.files import OutputError
-from digitnet.modelfile import FORMAT_VERSION, ModelFileError, atomic_write, load, save
-from digitnet.network import Network
+from digitnet.files.modelfile import FORMAT_VERSION, ModelFileError, atomic_write, load, save
+from digitnet.files.paths import OutputError
+from digitnet.learn.network import Network
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from digitnet.activations import ACTIVATIONS, LOSSES, OUTPUTS
-from digitnet.network import Network, count_parameters
+from digitnet.learn.activations import ACTIVATIONS, LOSSES, OUTPUTS
+from digitnet.learn.network import Network, count_parameters
 from digitnet.train import one_hot
 
 COMBINATIONS = list(itertools.product(ACTIVATIONS, [loss for loss, _ in LOSSES], OUTPUTS))

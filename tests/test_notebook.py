@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import digitnet
-from digitnet.modelfile import load
-from digitnet.network import Network
+from digitnet.files.modelfile import load
+from digitnet.learn.network import Network
 from digitnet.notebook import STATIC, DigitWidget, bundle
-from digitnet.recognise import predict_pixels
 from digitnet.server import create_app
+from digitnet.vision.recognise import predict_pixels
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ overflow warning (warnings are errors in this test suite)."""
 import numpy as np
 import pytest
 
-from digitnet.activations import (
+from digitnet.learn.activations import (
     LOSSES,
     cross_entropy_value_sigmoid,
     cross_entropy_value_softmax,
@@ -13,7 +13,7 @@ from digitnet.activations import (
     sigmoid,
     softmax,
 )
-from digitnet.network import Network
+from digitnet.learn.network import Network
 from digitnet.train import one_hot
 
 HUGE = np.array([[-1e30, -1e4, -100.0, 0.0, 100.0, 1e4, 1e30]], dtype=np.float32)

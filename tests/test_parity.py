@@ -13,7 +13,7 @@ torch = pytest.importorskip(
     "torch", reason="PyTorch is not installed (pip install torch==2.13.0; CI installs it)"
 )
 
-from digitnet.network import Network  # noqa: E402
+from digitnet.learn.network import Network  # noqa: E402
 from digitnet.train import OPTIMIZERS, one_hot  # noqa: E402
 
 EPS = float(np.finfo(np.float32).eps)  # 2⁻²³ ≈ 1.19e-7; one rounding errs by at most EPS/2

@@ -11,9 +11,9 @@ from nbclient import NotebookClient
 from PIL import Image
 
 from conftest import cli
-from digitnet import plots
 from digitnet.config import History
-from digitnet.modelfile import load
+from digitnet.files.modelfile import load
+from digitnet.inspect import plots
 
 KINDS = ["network", "weights", "curves", "confusion", "mistakes", "noise"]
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from conftest import cli
-from digitnet.preprocess import (
+from digitnet.vision.preprocess import (
     MAX_PIXELS,
     PictureError,
     greyscale,
@@ -18,7 +18,7 @@ from digitnet.preprocess import (
     steps,
     to_mnist,
 )
-from digitnet.recognise import predict_image, predict_pixels
+from digitnet.vision.recognise import predict_image, predict_pixels
 from pictures import variants
 
 N_DIGITS = 200

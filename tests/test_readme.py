@@ -363,10 +363,5 @@ def test_the_layout_check_finds_a_missing_and_an_unlisted_module(tmp_path):
     ]
 
 
-@pytest.mark.skipif(
-    not (ROOT / "src" / "digitnet" / "learn").is_dir(),
-    reason="the layout section describes the subpackages (learn/, files/, ...) that src/ is "
-    "being moved into; it is compared with src/ once they exist",
-)
 def test_the_layout_section_matches_src():
     assert layout_problems(ROOT / "src" / "digitnet", layout()) == []

@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import cli
 from digitnet.config import TrainConfig, record
-from digitnet.modelfile import load, save
+from digitnet.files.modelfile import load, save
 from digitnet.train import train_network
 
 
@@ -17,7 +17,9 @@ def test_the_readmes_import_line_gives_the_librarys_own_objects():
     train_network``: the public names are the library's functions and classes, not
     copies that could drift from them."""
     import digitnet
-    from digitnet import data, modelfile, network, train
+    from digitnet import train
+    from digitnet.files.paths import data, modelfile
+    from digitnet.learn import network
 
     public = (digitnet.Network, digitnet.TrainConfig, digitnet.load, digitnet.load_mnist,
               digitnet.save, digitnet.train_network)  # fmt: skip
@@ -59,3 +61,11 @@ def test_records_are_stored_as_their_dicts(mnist, tmp_path):
     assert info["config"] == config.to_dict() and info["history"] == history.to_dict()
     assert TrainConfig.from_dict(info["config"]) == config
     np.testing.assert_array_equal(load(tmp_path / "m.safetensors").network.params, net.params)
+
+
+def test_the_explorer_imports_as_it_did_before_the_subpackages():
+    """``from digitnet import explore``, as the README once wrote it, gives the module."""
+    from digitnet import explore
+    from digitnet.inspect import explore as home
+
+    assert explore is home

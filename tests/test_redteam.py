@@ -33,9 +33,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import cli, special_files, start_server, stop
+from digitnet.files.modelfile import Model, load, save
+from digitnet.learn.network import Network
 from digitnet.limits import available_memory, training_bytes
-from digitnet.modelfile import Model, load, save
-from digitnet.network import Network
 from digitnet.server import (
     MAX_CONNECTIONS,
     PICTURE_BYTES,
@@ -229,7 +229,7 @@ def library_server(model, app_options: str, serve_options: str):
     limits other than the command's: the process and its port."""
     script = (
         "import sys\n"
-        "from digitnet.modelfile import load\n"
+        "from digitnet.files.modelfile import load\n"
         "from digitnet.server import bind, create_app, serve\n"
         "sock = bind('127.0.0.1', 0)\n"
         "print(sock.getsockname()[1], flush=True)\n"
@@ -400,7 +400,7 @@ def test_one_largest_picture_takes_at_most_picture_bytes(largest_picture, tmp_pa
     path.write_bytes(largest_picture)
     script = (
         "import numpy as np\n"
-        "from digitnet.preprocess import open_picture, to_mnist\n"
+        "from digitnet.vision.preprocess import open_picture, to_mnist\n"
         "from digitnet.server import MAX_IMAGE_PIXELS\n"
         "def mib(key):\n"
         "    for line in open('/proc/self/status'):\n"
@@ -829,7 +829,7 @@ def test_bad_flags_are_one_line_without_the_usage_block(args):
 
 
 def test_checkpoint_alone_checkpoints_every_epoch(tmp_path, small_mnist):
-    from digitnet.checkpoint import load_checkpoint
+    from digitnet.files.checkpoint import load_checkpoint
 
     checkpoint = tmp_path / "run.ckpt"
     result = cli(

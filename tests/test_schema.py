@@ -8,9 +8,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
-from digitnet.data import load_split
-from digitnet.modelfile import Model
-from digitnet.network import Network
+from digitnet.files.data import load_split
+from digitnet.files.modelfile import Model
+from digitnet.learn.network import Network
 from digitnet.server import create_app
 
 images, labels = load_split(None, "test")

@@ -10,14 +10,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from digitnet import explore, jobs
-from digitnet.modelfile import load
-from digitnet.models import Models
-from digitnet.preprocess import PictureError, PictureTooLarge
-from digitnet.server import MAX_BODY_BYTES, MAX_IMAGE_PIXELS, ServerState
+from digitnet.files.modelfile import load
+from digitnet.inspect import explore
+from digitnet.server import MAX_BODY_BYTES, MAX_IMAGE_PIXELS, ServerState, jobs
 from digitnet.server.errors import add_handlers, status_of
+from digitnet.server.models import Models
 from digitnet.server.pictures import Pictures, TooManyPictures
 from digitnet.server.routes import predict
+from digitnet.vision.preprocess import PictureError, PictureTooLarge
 
 
 def data_url(image: Image.Image, fmt: str = "PNG") -> str:

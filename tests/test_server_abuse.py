@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import start_server, stop
-from digitnet.modelfile import load
+from digitnet.files.modelfile import load
 
 
 @pytest.fixture(scope="module")

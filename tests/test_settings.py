@@ -10,10 +10,10 @@ import pytest
 from digitnet import service
 from digitnet.cli.parser import build_parser, parse
 from digitnet.config import TrainConfig
-from digitnet.data import Dataset
-from digitnet.jobs import RequestError, choices, defaults, limits, request_settings
-from digitnet.metadata import CONFIG, MetadataError, config_schema
-from digitnet.modelfile import load
+from digitnet.files.data import Dataset
+from digitnet.files.metadata import CONFIG, MetadataError, config_schema
+from digitnet.files.modelfile import load
+from digitnet.server.jobs import RequestError, choices, defaults, limits, request_settings
 from digitnet.settings import SETTINGS, Page, check_settings, setting, spec_of
 
 
@@ -85,7 +85,7 @@ def test_every_setting_has_one_declaration_and_the_page_its_named_bounds():
 
 
 def test_a_name_added_to_a_registry_is_a_choice_everywhere(monkeypatch):
-    from digitnet.activations import ACTIVATIONS
+    from digitnet.learn.activations import ACTIVATIONS
 
     monkeypatch.setitem(ACTIVATIONS, "relu6", ACTIVATIONS["relu"])
     assert parse(["train", "--activation", "relu6"]).activation == "relu6"

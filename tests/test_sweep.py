@@ -15,9 +15,9 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from conftest import cli
-from digitnet.modelfile import load
-from digitnet.network import count_parameters
-from digitnet.plots import sweep_figure
+from digitnet.files.modelfile import load
+from digitnet.inspect.plots import sweep_figure
+from digitnet.learn.network import count_parameters
 from digitnet.sweep import JSON_KEYS, Sweep, TrialResult, claim, queue_grid, release_stale
 
 TINY = ["784,4,10", "784,6,10", "784,8,10"]

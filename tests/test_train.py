@@ -5,13 +5,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from digitnet import kernel
-from digitnet.checkpoint import TrainState
 from digitnet.config import TrainConfig, TrainingDiverged
-from digitnet.network import Network
-from digitnet.optimizers import OPTIMIZERS
+from digitnet.learn import kernel
+from digitnet.learn.loop import batch_input
+from digitnet.learn.network import Network
+from digitnet.learn.optimizers import OPTIMIZERS
 from digitnet.train import (
-    batch_input,
+    TrainState,
     evaluate,
     fit,
     lr_at,

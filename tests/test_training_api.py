@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import cli, start_server, stop
-from digitnet.activations import ACTIVATIONS, LOSSES
-from digitnet.modelfile import load
-from digitnet.optimizers import OPTIMIZERS
+from digitnet.files.modelfile import load
+from digitnet.learn.activations import ACTIVATIONS, LOSSES
+from digitnet.learn.optimizers import OPTIMIZERS
 
 pytestmark = pytest.mark.slow
 

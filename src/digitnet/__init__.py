@@ -19,38 +19,45 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "DataError": "data",
+    "DataError": "files.data",
     "History": "config",
-    "Model": "modelfile",
-    "ModelFileError": "modelfile",
-    "Network": "network",
-    "PictureError": "preprocess",
-    "Prediction": "recognise",
+    "Model": "files.modelfile",
+    "ModelFileError": "files.modelfile",
+    "Network": "learn.network",
+    "PictureError": "vision.preprocess",
+    "Prediction": "vision.recognise",
     "TrainConfig": "config",
     "TrainingDiverged": "config",
     "evaluate": "train",
     "fit": "train",
-    "load": "modelfile",
-    "load_mnist": "data",
-    "predict_image": "recognise",
-    "read_digit": "preprocess",
-    "read_idx": "data",
-    "save": "modelfile",
-    "to_mnist": "preprocess",
+    "load": "files.modelfile",
+    "load_mnist": "files.data",
+    "predict_image": "vision.recognise",
+    "read_digit": "vision.preprocess",
+    "read_idx": "files.data",
+    "save": "files.modelfile",
+    "to_mnist": "vision.preprocess",
     "train_network": "train",
     "widget": "notebook",
 }
+
+#: Modules that ``from digitnet import NAME`` gives, where they live in the package:
+#: ``explore`` was imported so before the package had subpackages.
+_MODULES = {"explore": "inspect.explore"}
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name not in _EXPORTS:
+    if name in _MODULES:
+        value = import_module(f".{_MODULES[name]}", __name__)
+    elif name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    else:
         raise AttributeError(f"module 'digitnet' has no attribute {name!r}")
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    return sorted([*globals(), *_EXPORTS, *_MODULES])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from .network import count_parameters
+from .learn.network import count_parameters
 
 #: Most layers of weights a network may have (sizes then has at most one more entry).
 MAX_LAYERS = 64

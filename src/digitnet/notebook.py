@@ -34,10 +34,10 @@ except ImportError as e:  # the notebook extra is not installed
         f"digitnet.widget needs anywidget ({e.name} is missing): pip install 'digitnet[notebook]'"
     ) from None
 
-from .modelfile import Model, load
-from .network import Network
-from .preprocess import PictureError, read_digit
-from .recognise import predict_pixels
+from .files.modelfile import Model, load
+from .learn.network import Network
+from .vision.preprocess import PictureError, read_digit
+from .vision.recognise import predict_pixels
 
 Array = np.ndarray
 

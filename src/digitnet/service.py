@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .config import Epoch, History, TrainConfig, record
-from .data import Dataset
-from .modelfile import save as save_model
-from .network import Network
+from .files.data import Dataset
+from .files.modelfile import save as save_model
+from .learn.network import Network
 from .train import Evaluation, evaluate, fit, resolve_kernel, seeded_generators
 
 if TYPE_CHECKING:

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from .activations import ACTIVATIONS, LOSS_NAMES, LOSSES, OUTPUTS, lookup
+from .learn.activations import ACTIVATIONS, LOSS_NAMES, LOSSES, OUTPUTS, lookup
+from .learn.network import DEFAULT_SIZES, check_sizes
+from .learn.optimizers import OPTIMIZERS
 from .limits import MAX_COUNT, MAX_EPOCHS, MAX_SETTING, check_layer_count, check_network_size
-from .network import DEFAULT_SIZES, check_sizes
-from .optimizers import OPTIMIZERS
 
 SCHEDULES = ("cosine", "constant")
 KERNELS = ("auto", "compiled", "numpy")

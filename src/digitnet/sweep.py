@@ -40,8 +40,8 @@ from pathlib import Path
 
 from . import service
 from .config import TrainConfig, TrainingDiverged
-from .files import check_output
-from .modelfile import expected_bytes
+from .files.modelfile import expected_bytes
+from .files.paths import check_output
 from .settings import SETTINGS
 
 SAMPLERS = ("grid", "tpe", "random")
@@ -448,7 +448,7 @@ def work(job: Job) -> int:
     the trial in training (marked failed, to be trained again) and the worker."""
     from threadpoolctl import threadpool_limits
 
-    from .data import load_mnist
+    from .files.data import load_mnist
 
     with _holding_interrupts(), threadpool_limits(1):
         storage = open_storage(job.storage, Path(job.out))

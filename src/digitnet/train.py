@@ -9,7 +9,7 @@ set is never looked at here.
 
 ``loop.train_batches`` is the loop over mini-batches, written once in whole-array
 NumPy; ``fit`` runs it an epoch at a time as plain Python (``kernel="numpy"``) or
-compiled by numba from the same source (``kernel="compiled"``, ``digitnet.kernel``).
+compiled by numba from the same source (``kernel="compiled"``, ``digitnet.learn.kernel``).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import kernel
-from .activations import ACTIVATIONS, LOSSES, OUTPUTS, lookup
 from .config import Epoch, History, TrainConfig, TrainingDiverged
-from .loop import batch_input, train_batches
-from .network import Network
-from .optimizers import OPTIMIZERS, Optimizer
+from .learn import kernel
+from .learn.activations import ACTIVATIONS, LOSSES, OUTPUTS, lookup
+from .learn.loop import batch_input, train_batches
+from .learn.network import Network
+from .learn.optimizers import OPTIMIZERS, Optimizer
 
 Array = np.ndarray
 

@@ -6,7 +6,7 @@ import pytest
 from pagetools import page_at, serving
 from playwright.sync_api import expect
 
-from digitnet.modelfile import save
+from digitnet.files.modelfile import save
 from digitnet.train import TrainConfig, evaluate, train_network
 
 

@@ -8,7 +8,7 @@ import pytest
 from pagetools import DIGITS, page_at, stroke
 from playwright.sync_api import expect
 
-from digitnet.modelfile import load
+from digitnet.files.modelfile import load
 
 pytestmark = pytest.mark.slow
 

@@ -26,10 +26,10 @@ try:
         from collections.abc import Sequence
 
         from ..config import TrainingDiverged
-        from ..data import DataError
-        from ..files import InputError, OutputError
-        from ..modelfile import ModelFileError
-        from ..preprocess import PictureError
+        from ..files.data import DataError
+        from ..files.modelfile import ModelFileError
+        from ..files.paths import InputError, OutputError
+        from ..vision.preprocess import PictureError
         from .base import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
         from .evaluate import cmd_evaluate
         from .export import cmd_export

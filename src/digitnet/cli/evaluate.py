@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 
-from ..data import load_split
-from ..modelfile import load
+from ..files.data import load_split
+from ..files.modelfile import load
 from ..train import evaluate
 from .base import check_fits
 

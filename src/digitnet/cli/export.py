@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..files import check_output
-from ..modelfile import load
+from ..files.modelfile import load
+from ..files.paths import check_output
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export
+    from ..inspect.export import export
 
     check_output(args.out, inputs=[args.model], what="--out")
     model = load(args.model)

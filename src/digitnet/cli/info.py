@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..modelfile import load
+from ..files.modelfile import load
 
 
 def cmd_info(args: argparse.Namespace) -> int:

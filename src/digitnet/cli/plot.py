@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 
-from ..data import load_split
-from ..files import check_output
-from ..modelfile import load
+from ..files.data import load_split
+from ..files.modelfile import load
+from ..files.paths import check_output
 from ..train import evaluate
 from .base import UsageError, check_fits, check_pictures, option
 
@@ -48,7 +48,7 @@ def one_input(args: argparse.Namespace, net) -> tuple[np.ndarray, int | None]:
     """The input the network and nudge plots show: the picture of --image, or the test
     image --index (default 0); (its pixels in [0, 1], its label or None)."""
     if args.image is not None:
-        from ..recognise import predict_image
+        from ..vision.recognise import predict_image
 
         check_pictures(args.model, net)
         return predict_image(net, args.image).input.reshape(-1), None
@@ -62,7 +62,7 @@ def one_input(args: argparse.Namespace, net) -> tuple[np.ndarray, int | None]:
 def cmd_plot(args: argparse.Namespace) -> int:
     from io import BytesIO
 
-    from ..files import atomic_write
+    from ..files.paths import atomic_write
 
     kind = args.out.suffix.lower().lstrip(".")
     if kind not in ("png", "svg"):
@@ -86,8 +86,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def _figure(args: argparse.Namespace, model):
     """The plots of the network and its training: network, weights, curves,
     confusion, mistakes, noise."""
-    from .. import plots
     from ..config import History
+    from ..inspect import plots
 
     net = model.network
     if args.kind == "network":
@@ -110,7 +110,7 @@ def _figure(args: argparse.Namespace, model):
 
 def _explore_figure(args: argparse.Namespace, net):
     """The neuron explorer's plots: neurons, knockout, nudge."""
-    from .. import explore, plots
+    from ..inspect import explore, plots
 
     if args.kind == "nudge":
         if args.target is None:

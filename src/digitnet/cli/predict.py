@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import OutputError, check_output
-from ..modelfile import load
-from ..preprocess import PictureError
+from ..files.modelfile import load
+from ..files.paths import OutputError, check_output
+from ..vision.preprocess import PictureError
 from .base import EXIT_USAGE, UsageError, check_pictures
 
 
@@ -58,8 +58,8 @@ def _save_input_plan(args: argparse.Namespace) -> dict[int, Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..files import atomic_write
-    from ..recognise import predict_image
+    from ..files.paths import atomic_write
+    from ..vision.recognise import predict_image
 
     net = load(args.model).network
     check_pictures(args.model, net)

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from ..config import TrainConfig
-from ..modelfile import load
+from ..files.modelfile import load
 from .base import DEFAULT_MODEL, UsageError
 from .train import train_and_save
 
@@ -24,7 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"or run `digitnet serve` alone to train and serve {DEFAULT_MODEL}"
         )
     if args.models is not None:
-        from ..models import check_folder
+        from ..server.models import check_folder
 
         check_folder(args.models)
     try:  # listen first: a port in use is an error before the training, not after

@@ -86,9 +86,9 @@ def _report(args: argparse.Namespace, study, started, interrupted: bool, total: 
     """After the workers: their errors, the table (or JSON lines), the plot; the exit code."""
     from io import BytesIO
 
-    from .. import plots
     from .. import sweep as sweeps
-    from ..files import atomic_write
+    from ..files.paths import atomic_write
+    from ..inspect import plots
 
     errors = sweeps.worker_errors(started)
     for error in errors:

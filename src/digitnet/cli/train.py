@@ -10,19 +10,20 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .. import kernel, service
+from .. import service
 from ..config import Epoch, TrainConfig
-from ..data import FILES, Dataset, load_mnist
-from ..files import OutputError, check_output, same_file
+from ..files.data import FILES, Dataset, load_mnist
+from ..files.modelfile import expected_bytes
+from ..files.paths import OutputError, check_output, same_file
+from ..learn import kernel
 from ..limits import check_training_size
-from ..modelfile import expected_bytes
 from ..settings import SETTINGS
 from ..train import is_compiled, resolve_kernel
 from .base import EXIT_INTERRUPTED, UsageError, option
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_checkpoint
+    from ..files.checkpoint import load_checkpoint
 
     resume = None
     if args.resume is not None:
@@ -88,7 +89,7 @@ def _check_outputs(
 ) -> None:
     """Before any work: the model's and the checkpoint's paths can be written and hold
     no input of the run (``files.check_output``)."""
-    from ..checkpoint import checkpoint_bytes
+    from ..files.checkpoint import checkpoint_bytes
 
     data_files = []
     if data_dir is not None:
@@ -180,7 +181,7 @@ class Progress:
         self.say(epoch_line(epoch, self.config.epochs), flush=True)
 
     def on_state(self, state) -> None:
-        from ..checkpoint import save_checkpoint
+        from ..files.checkpoint import save_checkpoint
 
         if state.epoch % self.every and state.epoch != self.config.epochs:
             return

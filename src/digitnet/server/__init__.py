@@ -14,12 +14,12 @@ it on uvicorn.  Endpoints (each router in ``routes/`` says more of its own):
 - ``POST /api/preprocess``: ``{"image": ...}`` as for predict -> every step from the
   canvas to the network's input (``preprocess.steps``), for the page to show.
 - ``GET /api/models``: the models the page can use, the served one first
-  (``digitnet.models``); ``GET /api/models/{id}/file`` downloads one as a model file.
+  (``digitnet.server.models``); ``GET /api/models/{id}/file`` downloads one as a model file.
   ``/api/model`` and ``/api/predict`` take an optional model id (``?model=`` and
   ``"model"``).
 - ``POST /api/train`` (202, or 409 while one runs), ``GET /api/train/{id}/events``
   (server-sent events: ``epoch``..., then ``done`` or ``error``), ``DELETE
-  /api/train/{id}``: training in a worker process (``digitnet.jobs``);
+  /api/train/{id}``: training in a worker process (``digitnet.server.jobs``);
   ``GET /api/train``: the defaults, limits and choices a request may use.
 - ``GET /api/neuron?layer=L&index=I``: what excites neuron (L, I), what it wants and
   what the test digits lose without it (``explore``); ``POST /api/predict`` takes an

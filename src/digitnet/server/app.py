@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI
 
-from .. import jobs
-from ..modelfile import Model
-from ..models import Models
+from ..files.modelfile import Model
+from . import jobs
 from .errors import add_handlers
 from .middleware import BODY_TIMEOUT, MAX_BODY_BYTES, BodyLimit, HostCheck
+from .models import Models
 from .pictures import PICTURE_QUEUE, PICTURE_WORKERS, Pictures
 from .routes import ROUTERS
 from .routes.page import static_files
@@ -46,7 +46,7 @@ def create_app(
     ``models_dir``: where models trained from the page are saved and read from at the
     start (``serve --models DIR``); in memory only when None."""
     if samples is None:
-        from ..data import load_split
+        from ..files.data import load_split
 
         samples = load_split(None, "test")
     images, labels = samples

@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..explore import NudgeFailed
-from ..preprocess import PictureError, PictureTooLarge
+from ..inspect.explore import NudgeFailed
+from ..vision.preprocess import PictureError, PictureTooLarge
 from .pictures import TooManyPictures
 
 #: The status each kind of failure gets; the most specific type listed wins.

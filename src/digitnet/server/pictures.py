@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
-from ..preprocess import PictureError, open_picture
+from ..vision.preprocess import PictureError, open_picture
 from .memory import release_memory
 
 #: Largest picture accepted by /api/predict, in pixels (width x height).

@@ -13,9 +13,10 @@ from typing import Annotated
 import numpy as np
 from fastapi import Depends, Request
 
-from .. import explore, jobs
-from ..models import Models
-from ..network import Network
+from ..inspect import explore
+from ..learn.network import Network
+from . import jobs
+from .models import Models
 from .pictures import Pictures
 
 

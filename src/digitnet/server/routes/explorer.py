@@ -1,4 +1,4 @@
-"""The neuron explorer (``digitnet.explore``): ``GET /api/neuron?layer=L&index=I``
+"""The neuron explorer (``digitnet.inspect.explore``): ``GET /api/neuron?layer=L&index=I``
 (what excites neuron (L, I), what input it wants and what the test digits lose without
 it) and ``POST /api/nudge`` (a predict request and a ``"target"`` -> the smallest change
 found that makes the network answer the target).  The slow parts are computed once
@@ -12,9 +12,10 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 
-from ... import explore
-from ...network import Network
-from ...preprocess import to_mnist
+from ...inspect import explore
+from ...learn.knockout import check_neuron, keep_masks
+from ...learn.network import Network
+from ...vision.preprocess import to_mnist
 from ..pictures import png_data_url
 from ..schemas import ERRORS, ErrorResponse, NeuronResponse, NudgeRequest, NudgeResponse, rounded
 from ..state import State
@@ -26,7 +27,7 @@ router = APIRouter()
 def neuron_answer(atlas: explore.Atlas, layer: int, index: int) -> dict:
     """``GET /api/neuron``'s answer for neuron (layer, index) from its model's atlas."""
     net, images = atlas.net, atlas.images
-    explore.check_neuron(net, layer, index)
+    check_neuron(net, layer, index)
     indices, acts = atlas.top()[layer - 1]
     side = int(round(np.sqrt(images.shape[1])))
     answer = {
@@ -86,7 +87,7 @@ async def neuron(
     except LookupError as e:
         raise HTTPException(404, str(e)) from None
     try:
-        explore.check_neuron(net, layer, index)
+        check_neuron(net, layer, index)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
     loop = asyncio.get_running_loop()
@@ -100,7 +101,7 @@ async def nudge(request: NudgeRequest, state: State) -> dict:
     knockout = request.knockout or ()
     try:  # unlike predict's, these messages name no field: as they always have
         explore.check_target(net, request.target)
-        explore.keep_masks(net, knockout)
+        keep_masks(net, knockout)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
 

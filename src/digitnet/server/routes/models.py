@@ -1,4 +1,4 @@
-"""The models the page can use (``digitnet.models``): ``GET /api/models`` lists them,
+"""The models the page can use (``digitnet.server.models``): ``GET /api/models`` lists them,
 the served one first; ``GET /api/models/{id}/file`` downloads one as a model file."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import asyncio
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
-from ...modelfile import to_bytes
-from ...models import UnknownModel
+from ...files.modelfile import to_bytes
+from ..models import UnknownModel
 from ..schemas import ErrorResponse, ModelSummary
 from ..state import State
 
@@ -31,7 +31,7 @@ async def list_models(state: State) -> list[dict]:
     },
 )
 async def model_file(model_id: str, state: State) -> Response:
-    """One model as a safetensors model file (``digitnet.modelfile``)."""
+    """One model as a safetensors model file (``digitnet.files.modelfile``)."""
     try:
         chosen = state.models.lookup(model_id)
     except UnknownModel as e:

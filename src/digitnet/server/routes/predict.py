@@ -13,12 +13,12 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from PIL import Image
 
-from ... import explore
-from ...modelfile import Model
-from ...models import UnknownModel, about
-from ...network import Network
-from ...preprocess import steps, to_mnist
-from ...recognise import predict_pixels
+from ...files.modelfile import Model
+from ...learn.knockout import Knockout, keep_masks
+from ...learn.network import Network
+from ...vision.preprocess import steps, to_mnist
+from ...vision.recognise import predict_pixels
+from ..models import UnknownModel, about
 from ..pictures import png_data_url
 from ..schemas import (
     ERRORS,
@@ -67,7 +67,7 @@ def requested_network(state: ServerState, request: PredictRequest) -> Network:
     return net
 
 
-def answer(net: Network, pixels: np.ndarray, knockout: explore.Knockout = ()) -> dict:
+def answer(net: Network, pixels: np.ndarray, knockout: Knockout = ()) -> dict:
     """``POST /api/predict``'s answer for pixels (28, 28) or (784,) in [0, 1]."""
     prediction = predict_pixels(net, pixels, knockout)
     return {
@@ -116,7 +116,7 @@ async def predict(request: PredictRequest, state: State) -> dict:
     net = requested_network(state, request)
     knockout = request.knockout or ()
     try:
-        explore.keep_masks(net, knockout)
+        keep_masks(net, knockout)
     except ValueError as e:
         raise HTTPException(422, f"knockout: {e}") from None
     if request.pixels is not None:

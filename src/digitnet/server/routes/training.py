@@ -1,4 +1,4 @@
-"""Training from the page (``digitnet.jobs``): ``GET /api/train`` (the defaults, limits
+"""Training from the page (``digitnet.server.jobs``): ``GET /api/train`` (the defaults, limits
 and choices a request may use, and the run in progress), ``POST /api/train`` (202, or
 409 while one runs), ``GET /api/train/{id}/events`` (server-sent events: ``epoch``...,
 then ``done`` or ``error``) and ``DELETE /api/train/{id}`` (stop after the current
@@ -11,7 +11,7 @@ import json
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from ... import jobs
+from .. import jobs
 from ..schemas import ERRORS, ErrorResponse, TrainOptions, TrainStarted, TrainStopped
 from ..state import State
 

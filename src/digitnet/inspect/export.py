@@ -22,9 +22,9 @@ import os
 
 import numpy as np
 
-from . import __version__
-from .files import atomic_write, check_output
-from .network import Network
+from .. import __version__
+from ..files.paths import atomic_write, check_output
+from ..learn.network import Network
 
 #: The ONNX operator set the graph is written against (that of ONNX 1.12, 2022, read
 #: by every runtime since), and the IR version that goes with it.

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..learn.network import Network, feedforward
+from ..learn.primitives import each
+from ..train import one_hot
 from .learning import (
     LANDSCAPE_IMAGES,
     LANDSCAPE_SIZE,
@@ -30,9 +33,6 @@ from .learning import (
     mean_gradient,
     split,
 )
-from .network import Network, feedforward
-from .primitives import each
-from .train import one_hot
 
 Array = np.ndarray
 

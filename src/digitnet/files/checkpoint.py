@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save as safetensors_bytes
 
-from .config import History, TrainConfig
-from .files import atomic_write
+from ..config import History, TrainConfig
+from ..learn.network import count_parameters
+from ..learn.optimizers import OPTIMIZERS
+from ..train import TrainState
 from .metadata import MetadataError, checkpoint_record, parse_json
 from .modelfile import ModelFileError, _read
-from .network import count_parameters
-from .optimizers import OPTIMIZERS
-from .train import TrainState
+from .paths import atomic_write
 
 Array = np.ndarray
 

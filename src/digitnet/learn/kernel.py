@@ -11,12 +11,12 @@ compiled, that overhead is gone (``benchmarks/results/bench.md``).
 
 Three things live only here, each measured:
 
-- The primitives of ``digitnet.primitives`` (applying a function to every element,
+- The primitives of ``digitnet.learn.primitives`` (applying a function to every element,
   an optimiser's rule to every parameter, row maxima and sums, counting right
   guesses) get loops of their own: numba's whole-array versions measured up to ten
   times slower, or are missing.
 - Subnormal floats are flushed to zero while the compiled loop runs
-  (``digitnet._mxcsr``, x86 only; elsewhere nothing changes).  Adam's moments for
+  (``digitnet.learn._mxcsr``, x86 only; elsewhere nothing changes).  Adam's moments for
   rarely inked pixels decay into the subnormal range, where x86 arithmetic is up to
   100 times slower.  Measured on a batch-32 epoch of the default network here
   (interleaved epochs, 10 each): 208 ms median with flushing, 229 without.
@@ -222,7 +222,7 @@ def _correct_guesses(a, labels):
 
 @cache
 def _compiled_primitives() -> tuple:
-    """Give numba its own version of each primitive (``digitnet.primitives``), a loop
+    """Give numba its own version of each primitive (``digitnet.learn.primitives``), a loop
     over elements (the functions above), and return the primitives."""
     from numba.extending import overload
 

@@ -22,10 +22,10 @@ from threading import Lock
 
 import numpy as np
 
-from .activations import LOSSES, log_softmax
-from .knockout import Knockout, Pass, check_neuron, forward, keep_masks, trace  # noqa: F401
-from .network import Network
-from .primitives import times_each
+from ..learn.activations import LOSSES, log_softmax
+from ..learn.knockout import Knockout, Pass, check_neuron, forward, keep_masks
+from ..learn.network import Network
+from ..learn.primitives import times_each
 
 Array = np.ndarray
 

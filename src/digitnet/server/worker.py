@@ -1,6 +1,6 @@
-"""One training run in a process of its own, for the server (``digitnet.jobs``):
+"""One training run in a process of its own, for the server (``digitnet.server.jobs``):
 
-    python -m digitnet.worker '{"sizes": [784, 16, 16, 10], "epochs": 40, ...}'
+    python -m digitnet.server.worker '{"sizes": [784, 16, 16, 10], "epochs": 40, ...}'
 
 The argument is a ``TrainConfig`` as JSON.  It trains with ``service.train`` on the
 MNIST that ships with digitnet, with one BLAS thread and at a lower priority than
@@ -30,10 +30,10 @@ from dataclasses import asdict, replace
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import service
-from .config import TrainConfig
-from .data import load_mnist
-from .train import resolve_kernel
+from .. import service
+from ..config import TrainConfig
+from ..files.data import load_mnist
+from ..train import resolve_kernel
 
 #: Priority the run gets below the server's (Unix ``nice``), so predictions go first.
 NICENESS = 10

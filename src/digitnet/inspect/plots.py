@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib.colors import LogNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from .config import History
-from .network import Network
+from ..config import History
+from ..learn.network import Network
 
 Array = np.ndarray
 POSITIVE, NEGATIVE = "#d1495b", "#2e6fdb"
@@ -371,7 +371,7 @@ def sweep_figure(trials, highlight: tuple[int, ...] = (784, 16, 16, 10)) -> Figu
     return fig
 
 
-# -- the neuron explorer (digitnet.explore) ------------------------------------------------
+# -- the neuron explorer (digitnet.inspect.explore) ------------------------------------------------
 
 
 def _picture(ax, values: Array, **imshow) -> None:

@@ -20,11 +20,11 @@ import math
 from collections.abc import Callable
 from dataclasses import MISSING, fields
 
-from .activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
-from .config import Epoch, TrainConfig
-from .limits import MAX_COUNT, MAX_EPOCHS, MAX_LAYERS, MAX_SETTING
-from .settings import SETTINGS, Setting, short
-from .settings import layer_sizes as valid_layer_sizes
+from ..config import Epoch, TrainConfig
+from ..learn.activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
+from ..limits import MAX_COUNT, MAX_EPOCHS, MAX_LAYERS, MAX_SETTING
+from ..settings import SETTINGS, Setting, short
+from ..settings import layer_sizes as valid_layer_sizes
 
 #: Longest metadata text read, in characters.
 MAX_JSON_CHARS = 16 * 1024 * 1024

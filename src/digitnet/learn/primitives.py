@@ -2,7 +2,7 @@
 
 Activations and optimiser rules are written once, as expressions that work on a
 number and on an array alike (``σ(z) = ½ tanh(z/2) + ½``).  Plain NumPy applies them
-to whole arrays, which is what these functions do.  ``digitnet.kernel`` gives numba
+to whole arrays, which is what these functions do.  ``digitnet.learn.kernel`` gives numba
 its own version of each: a loop that applies the same expression to one element at
 a time, which the compiler fuses into one pass over memory.  (numba compiles the
 whole-array form too, but measured 10 times slower than the loop on Adam's update.)
@@ -56,7 +56,7 @@ def prefetch_rows(images: Array, rows: Array) -> None:
     """Ask for these rows of the images (N, n) to be brought into the cache, to be read
     soon: a hint, which changes nothing that is computed.  Plain NumPy has no way to
     give it, so here nothing happens; compiled, each cache line of the rows is
-    prefetched (``digitnet.kernel``)."""
+    prefetched (``digitnet.learn.kernel``)."""
 
 
 def row_max(z: Array) -> Array:

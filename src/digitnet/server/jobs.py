@@ -1,5 +1,5 @@
 """Training runs the server starts for the page: what a request may ask for, and the
-run itself in a worker process (``python -m digitnet.worker``), one at a time.
+run itself in a worker process (``python -m digitnet.server.worker``), one at a time.
 
 The run happens outside the server's process, so predictions keep answering while
 it trains: the worker has its own interpreter (no lock shared with the request
@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import TrainConfig
-from .files import OutputError
-from .modelfile import Model
+from ..config import TrainConfig
+from ..files.modelfile import Model
+from ..files.paths import OutputError
+from ..learn.network import Network
+from ..settings import SETTINGS, PageSizes, Setting, page_settings, short
 from .models import Models
-from .network import Network
-from .settings import SETTINGS, PageSizes, Setting, page_settings, short
 from .worker import decode
 
 #: The fields of ``TrainConfig`` a request may set (those declared with a ``page``);
@@ -183,7 +183,7 @@ class Trainer:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         try:
             job.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "digitnet.worker", json.dumps(config.to_dict()),
+                sys.executable, "-m", "digitnet.server.worker", json.dumps(config.to_dict()),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import open_regular
+from .paths import open_regular
 
 #: IDX type code -> NumPy dtype (big-endian, as the format stores it).
 IDX_TYPES: dict[int, np.dtype] = {

@@ -1,5 +1,5 @@
 """The models a server offers, by id: the one it serves first, then the ones trained
-while it runs (``digitnet.jobs``), and those in the folder of ``serve --models DIR``.
+while it runs (``digitnet.server.jobs``), and those in the folder of ``serve --models DIR``.
 
 Every endpoint that takes ``"model": id`` finds it with ``Models.lookup(id)``; no id
 (None) is the served model.  A model trained here is saved atomically as
@@ -13,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Collection
 from pathlib import Path
 
-from .files import OutputError, check_output
-from .modelfile import Model, ModelFileError, expected_bytes, load, save
+from ..files.modelfile import Model, ModelFileError, expected_bytes, load, save
+from ..files.paths import OutputError, check_output
 
 #: The id of the model the server was started with.
 SERVED = "served"

@@ -22,10 +22,10 @@ from threading import Lock
 
 import numpy as np
 
-from .activations import LOSSES, Loss, lookup
-from .network import Network
-from .recognise import probabilities
-from .train import one_hot
+from ..learn.activations import LOSSES, Loss, lookup
+from ..learn.network import Network
+from ..train import one_hot
+from ..vision.recognise import probabilities
 
 Array = np.ndarray
 

@@ -1,6 +1,6 @@
 """One epoch of mini-batch gradient descent: the loop over batches, written once in
 whole-array NumPy.  It runs as plain Python (``kernel="numpy"``) or compiled by numba
-from the same source (``kernel="compiled"``, ``digitnet.kernel``); ``train.fit``
+from the same source (``kernel="compiled"``, ``digitnet.learn.kernel``); ``train.fit``
 drives it an epoch at a time.
 """
 

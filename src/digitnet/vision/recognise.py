@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .files import require_regular
-from .knockout import Knockout, trace
-from .network import Network
+from ..files.paths import require_regular
+from ..learn.knockout import Knockout, trace
+from ..learn.network import Network
 from .preprocess import PictureError, read_digit, to_mnist
 
 Array = np.ndarray

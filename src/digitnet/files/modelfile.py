@@ -26,11 +26,11 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save as safetensors_bytes
 
-from .files import atomic_write, check_output, open_regular
-from .limits import MAX_LAYERS
+from ..learn.network import Network, count_parameters
+from ..limits import MAX_LAYERS
+from ..settings import short
 from .metadata import MetadataError, model_record, parse_json
-from .network import Network, count_parameters
-from .settings import short
+from .paths import atomic_write, check_output, open_regular
 
 __all__ = [
     "Model", "ModelFileError", "atomic_write", "check_output", "load", "save", "to_bytes"
