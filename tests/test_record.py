@@ -18,7 +18,7 @@ def test_the_readmes_import_line_gives_the_librarys_own_objects():
     copies that could drift from them."""
     import digitnet
     from digitnet import train
-    from digitnet.files.paths import data, modelfile
+    from digitnet.files import data, modelfile
     from digitnet.learn import network
 
     public = (digitnet.Network, digitnet.TrainConfig, digitnet.load, digitnet.load_mnist,
