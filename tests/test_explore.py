@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from conftest import cli
 from digitnet.files.modelfile import Model
 from digitnet.inspect import explore
-from digitnet.learn import knockout
+from digitnet.learn.knockout import check_neuron, forward, trace
 from digitnet.learn.network import Network
 from digitnet.server import create_app
 from test_plots import assert_picture
@@ -58,7 +58,7 @@ def test_nudge_gradient_matches_finite_differences(net64, mnist, target, knockou
         return explore.cost_gradient(net64, x[None], target, knockout)[1][0]
 
     _, cost, grad = explore.cost_gradient(net64, x[None], target, knockout)
-    assert cost[0] == pytest.approx(-np.log(knockout.forward(net64, x, knockout).a[-1][0, target]))
+    assert cost[0] == pytest.approx(-np.log(forward(net64, x, knockout).a[-1][0, target]))
     np.testing.assert_allclose(grad[0], finite_difference(C, x), rtol=1e-5, atol=1e-8)
 
 
@@ -70,7 +70,7 @@ def test_knockout_equals_a_network_without_that_neurons_outgoing_weights(
     x = mnist.test_images[:500]
     by_hand = net.copy()
     by_hand.W[layer][:, index] = 0  # what neuron (layer, index) sends on: its row of Wᵀ
-    knocked = knockout.trace(net, x, [(layer, index)])
+    knocked = trace(net, x, [(layer, index)])
     expected = by_hand.trace(x)
     np.testing.assert_allclose(knocked[-1], expected[-1], rtol=1e-5, atol=1e-6)
     assert np.all(knocked[layer][:, index] == 0)
@@ -128,8 +128,8 @@ def test_wants_raises_the_neuron_within_the_pixel_range(trained, layer, index):
     net, _ = trained
     x = explore.wants(net, layer, index)
     assert x.shape == (784,) and x.min() >= 0 and x.max() <= 1
-    before = knockout.trace(net, np.zeros(784, np.float32))[layer][index]
-    after = knockout.trace(net, x)[layer][index]
+    before = trace(net, np.zeros(784, np.float32))[layer][index]
+    after = trace(net, x)[layer][index]
     assert after > before and after > 0.8
 
 
@@ -157,11 +157,11 @@ def test_nudge_of_what_it_already_says_changes_nothing(trained, mnist):
 def test_bad_neurons_and_targets_are_named(trained):
     net, _ = trained
     with pytest.raises(ValueError, match=r"layer must be 1-3 .* got 0"):
-        knockout.check_neuron(net, 0, 0)
+        check_neuron(net, 0, 0)
     with pytest.raises(ValueError, match="index must be 0-9 for layer 3, got 10"):
-        knockout.check_neuron(net, 3, 10)
+        check_neuron(net, 3, 10)
     with pytest.raises(ValueError, match="only hidden neurons .* layer must be 1-2, got 3"):
-        knockout.trace(net, np.zeros(784), [(3, 1)])
+        trace(net, np.zeros(784), [(3, 1)])
     with pytest.raises(ValueError, match="target must be a digit 0-9, got 10"):
         explore.nudge(net, np.zeros(784), 10)
 
