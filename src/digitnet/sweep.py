@@ -49,6 +49,7 @@ DEFAULT_STUDY = "digitnet-sweep"
 #: The default storage: Optuna's journal file, in the output folder.
 JOURNAL = "sweep.journal"
 PLOT = "sweep.png"
+SUFFIX = ".safetensors"
 #: The keys ``--json`` prints for each trial, in this order.
 JSON_KEYS = ("sizes", "activation", "n_parameters", "test_accuracy", "seconds", "model")
 
@@ -128,13 +129,8 @@ class Sweep:
     def config(self, params: dict) -> TrainConfig:
         """The training run of one trial's parameters."""
         sizes = tuple(int(n) for n in params["sizes"].split("-"))
-        return TrainConfig(
-            sizes=sizes,
-            activation=params["activation"],
-            lr=params["lr"],
-            epochs=params["epochs"],
-            seed=params["seed"],
-        )
+        chosen = {name: params[name] for name in ("activation", "lr", "epochs", "seed")}
+        return TrainConfig(sizes=sizes, **chosen)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -145,10 +141,8 @@ class Sweep:
 
 def model_name(params: dict) -> str:
     """The file a trial's model is saved in, named by its parameters."""
-    return (
-        f"{params['sizes']}-{params['activation']}-lr{params['lr']:g}-"
-        f"{params['epochs']}ep-seed{params['seed']}.safetensors"
-    )
+    p = params
+    return f"{p['sizes']}-{p['activation']}-lr{p['lr']:g}-{p['epochs']}ep-seed{p['seed']}" + SUFFIX
 
 
 @dataclass(frozen=True)
@@ -446,6 +440,7 @@ def work(job: Job) -> int:
     """Run trials of ``job``'s study until none is left (or, for a search sampler,
     until the study has its ``trials``); how many this worker finished.  SIGINT stops
     the trial in training (marked failed, to be trained again) and the worker."""
+    from optuna.trial import TrialState
     from threadpoolctl import threadpool_limits
 
     from .files.data import load_mnist
@@ -460,8 +455,11 @@ def work(job: Job) -> int:
             if taken is None:
                 break
             trial, params = taken
-            if _run_trial(study, trial, params, job, data):
-                finished += 1
+            try:
+                finished += _run_trial(study, trial, params, job, data)
+            except BaseException:  # interrupted wherever it landed: trained again later
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                raise
     return finished
 
 
@@ -483,9 +481,8 @@ def _run_trial(study, trial, params: dict, job: Job, data) -> bool:
         trial.set_user_attr("error", str(e))
         study.tell(trial, state=TrialState.FAIL)
         return False
-    except BaseException as e:  # interrupted, or a model that cannot be saved
+    except BaseException as e:  # interrupted, or a model that cannot be saved (``work``)
         trial.set_user_attr("error", str(e) or type(e).__name__)
-        study.tell(trial, state=TrialState.FAIL)
         raise
     for key in ("n_parameters", "test_accuracy", "seconds", "model"):
         trial.set_user_attr(key, getattr(result, key))
