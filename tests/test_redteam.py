@@ -773,7 +773,7 @@ def test_an_interrupted_first_serve_leaves_no_half_trained_model(tmp_path, defau
         (["--sizes", "784,100000000,10"], "a layer of 100,000,000 neurons: at most 1,000,000"),
         (["--sizes", "784,60000,900,10"], "make 101,109,910 weights and biases: at most 50,0"),
         (["--sizes", ",".join(["784"] + ["2"] * 100 + ["10"])], "102 layer sizes: at most 65"),
-        (["--epochs", "1000000"], "--epochs 1000000: at most 10,000"),
+        (["--epochs", "1000000"], "argument --epochs: at most 10,000, got 1000000"),
         (["--lr", "1e39"], "expected a positive float"),
     ],
 )

@@ -94,7 +94,7 @@ def number_type(setting: Setting):
             value = None
         too_big = value is not None and math.isfinite(value) and value > setting.bounds()[1]
         if too_big and kind is int:
-            raise argparse.ArgumentTypeError(f"{setting.flag} {text}: at most {setting.high:,}")
+            raise argparse.ArgumentTypeError(f"at most {setting.high:,}, got {text}")
         if value is None or not setting.in_range(value):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         return value
