@@ -14,6 +14,7 @@ from conftest import cli
 from digitnet.files.modelfile import load
 from digitnet.inspect import landscape as landscapes
 from digitnet.inspect import learning
+from digitnet.server.routes.learning import MAX_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,19 @@ def test_steps_chain_from_the_stepped_weights(client, example):
     grad = learning.wishes(one.network, x, label, "cross-entropy").grad
     np.testing.assert_array_equal(two.network.params, one.network.params - 2.0 * grad)
     assert two.info["step"]["source"] == first["model"]
+
+
+def test_old_steps_make_way_and_their_ids_are_not_reused(client, example):
+    pixels, label = example
+    body = {"pixels": pixels, "label": label, "lr": 0.01}
+    made = [client.post("/api/step", json=body).json()["model"] for _ in range(MAX_STEPS + 2)]
+    numbers = [int(m.removeprefix("step-")) for m in made]
+    assert numbers == sorted(set(numbers))  # new ids, rising
+    ids = [m["id"] for m in client.get("/api/models").json()]
+    assert ids[0] == "served"
+    assert [i for i in ids if i.startswith("step-")] == made[-MAX_STEPS:]
+    gone = client.post("/api/step", json={**body, "model": made[0]})
+    assert gone.status_code == 422 and f"no model {made[0]!r}" in gone.json()["error"]
 
 
 @pytest.mark.parametrize(
