@@ -73,6 +73,16 @@ def test_gradient_reads_a_picture_as_predict_does(client, example):
     np.testing.assert_allclose(got["deltas"][-1], want.deltas[-1], atol=1e-4)
 
 
+@pytest.mark.parametrize("path", ["/api/gradient", "/api/step"])
+def test_a_blank_picture_is_refused(client, path):
+    buffer = io.BytesIO()
+    Image.new("L", (280, 280), 255).save(buffer, format="PNG")  # white paper, no ink
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    response = client.post(path, json={"image": url, "label": 3})
+    assert response.status_code == 422, response.text
+    assert "\n" not in response.json()["error"]
+
+
 def test_a_step_is_a_new_model_holding_theta_minus_lr_grad(client, example, tmp_path):
     pixels, label = example
     net, loss = served(client)
