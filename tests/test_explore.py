@@ -50,15 +50,15 @@ def test_neuron_gradient_matches_finite_differences(net64, mnist, layer, index, 
     np.testing.assert_allclose(grad[0], numeric, rtol=1e-5, atol=1e-8)
 
 
-@pytest.mark.parametrize("target, knockout", [(3, []), (8, [(1, 4), (2, 2)])])
-def test_nudge_gradient_matches_finite_differences(net64, mnist, target, knockout):
+@pytest.mark.parametrize("target, knocked", [(3, []), (8, [(1, 4), (2, 2)])])
+def test_nudge_gradient_matches_finite_differences(net64, mnist, target, knocked):
     x = np.clip(mnist.test_images[0] / 255 + 0.05, 0, 1)
 
     def C(x):
-        return explore.cost_gradient(net64, x[None], target, knockout)[1][0]
+        return explore.cost_gradient(net64, x[None], target, knocked)[1][0]
 
-    _, cost, grad = explore.cost_gradient(net64, x[None], target, knockout)
-    assert cost[0] == pytest.approx(-np.log(forward(net64, x, knockout).a[-1][0, target]))
+    _, cost, grad = explore.cost_gradient(net64, x[None], target, knocked)
+    assert cost[0] == pytest.approx(-np.log(forward(net64, x, knocked).a[-1][0, target]))
     np.testing.assert_allclose(grad[0], finite_difference(C, x), rtol=1e-5, atol=1e-8)
 
 

@@ -180,12 +180,22 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_trains_the_rest(tmp_path):
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    def second_trial_claimed() -> bool:
+        """The first trial's model is saved and the next trial has its worker's name
+        (the journal records each trial's "worker" as its worker takes it)."""
+        journal = out / "sweep.journal"
+        return (
+            len(list(out.glob("*.safetensors"))) >= 1
+            and journal.exists()
+            and journal.read_text().count('"worker"') >= 2
+        )
+
     deadline = time.monotonic() + 300
-    while not list(out.glob("*.safetensors")):  # until the first trial's model is saved
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+    while not second_trial_claimed():
+        assert process.poll() is None and time.monotonic() < deadline, "no second trial"
         time.sleep(0.01)
-    # Within a few ms of the first trial's end, with two trials of 3 epochs still to
-    # train: the third cannot have finished, however fast the machine.
+    # Within a few ms of the second trial's start, with it and a third of 3 epochs each
+    # to train: the third cannot have finished, however fast the machine.
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
