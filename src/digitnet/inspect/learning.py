@@ -47,6 +47,20 @@ def check_loss(net: Network, loss: str) -> Loss:
     return lookup(LOSSES, (loss, net.output_name), "loss/output pair")
 
 
+def model_loss(net: Network, info: dict | None = None) -> str:
+    """The loss a model's gradients are taken under: the one its record names
+    (``info["loss"]``, else ``info["config"]["loss"]``, as a model file keeps it), or
+    when it names none, cross-entropy for a softmax output and quadratic for a sigmoid
+    one (the pairs the video and Nielsen's book use)."""
+    info = info or {}
+    config = info.get("config")
+    named = info.get("loss") or (config.get("loss") if isinstance(config, dict) else None)
+    if named:
+        check_loss(net, named)
+        return named
+    return "cross-entropy" if net.output_name == "softmax" else "quadratic"
+
+
 def check_label(net: Network, label: int) -> int:
     """The label as an int, or a ValueError naming the digits the network has."""
     k = net.sizes[-1]

@@ -56,8 +56,12 @@ def about(model: Model) -> dict:
 
 
 def summary(model_id: str, model: Model) -> dict:
-    """What ``GET /api/models`` says of one model: its id and ``about`` it."""
-    return {"id": model_id, **about(model)}
+    """What ``GET /api/models`` says of one model: its id and ``about`` it, and for a
+    model made by ``/api/step`` its ``step`` record (source model, label, lr, loss)."""
+    out = {"id": model_id, **about(model)}
+    if "step" in model.info:
+        out["step"] = model.info["step"]
+    return out
 
 
 class Models:
@@ -106,11 +110,11 @@ class Models:
     def summaries(self) -> list[dict]:
         return [summary(i, self._models[i]) for i in self.ids()]
 
-    def new_id(self, taken: Collection[str] = ()) -> str:
+    def new_id(self, taken: Collection[str] = (), prefix: str = "trained") -> str:
         """An id not yet used, in memory, in the folder or in ``taken``: trained-1,
-        trained-2, ..."""
+        trained-2, ... (``prefix``-1, ...)."""
         n = 1
-        while (model_id := f"trained-{n}") in self._models or model_id in taken or (
+        while (model_id := f"{prefix}-{n}") in self._models or model_id in taken or (
             self.folder is not None and (self.folder / f"{model_id}.safetensors").exists()
         ):
             n += 1

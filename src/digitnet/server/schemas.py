@@ -114,6 +114,96 @@ class NudgeResponse(BaseModel):
     steps: int = Field(description="gradient steps taken")
 
 
+class GradientRequest(PredictRequest):
+    """What ``/api/predict`` takes (without knock-outs), and what the picture is."""
+
+    label: int = Field(strict=True, description="the digit the picture is, 0-9")
+
+
+class StepRequest(GradientRequest):
+    lr: float = Field(
+        1.0, allow_inf_nan=False, description="the learning rate, positive: θ − lr·∇C"
+    )
+
+
+class TopWeight(BaseModel):
+    layer: int = Field(description="weight layer from 1 (1 = into the first hidden layer)")
+    to: int = Field(description="the neuron of layer `layer` it feeds")
+    from_: int = Field(alias="from", description="the neuron of layer `layer - 1` (0: pixels)")
+    nudge: float = Field(description="−∂C/∂w")
+
+
+class GradientResponse(BaseModel):
+    loss: str = Field(description="the cost function: the model's own")
+    label: int
+    cost: float = Field(description="the cost of this one example")
+    digit: int = Field(description="the guess")
+    probabilities: list[float]
+    deltas: list[list[float]] = Field(description="−∂C/∂z_l for l = 1..L (= −∂C/∂b_l)")
+    wants: list[list[float]] = Field(description="−∂C/∂a_l for each hidden layer")
+    weight_nudges: list[list[list[float]]] = Field(description="−∂C/∂W_l, each (n_out, n_in)")
+    top: list[TopWeight] = Field(description="the weights with the largest |∂C/∂w|")
+
+
+class StepResponse(BaseModel):
+    model: str = Field(description="the new model's id, listed in /api/models")
+    cost_before: float
+    cost_after: float
+    digit_before: int
+    digit_after: int
+    probabilities_after: list[float]
+
+
+class MinibatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sizes: list[Annotated[int, Field(strict=True)]] = Field(
+        min_length=1, max_length=20, description="batch sizes, each 1-60,000"
+    )
+    seed: int = Field(0, strict=True, description="the draws' random seed")
+    model: str | None = Field(None, description="a model id; the served one if left out")
+
+
+class BatchResult(BaseModel):
+    size: int
+    indices: list[int] = Field(description="the training images drawn, 0-based")
+    cost: float
+    norm: float = Field(description="‖∇C‖ of this batch's mean gradient")
+    cosine: float = Field(description="cosine between this batch's gradient and the full one")
+
+
+class FullResult(BaseModel):
+    cost: float = Field(description="the mean cost over all 60,000 training images")
+    norm: float = Field(description="‖∇C‖ of the whole training set")
+
+
+class MinibatchResponse(BaseModel):
+    full: FullResult
+    batches: list[BatchResult]
+
+
+class LandscapeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(None, description="a model id; the served one if left out")
+    size: int = Field(21, strict=True, description="points a side, odd, 5-41")
+    span: float = Field(1.0, allow_inf_nan=False, description="α and β run over [−span, span]")
+    seed: int = Field(0, strict=True, description="the random direction's seed")
+
+
+class LandscapeResponse(BaseModel):
+    alphas: list[float]
+    betas: list[float]
+    cost: list[list[float]] = Field(description="the mean cost, rows β, columns α")
+    directions: list[list[float]] = Field(description="d₁, d₂ in /api/model's order")
+    path: list[list[float]] | None = Field(None, description="(α, β) of each epoch's weights")
+
+
+class StepRecord(BaseModel):
+    source: str = Field(description="the model stepped from")
+    label: int
+    lr: float
+    loss: str
+
+
 class ErrorResponse(BaseModel):
     error: str
 
@@ -124,6 +214,7 @@ class ModelSummary(BaseModel):
     activation: str
     output: str
     test_accuracy: float | None
+    step: StepRecord | None = Field(None, description="for a model made by /api/step")
 
 
 class TrainStarted(BaseModel):

@@ -5,6 +5,7 @@ tested with a state of its own."""
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,11 +14,19 @@ from typing import Annotated
 import numpy as np
 from fastapi import Depends, Request
 
-from ..inspect import explore
+from ..inspect import explore, learning
 from ..learn.network import Network
 from . import jobs
 from .models import Models
 from .pictures import Pictures
+
+
+def mnist_train() -> tuple[np.ndarray, np.ndarray]:
+    """The 60,000 MNIST training images (N, 784) uint8 and labels (N,) that ship with
+    the package."""
+    from ..files.data import load_split
+
+    return load_split(None, "train")
 
 
 def atlases(images: np.ndarray, labels: np.ndarray) -> Callable[[Network], explore.Atlas]:
@@ -39,7 +48,9 @@ class ServerState:
 
     ``served_answer`` is ``GET /api/model``'s answer for the served model, made once;
     ``images`` (N, 784) uint8 and ``labels`` (N,) are the samples of ``/api/sample``
-    and the explorer's test digits; ``atlas(net)`` the explorer's cache per network."""
+    and the explorer's test digits; ``atlas(net)`` the explorer's cache per network;
+    ``training()`` loads the training set the learning endpoints average over (read on
+    first use by ``learning_cache``, which keeps one ``learning.Cache`` per server)."""
 
     served_answer: dict
     models: Models  # every model by id, the served one first
@@ -49,10 +60,21 @@ class ServerState:
     pictures: Pictures = field(default_factory=Pictures)  # the bounded decoding pool
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     atlas: Callable[[Network], explore.Atlas] | None = None
+    training: Callable[[], tuple[np.ndarray, np.ndarray]] = mnist_train
+    _cache: learning.Cache | None = field(default=None, init=False, repr=False)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.atlas is None:
             self.atlas = atlases(self.images, self.labels)
+
+    def learning_cache(self) -> learning.Cache:
+        """The server's one ``learning.Cache`` over the training set, made (and the set
+        loaded) on first use; call it off the event loop, as loading takes a second."""
+        with self._cache_lock:
+            if self._cache is None:
+                self._cache = learning.Cache(*self.training())
+            return self._cache
 
     async def close(self) -> None:
         """Stop any training and the picture pool, at server shutdown."""

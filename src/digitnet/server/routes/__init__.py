@@ -4,12 +4,20 @@
 - ``models``: ``/api/models``, ``/api/models/{id}/file``;
 - ``predict``: ``/api/predict``, ``/api/preprocess``, ``/api/sample``, ``/api/model``;
 - ``explorer``: ``/api/neuron``, ``/api/nudge``;
-- ``training``: ``/api/train`` and ``/api/train/{id}[/events]``.
+- ``training``: ``/api/train`` and ``/api/train/{id}[/events]``;
+- ``learning``: ``/api/gradient``, ``/api/step``, ``/api/minibatch``, ``/api/landscape``.
 """
 
 from __future__ import annotations
 
-from . import explorer, models, page, predict, training
+from . import explorer, learning, models, page, predict, training
 
 #: Every router, in the order the app includes them (the OpenAPI schema lists them so).
-ROUTERS = (page.router, models.router, predict.router, explorer.router, training.router)
+ROUTERS = (
+    page.router,
+    models.router,
+    predict.router,
+    explorer.router,
+    training.router,
+    learning.router,
+)

@@ -1,0 +1,165 @@
+"""How the network learns (``digitnet.inspect.learning`` and ``landscape``):
+
+- ``POST /api/gradient``: a predict request and its ``label`` -> what this one example
+  asks of every weight and bias (``learning.wishes``);
+- ``POST /api/step``: the same and ``lr`` -> a new model θ − lr·∇C, listed in
+  ``/api/models`` as ``step-N`` with a ``step`` record (source model, label, lr, loss);
+- ``POST /api/minibatch``: ``sizes`` and ``seed`` -> each mini-batch's cost, gradient
+  norm and cosine to the full training set's gradient (``learning.minibatches``);
+- ``POST /api/landscape``: ``size``, ``span``, ``seed`` -> the cost over a plane of
+  parameters through the model (``landscape.landscape``).
+
+Which loss: the one the model's record names (``info["loss"]`` or its config's);
+a model without one is taken under cross-entropy if its output is softmax and the
+quadratic cost if sigmoid (``learning.model_loss``).  The 60,000 training images are
+read on the first minibatch or landscape request and kept with one ``learning.Cache``
+per server, so a class asking the same question again is answered from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from fastapi import APIRouter, HTTPException
+
+from ...files.modelfile import Model
+from ...inspect import landscape as landscapes
+from ...inspect import learning
+from ...vision.preprocess import to_mnist
+from ..models import UnknownModel
+from ..schemas import (
+    ERRORS,
+    GradientRequest,
+    GradientResponse,
+    LandscapeRequest,
+    LandscapeResponse,
+    MinibatchRequest,
+    MinibatchResponse,
+    StepRequest,
+    StepResponse,
+)
+from ..state import ServerState, State
+from .predict import requested_network
+
+#: The prefix of the ids of models made by ``/api/step``: step-1, step-2, ...
+STEP_PREFIX = "step"
+
+router = APIRouter()
+
+
+def _refused(work):
+    """``work()``, its ValueError (a request the library refuses) as a 422."""
+    try:
+        return work()
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+
+
+def _model(state: ServerState, model_id: str | None) -> Model:
+    """The model a request names (422 for an unknown id, as ``/api/predict`` says it)."""
+    try:
+        return state.models.lookup(model_id)
+    except UnknownModel as e:
+        raise HTTPException(422, f"model: {e}") from None
+
+
+def _check_example(state: ServerState, request: GradientRequest) -> Model:
+    """The model of a gradient or step request, once the request is whole: one of
+    image or pixels, no knock-outs, a label the network has, a picture with ink."""
+    requested_network(state, request)
+    model = _model(state, request.model)
+    if request.knockout:
+        raise HTTPException(422, "knockout: not taken here (the gradient is the whole network's)")
+    _refused(lambda: learning.check_label(model.network, request.label))
+    if request.pixels is not None and max(request.pixels) == 0:
+        raise HTTPException(422, "pixels: the picture is blank (all 784 are 0); draw a digit")
+    return model
+
+
+async def _on_pixels(state: ServerState, request: GradientRequest, work):
+    """``work(pixels (784,) float32)`` off the event loop, on the request's pixels or on
+    its picture preprocessed as for ``/api/predict`` (a blank picture is refused there)."""
+    if request.pixels is not None:
+        pixels = np.array(request.pixels, dtype=np.float32)
+        return await asyncio.to_thread(_refused, lambda: work(pixels))
+    return await state.pictures.read(
+        request.image, lambda picture: _refused(lambda: work(to_mnist(picture).reshape(-1)))
+    )
+
+
+@router.post("/api/gradient", response_model=GradientResponse, responses=ERRORS)
+async def gradient(request: GradientRequest, state: State) -> dict:
+    """What one example asks of every weight and bias: the nudges −∂C/∂θ."""
+    model = _check_example(state, request)
+    net, loss = model.network, learning.model_loss(model.network, model.info)
+    return await _on_pixels(
+        state, request, lambda x: learning.wishes(net, x, request.label, loss).to_json()
+    )
+
+
+@router.post("/api/step", response_model=StepResponse, responses=ERRORS)
+async def step(request: StepRequest, state: State) -> dict:
+    """One step of plain gradient descent on one example, θ − lr·∇C, as a new model
+    (the one stepped from is left as it was); steps chain from a stepped model."""
+    model = _check_example(state, request)
+    _refused(lambda: learning.check_positive(request.lr, "lr"))
+    net, loss = model.network, learning.model_loss(model.network, model.info)
+    done = await _on_pixels(
+        state, request, lambda x: learning.step(net, x, request.label, loss, request.lr)
+    )
+    source = request.model or state.models.ids()[0]
+    record = {"source": source, "label": request.label, "lr": request.lr, "loss": loss}
+    model_id = state.models.new_id(prefix=STEP_PREFIX)
+    state.models.put(model_id, Model(done.network, {"loss": loss, "step": record}))
+    return {
+        "model": model_id,
+        "cost_before": done.cost_before,
+        "cost_after": done.cost_after,
+        "digit_before": done.digit_before,
+        "digit_after": done.digit_after,
+        "probabilities_after": done.probabilities_after,
+    }
+
+
+def minibatch_answer(state: ServerState, model: Model, sizes: list[int], seed: int) -> dict:
+    """``POST /api/minibatch``'s answer, kept in the server's cache per network, loss,
+    sizes and seed (the full-set gradient is kept there per network and loss)."""
+    net, cache = model.network, state.learning_cache()
+    loss = learning.model_loss(net, model.info)
+    key = learning.fingerprint(net, "minibatch", loss, tuple(sizes), seed)
+    return cache.get(key, lambda: learning.minibatches(net, cache, loss, sizes, seed).to_json())
+
+
+@router.post("/api/minibatch", response_model=MinibatchResponse, responses=ERRORS)
+async def minibatch(request: MinibatchRequest, state: State) -> dict:
+    """Mini-batches of the training set against all of it: how well each batch's mean
+    gradient points the way of the full one (cost without weight decay or augmentation,
+    pixels in [0, 1])."""
+    model = _model(state, request.model)
+    sizes = request.sizes
+    _refused(lambda: [learning.check_whole(s, "each batch size", 1, 60_000) for s in sizes])
+    _refused(lambda: learning.check_whole(request.seed, "seed", 0, 2**63 - 1))
+    return await asyncio.to_thread(
+        _refused, lambda: minibatch_answer(state, model, sizes, request.seed)
+    )
+
+
+def landscape_answer(state: ServerState, model: Model, request: LandscapeRequest) -> dict:
+    """``POST /api/landscape``'s answer.  No path: a model's record keeps only its final
+    weights (its history holds each epoch's numbers, not its weights), so there is no
+    path of training to project onto the plane."""
+    net, cache = model.network, state.learning_cache()
+    loss = learning.model_loss(net, model.info)
+    land = landscapes.landscape(net, cache, loss, request.size, request.span, request.seed)
+    return land.to_json()
+
+
+@router.post("/api/landscape", response_model=LandscapeResponse,
+             response_model_exclude_none=True, responses=ERRORS)  # fmt: skip
+async def landscape(request: LandscapeRequest, state: State) -> dict:
+    """The mean cost on the first 10,000 training images over θ + α·d₁ + β·d₂: d₁ down
+    the gradient, d₂ random and orthogonal to it, both scaled filter by filter (Li et
+    al., 2018).  The answer has no ``path``: no model's record keeps per-epoch weights."""
+    model = _model(state, request.model)
+    return await asyncio.to_thread(_refused, lambda: landscape_answer(state, model, request))
