@@ -19,9 +19,13 @@ app = create_app(
     samples=(images[:200], labels[:200]),
 )
 # Starting a training (and so stopping one) runs a real worker process for a minute:
-# tests/test_training_api.py drives those on a real server instead.
-schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
-    path_regex="^/api/train", method_regex="^(POST|DELETE)$"
+# tests/test_training_api.py drives those on a real server instead.  A valid
+# mini-batch or landscape request is a pass over up to 60,000 training images (about
+# a second each), new for every generated case: tests/test_learning_api.py drives those.
+schema = (
+    schemathesis.openapi.from_asgi("/openapi.json", app)
+    .exclude(path_regex="^/api/train", method_regex="^(POST|DELETE)$")
+    .exclude(path_regex="^/api/(minibatch|landscape)$")
 )
 # Examples per operation; each run draws new ones (its seed is in pytest's header,
 # and --hypothesis-seed=SEED replays them).
@@ -45,6 +49,7 @@ def test_api_conforms_to_its_openapi(case):
 
 
 def test_schema_covers_the_api():
-    assert {"/api/model", "/api/predict", "/api/sample", "/api/preprocess"} <= set(
-        app.openapi()["paths"]
-    )
+    assert {
+        "/api/model", "/api/predict", "/api/sample", "/api/preprocess",
+        "/api/gradient", "/api/step", "/api/minibatch", "/api/landscape",
+    } <= set(app.openapi()["paths"])  # fmt: skip

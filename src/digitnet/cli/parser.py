@@ -20,7 +20,7 @@ from .base import DEFAULT_MODEL, EXIT_USAGE
 
 PLOT_KINDS = (
     "network", "weights", "curves", "confusion", "mistakes", "noise", "neurons", "knockout",
-    "nudge",
+    "nudge", "gradient", "minibatch", "landscape",
 )  # fmt: skip
 DATA_HELP = "folder of MNIST-style IDX files (default: MNIST)"
 
@@ -216,14 +216,21 @@ def add_plot(parser: ArgumentParser, commands) -> None:
     g.add_argument("model", type=Path, metavar="MODEL")
     g.add_argument("--out", type=Path, required=True, help="FILE.png or FILE.svg")
     source = g.add_mutually_exclusive_group()
-    source.add_argument("--image", type=Path, help="network, nudge: a picture of a digit")
-    source.add_argument("--index", type=int, help="network, nudge: an MNIST test image (default 0)")
+    source.add_argument(
+        "--image", type=Path, help="network, nudge, gradient: a picture of a digit"
+    )
+    source.add_argument(
+        "--index", type=int, help="network, nudge, gradient: an MNIST test image (default 0)"
+    )
     g.add_argument(
         "--count",
         type=int,
         help="mistakes: how many (default 24); noise: how many inputs (default 4)",
     )
-    g.add_argument("--seed", type=int, default=0, help="noise: random seed (default: 0)")
+    g.add_argument(
+        "--seed", type=int, default=0, help="noise, minibatch, landscape: random seed (default: 0)"
+    )
+    g.add_argument("--label", type=int, help="gradient: the digit the picture is (required)")
     g.add_argument("--layer", type=int, help="neurons: 1 = first hidden layer (default 1)")
     g.add_argument("--target", type=int, help="nudge: the digit to make it say")
     g.add_argument("--data", type=Path, help=DATA_HELP)

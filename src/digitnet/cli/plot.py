@@ -15,10 +15,11 @@ from .base import UsageError, check_fits, check_pictures, option
 
 #: Which plot kinds each plot option applies to.
 PLOT_OPTIONS = {
-    "image": {"network", "nudge"},
-    "index": {"network", "nudge"},
+    "image": {"network", "nudge", "gradient"},
+    "index": {"network", "nudge", "gradient"},
     "count": {"mistakes", "noise"},
-    "seed": {"noise"},
+    "seed": {"noise", "minibatch", "landscape"},
+    "label": {"gradient"},
     "data": {"network", "confusion", "mistakes", "neurons", "knockout", "nudge"},
     "layer": {"neurons"},
     "target": {"nudge"},
@@ -74,6 +75,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     model = load(args.model)
     if args.kind in ("neurons", "knockout", "nudge"):
         figure = _explore_figure(args, model.network)
+    elif args.kind in ("gradient", "minibatch", "landscape"):
+        figure = _learning_figure(args, model)
     else:
         figure = _figure(args, model)
     buffer = BytesIO()
@@ -135,3 +138,32 @@ def _explore_figure(args: argparse.Namespace, net):
     with tqdm(total=hidden, desc="knocking out", unit="neuron", file=sys.stderr) as bar:
         table = explore.knockout_table(net, images, labels, on_neuron=lambda done, _: bar.update())
     return plots.knockout_figure(table)
+
+
+#: The mini-batch sizes ``plot minibatch`` draws, from one image to all 60,000.
+MINIBATCH_SIZES = (1, 10, 100, 1000, 10_000, 60_000)
+
+
+def _learning_figure(args: argparse.Namespace, model):
+    """How the network learns: gradient (what one example with --label asks of each
+    weight), minibatch (cosine and cost against batch size, ``MINIBATCH_SIZES``) and
+    landscape (the cost around the network, at the library's default grid), from the
+    same calls as the API's ``/api/gradient``, ``/api/minibatch`` and ``/api/landscape``
+    under the same loss (``learning.model_loss``)."""
+    from ..inspect import landscape, learning, learning_plots
+
+    net = model.network
+    loss = learning.model_loss(net, model.info)
+    if args.kind == "gradient":
+        if args.label is None:
+            raise UsageError("gradient plots need --label D, the digit the picture is")
+        learning.check_label(net, args.label)
+        x, _ = one_input(args, net)
+        return learning_plots.gradient_figure(x, learning.wishes(net, x, args.label, loss))
+    train = learning.Cache(*load_split(None, "train"))
+    if args.kind == "minibatch":
+        print("averaging gradients over the 60,000 training images", flush=True)
+        batches = learning.minibatches(net, train, loss, MINIBATCH_SIZES, args.seed)
+        return learning_plots.minibatch_figure(batches, seeds=[args.seed])
+    print("computing the cost over the landscape's grid", flush=True)
+    return learning_plots.landscape_figure(landscape.landscape(net, train, loss, seed=args.seed))

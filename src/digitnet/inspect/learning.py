@@ -18,7 +18,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from threading import Lock
+from threading import RLock
 
 import numpy as np
 
@@ -323,7 +323,7 @@ class Cache:
     def __init__(self, images: Array, labels: Array, capacity: int = 16) -> None:
         self.images, self.labels, self.capacity = images, np.asarray(labels), capacity
         self._kept: OrderedDict[str, object] = OrderedDict()
-        self._lock = Lock()
+        self._lock = RLock()  # re-entrant: an answer kept may be built from another
 
     def get(self, key: str, compute: Callable[[], object]):
         """The answer kept under ``key``, or ``compute()``'s, then kept."""

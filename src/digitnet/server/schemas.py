@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: Most knock-outs one request may list.
 MAX_KNOCKOUTS = 1000
+#: The largest learning rate ``/api/step`` takes and the largest span of
+#: ``/api/landscape``: past these the weights leave any range that means something
+#: (and float32 costs may overflow).
+MAX_LR, MAX_SPAN = 100.0, 100.0
 #: What a request's "image" holds.
 PNG_URL = "a PNG as a data URL: data:image/png;base64,..."
 KnockoutField = Annotated[
@@ -122,8 +126,9 @@ class GradientRequest(PredictRequest):
 
 class StepRequest(GradientRequest):
     lr: float = Field(
-        1.0, allow_inf_nan=False, description="the learning rate, positive: θ − lr·∇C"
-    )
+        1.0, gt=0, le=MAX_LR, allow_inf_nan=False,
+        description=f"the learning rate, positive, at most {MAX_LR:g}: θ − lr·∇C",
+    )  # fmt: skip
 
 
 class TopWeight(BaseModel):
@@ -185,7 +190,10 @@ class LandscapeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str | None = Field(None, description="a model id; the served one if left out")
     size: int = Field(21, strict=True, description="points a side, odd, 5-41")
-    span: float = Field(1.0, allow_inf_nan=False, description="α and β run over [−span, span]")
+    span: float = Field(
+        1.0, gt=0, le=MAX_SPAN, allow_inf_nan=False,
+        description=f"α and β run over [−span, span], span positive, at most {MAX_SPAN:g}",
+    )  # fmt: skip
     seed: int = Field(0, strict=True, description="the random direction's seed")
 
 
