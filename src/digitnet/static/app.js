@@ -317,7 +317,10 @@ const explorer = new Explorer({
 const learn = new Learn({
   input: () => (state.result ? state.result.input : null),
   announce,
-  mark: (links) => diagram.mark(links),
+  mark(links) {
+    diagram.mark(links);
+    $("marked-note").hidden = links.length === 0;
+  },
   labelChanged: () => updateAddress(),
 });
 

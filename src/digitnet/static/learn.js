@@ -15,6 +15,7 @@ import {
 const $ = (id) => document.getElementById(id);
 const SIZES = [1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 60000];
 const SEED = 0;
+const fixed = (v, digits = 2) => v.toFixed(digits).replace("-", "−");  // a real minus sign
 
 async function post(path, body) {
   // POST a JSON body; the answer, or an Error carrying the server's one-line message.
@@ -34,6 +35,22 @@ export function wrongness(cost) {
   if (cost < 0.3) return "a little wrong";
   if (cost < 1) return "quite wrong";
   return "very wrong";
+}
+
+function manyWords(batches, at) {
+  // What the cosines say, in words: how far a mini-batch's average points the way of
+  // the average over all 60,000 images (batches in increasing size; at(n): the first of
+  // at least n images).
+  const first = at(1).cosine, hundred = at(100);
+  const enough = batches.find((b) => b.cosine > 0.9);
+  const how = (c) => (c > 0.9 ? "almost exactly" : c > 0.5 ? "roughly" : c > 0.2 ? "only loosely" : "hardly at all");
+  return `One image's nudges point ${how(first)} the way of the average over all 60,000 `
+    + `(cosine ${fixed(first)}: 1 is the same direction, 0 at right angles, −1 opposite); `
+    + `the average over ${hundred.size} images: ${fixed(hundred.cosine)}`
+    + (enough ? `; from ${enough.size.toLocaleString("en")} images it is over 0.9.` : ".")
+    + " Stochastic gradient descent steps along a small random batch's average: each step is "
+    + "cheap but stumbles, and many of them together go downhill. The better trained the "
+    + "network, the more its remaining mistakes disagree, and the bigger the batch it takes to agree.";
 }
 
 export class Learn {
@@ -301,15 +318,9 @@ export class Learn {
       const batches = [...answer.batches].sort((x, y) => x.size - y.size);
       cosineChart($("learn-cosine"), batches);
       const at = (n) => batches.find((b) => b.size >= n) || batches[batches.length - 1];
-      const enough = batches.find((b) => b.cosine > 0.9);
-      text.textContent = `One image's gradient points ${at(1).cosine > 0.5 ? "roughly" : "only loosely"} the `
-        + `same way as the gradient of all 60,000 (cosine ${at(1).cosine.toFixed(2)}; 1 is the same `
-        + `direction, 0 at right angles); ${at(100).size} images already give ${at(100).cosine.toFixed(2)}`
-        + (enough ? `, and from ${enough.size.toLocaleString("en")} it is over 0.9` : "")
-        + ". So a small random mini-batch is a cheap, slightly stumbling step in nearly the right direction: "
-        + "stochastic gradient descent.";
+      text.textContent = manyWords(batches, at);
       $("learn-cosine").setAttribute("aria-label", `Cosine to the full gradient against the mini-batch size: `
-        + batches.map((b) => `${b.size.toLocaleString("en")}: ${b.cosine.toFixed(2)}`).join("; "));
+        + batches.map((b) => `${b.size.toLocaleString("en")}: ${fixed(b.cosine)}`).join("; "));
       this.hooks.announce(text.textContent);
     } catch (err) {
       text.textContent = `Could not average: ${err.message}`;
@@ -335,7 +346,8 @@ export class Learn {
       text.textContent = `The cost over 10,000 training images, for networks around this one: `
         + `left to right along the downhill direction, bottom to top along a random one. The ring `
         + `is the network itself (cost ${mid.toFixed(3)}); dark is low cost, bright high `
-        + `(${low.toPrecision(3)} to ${high.toPrecision(3)}). Gradient descent rolls downhill on this surface.`;
+        + `(${low.toPrecision(3)} to ${high.toPrecision(3)}, colours on a log scale). Gradient descent `
+        + "rolls downhill on this surface, into the dark valley.";
       $("learn-map").setAttribute("aria-label", `The cost landscape around the network: ${text.textContent}`);
       $("learn-map").dataset.cells = String(answer.cost.length * answer.cost[0].length);
       this.hooks.announce(`The landscape is drawn; the network's cost is ${mid.toFixed(3)}.`);

@@ -98,7 +98,7 @@ export function cosineChart(canvas, batches) {
   const g = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height;
   g.clearRect(0, 0, w, h);
-  const box = { left: 40, top: 10, width: w - 56, height: h - 46 };
+  const box = { left: 40, top: 24, width: w - 64, height: h - 60 };
   const low = Math.min(0, ...batches.map((b) => b.cosine)) < 0 ? -1 : 0;
   const most = Math.max(...batches.map((b) => b.size));
   const x = (n) => box.left + (box.width * Math.log10(n)) / Math.log10(Math.max(10, most));
@@ -107,7 +107,8 @@ export function cosineChart(canvas, batches) {
   if (most > 10000) xTicks.push([x(most), most.toLocaleString("en")]);
   const yTicks = (low < 0 ? [-1, 0, 1] : [0, 0.5, 1]).map((c) => [y(c), String(c).replace("-", "−")]);
   axes(g, box, xTicks, yTicks);
-  g.fillText("cosine", box.left - 4, box.top + box.height / 2 - 18);
+  g.textAlign = "left";
+  g.fillText("cosine to the full gradient (1: the same direction)", box.left, 14);
   g.textAlign = "center";
   g.fillText("images in the mini-batch (log scale)", box.left + box.width / 2, h - 4);
   g.setLineDash([2, 4]);
