@@ -178,7 +178,9 @@ def test_average_over_many_and_the_landscape(browser, server):
         assert batches[-1]["cosine"] == pytest.approx(1, abs=1e-6)
         expect(chart).to_have_attribute("data-points", str(len(batches)), timeout=10000)
         assert "60,000: 1.00" in chart.get_attribute("aria-label")
-        expect(page.locator("#learn-many-text")).to_contain_text("stochastic gradient descent")
+        expect(page.locator("#learn-many-text")).to_contain_text(
+            "Stochastic gradient descent steps along a small random batch's average"
+        )
         # closing and opening again asks nothing more
         asked = requests_to(page, "/api/minibatch")
         page.locator("#learn-many summary").click()

@@ -49,8 +49,7 @@ function manyWords(batches, at) {
     + `the average over ${hundred.size} images: ${fixed(hundred.cosine)}`
     + (enough ? `; from ${enough.size.toLocaleString("en")} images it is over 0.9.` : ".")
     + " Stochastic gradient descent steps along a small random batch's average: each step is "
-    + "cheap but stumbles, and many of them together go downhill. The better trained the "
-    + "network, the more its remaining mistakes disagree, and the bigger the batch it takes to agree.";
+    + "cheap but stumbles, and many of them together go downhill.";
 }
 
 export class Learn {
