@@ -14,6 +14,7 @@ from conftest import cli
 from digitnet.files.modelfile import load
 from digitnet.inspect import landscape as landscapes
 from digitnet.inspect import learning
+from digitnet.server.routes.learning import MAX_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,16 @@ def test_gradient_reads_a_picture_as_predict_does(client, example):
     np.testing.assert_allclose(got["deltas"][-1], want.deltas[-1], atol=1e-4)
 
 
+@pytest.mark.parametrize("path", ["/api/gradient", "/api/step"])
+def test_a_blank_picture_is_refused(client, path):
+    buffer = io.BytesIO()
+    Image.new("L", (280, 280), 255).save(buffer, format="PNG")  # white paper, no ink
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    response = client.post(path, json={"image": url, "label": 3})
+    assert response.status_code == 422, response.text
+    assert "\n" not in response.json()["error"]
+
+
 def test_a_step_is_a_new_model_holding_theta_minus_lr_grad(client, example, tmp_path):
     pixels, label = example
     net, loss = served(client)
@@ -108,6 +119,19 @@ def test_steps_chain_from_the_stepped_weights(client, example):
     grad = learning.wishes(one.network, x, label, "cross-entropy").grad
     np.testing.assert_array_equal(two.network.params, one.network.params - 2.0 * grad)
     assert two.info["step"]["source"] == first["model"]
+
+
+def test_old_steps_make_way_and_their_ids_are_not_reused(client, example):
+    pixels, label = example
+    body = {"pixels": pixels, "label": label, "lr": 0.01}
+    made = [client.post("/api/step", json=body).json()["model"] for _ in range(MAX_STEPS + 2)]
+    numbers = [int(m.removeprefix("step-")) for m in made]
+    assert numbers == sorted(set(numbers))  # new ids, rising
+    ids = [m["id"] for m in client.get("/api/models").json()]
+    assert ids[0] == "served"
+    assert [i for i in ids if i.startswith("step-")] == made[-MAX_STEPS:]
+    gone = client.post("/api/step", json={**body, "model": made[0]})
+    assert gone.status_code == 422 and f"no model {made[0]!r}" in gone.json()["error"]
 
 
 @pytest.mark.parametrize(

@@ -106,12 +106,13 @@ def test_example_notebook_runs(tmp_path):
         for output in cell.get("outputs", [])
         if "image/png" in output.get("data", {})
     ]
-    assert len(images) == 9  # one figure per kind
+    assert len(images) == 10  # one figure per kind, and one example's wishes
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     view = "application/vnd.jupyter.widget-view+json"
     widgets = [o for o in outputs if view in o.get("data", {})]
     assert len(widgets) == 1  # the drawing pad, digitnet.widget(net)
     printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "guess 7; layers [(784,), (16,), (16,), (10,)]" in printed  # test image 0 is a 7
+    assert "step 5: the 7 taught as a 3 costs" in printed  # "How it learns" ran its steps
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []

@@ -149,11 +149,21 @@ def test_body_over_the_limit(client):
     assert response.status_code == 413
 
 
-@pytest.mark.parametrize("path", ["/api/predict", "/api/preprocess", "/api/nudge"])
+#: What each endpoint that reads a picture needs besides it.
+PICTURE_EXTRAS = {
+    "/api/predict": {},
+    "/api/preprocess": {},
+    "/api/nudge": {"target": 3},
+    "/api/gradient": {"label": 3},
+    "/api/step": {"label": 3},
+}
+
+
+@pytest.mark.parametrize("path", list(PICTURE_EXTRAS))
 def test_image_dimensions_over_the_limit(client, path):
     side = int(MAX_IMAGE_PIXELS**0.5) + 100
     body = {"image": data_url(Image.new("1", (side, side), 1))}
-    response = client.post(path, json={**body, "target": 3} if path == "/api/nudge" else body)
+    response = client.post(path, json={**body, **PICTURE_EXTRAS[path]})
     assert response.status_code == 413
     assert "pixel limit" in response.json()["error"]
 

@@ -31,6 +31,7 @@ from .learning import (
     check_whole,
     fingerprint,
     mean_gradient,
+    one_blas_thread,
     split,
 )
 
@@ -126,11 +127,19 @@ def grid_costs(
     y = one_hot(labels, net.sizes[-1], dtype)
     layers = [split(net, v.astype(dtype)) for v in (net.params, *d)]  # (W, b) of θ, d₁, d₂
     products = [x @ W[0].T for W, _ in layers]  # XWᵀ, XD₁ᵀ, XD₂ᵀ: (N, n_1) each
-    f, out = net.activation.f, net.output
     cost = np.zeros((len(steps), len(steps)))
+    with one_blas_thread():
+        _walk_grid(net, rule, y, layers, products, steps.astype(dtype), cost)
+    return cost
+
+
+def _walk_grid(net: Network, rule, y: Array, layers, products, steps: Array, cost: Array) -> None:
+    """``grid_costs``'s loop: fill cost[i, j] with the mean cost at α = steps[j],
+    β = steps[i], from the first layer's three products (each (N, n_1))."""
+    f, out = net.activation.f, net.output
     (W0, b0), (W1, b1), (W2, b2) = layers
-    for i, beta in enumerate(steps.astype(dtype)):
-        for j, alpha in enumerate(steps.astype(dtype)):
+    for i, beta in enumerate(steps):
+        for j, alpha in enumerate(steps):
             # the layers after the first at this point; the first is in the products
             W = [w + alpha * u + beta * v for w, u, v in zip(W0[1:], W1[1:], W2[1:], strict=True)]
             b = [c + alpha * u + beta * v for c, u, v in zip(b0, b1, b2, strict=True)]
@@ -142,7 +151,6 @@ def grid_costs(
                 a, z = feedforward(W, b[1:], each(f, first, b[0]), f, out)
                 a = a[-1]
             cost[i, j] = rule.value(z, a, y)
-    return cost
 
 
 def project(net: Network, d: tuple[Array, Array], path: Sequence[Array]) -> Array:

@@ -110,10 +110,10 @@ class Models:
     def summaries(self) -> list[dict]:
         return [summary(i, self._models[i]) for i in self.ids()]
 
-    def new_id(self, taken: Collection[str] = (), prefix: str = "trained") -> str:
+    def new_id(self, taken: Collection[str] = (), prefix: str = "trained", start: int = 1) -> str:
         """An id not yet used, in memory, in the folder or in ``taken``: trained-1,
-        trained-2, ... (``prefix``-1, ...)."""
-        n = 1
+        trained-2, ... (``prefix``-``start``, ... when given)."""
+        n = start
         while (model_id := f"{prefix}-{n}") in self._models or model_id in taken or (
             self.folder is not None and (self.folder / f"{model_id}.safetensors").exists()
         ):

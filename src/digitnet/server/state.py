@@ -61,6 +61,7 @@ class ServerState:
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     atlas: Callable[[Network], explore.Atlas] | None = None
     training: Callable[[], tuple[np.ndarray, np.ndarray]] = mnist_train
+    steps_made: int = 0  # models made by /api/step: step-1, step-2, ..., never reused
     _cache: learning.Cache | None = field(default=None, init=False, repr=False)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 

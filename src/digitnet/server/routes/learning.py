@@ -27,7 +27,7 @@ from ...files.modelfile import Model
 from ...inspect import landscape as landscapes
 from ...inspect import learning
 from ...vision.preprocess import to_mnist
-from ..models import UnknownModel
+from ..models import SERVED, UnknownModel
 from ..schemas import (
     ERRORS,
     GradientRequest,
@@ -44,6 +44,9 @@ from .predict import requested_network
 
 #: The prefix of the ids of models made by ``/api/step``: step-1, step-2, ...
 STEP_PREFIX = "step"
+#: Most stepped models held; past that the oldest step is let go, so that a class
+#: stepping again and again never pushes out a model trained from the page.
+MAX_STEPS = 16
 
 router = APIRouter()
 
@@ -101,16 +104,21 @@ async def gradient(request: GradientRequest, state: State) -> dict:
 @router.post("/api/step", response_model=StepResponse, responses=ERRORS)
 async def step(request: StepRequest, state: State) -> dict:
     """One step of plain gradient descent on one example, θ − lr·∇C, as a new model
-    (the one stepped from is left as it was); steps chain from a stepped model."""
+    (the one stepped from is left as it was); steps chain from a stepped model.  Stepped
+    models are kept in memory only, the newest ``MAX_STEPS`` of them (``serve --models
+    DIR`` saves trained models, not steps), and their ids are never reused."""
     model = _check_example(state, request)
-    _refused(lambda: learning.check_positive(request.lr, "lr"))
     net, loss = model.network, learning.model_loss(model.network, model.info)
     done = await _on_pixels(
         state, request, lambda x: learning.step(net, x, request.label, loss, request.lr)
     )
-    source = request.model or state.models.ids()[0]
+    source = request.model or SERVED
     record = {"source": source, "label": request.label, "lr": request.lr, "loss": loss}
-    model_id = state.models.new_id(prefix=STEP_PREFIX)
+    model_id = state.models.new_id(prefix=STEP_PREFIX, start=state.steps_made + 1)
+    state.steps_made = int(model_id.rsplit("-", 1)[1])
+    stepped = [i for i in state.models.ids() if "step" in state.models.lookup(i).info]
+    for old in stepped[: max(0, len(stepped) - MAX_STEPS + 1)]:
+        state.models.drop(old)
     state.models.put(model_id, Model(done.network, {"loss": loss, "step": record}))
     return {
         "model": model_id,
