@@ -14,7 +14,13 @@ SIZES = {
     "small laptop": {"viewport": {"width": 1024, "height": 768}},
     "phone": {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True},
 }
-SECTIONS = {"Draw": "draw", "Neurons": "explorer", "Fool it": "fool", "Train": "train"}
+SECTIONS = {
+    "Draw": "draw",
+    "Neurons": "explorer",
+    "Learn": "learn",
+    "Fool it": "fool",
+    "Train": "train",
+}
 #: The video's order, one step each.
 STEPS = [
     "A neuron holds a number",
@@ -28,6 +34,8 @@ STEPS = [
     "ReLU",
     "Fool it, knock it out",
     "Training",
+    "How it learns",
+    "Many examples, one landscape",
 ]
 
 
@@ -75,10 +83,10 @@ def test_every_section_one_press_from_the_first_screen(browser, server, size):
 def test_sections_by_keyboard(browser, server):
     with page_at(browser, server, viewport={"width": 1366, "height": 768}) as page:
         names = []
-        for _ in range(5):
+        for _ in range(6):
             page.keyboard.press("Tab")
             names.append(page.evaluate("document.activeElement.textContent.trim()"))
-        assert names == ["Draw", "Neurons", "Fool it", "Train", "Tour"]
+        assert names == ["Draw", "Neurons", "Learn", "Fool it", "Train", "Tour"]
         page.keyboard.press("Shift+Tab")
         page.keyboard.press("Shift+Tab")
         page.keyboard.press("Enter")  # "Fool it"

@@ -6,6 +6,7 @@ import { Diagram } from "./diagram.js";
 import { Explorer } from "./explorer.js";
 import { buildBars as makeBars, caveat, paintGrey, setBars as fillBars } from "./guess.js";
 import { paintMini } from "./mini.js";
+import { Learn } from "./learn.js";
 import { listen, PENS, redraw as drawPad } from "./pad.js";
 import { modelId, readAddress, writeAddress } from "./share.js";
 import { setupSections } from "./sections.js";
@@ -180,6 +181,7 @@ function settled(answer) {
   updateAddress();
   describePad(nudge);
   training.drawingChanged();
+  learn.drawingChanged(answer.input);
 }
 
 function nudgeNote(answer) {
@@ -274,6 +276,7 @@ function showBlank() {
   updateAddress();
   refresh();
   training.drawingChanged();
+  learn.drawingChanged(null);
 }
 
 // ---- the diagram and the chosen neuron ----------------------------------------------------
@@ -307,6 +310,18 @@ const explorer = new Explorer({
     schedulePredict(true);
   },
   input: () => (state.result ? state.result.input : null),
+});
+
+// ---- how it learns (learn.js) ---------------------------------------------------------------
+
+const learn = new Learn({
+  input: () => (state.result ? state.result.input : null),
+  announce,
+  mark(links) {
+    diagram.mark(links);
+    $("marked-note").hidden = links.length === 0;
+  },
+  labelChanged: () => updateAddress(),
 });
 
 function pin(neuron) {
@@ -407,6 +422,7 @@ function updateAddress() {
     input: state.result ? state.result.input : null,
     neuron: state.pinned,
     knockout: explorer.knockoutList(),
+    label: learn.label,
     model: state.modelId,
   });
   history.replaceState(null, "", location.pathname + query);
@@ -471,6 +487,7 @@ async function loadModel(id) {
   writeLede($("lede"), model);
   diagram.setModel(model);
   explorer.setModel(model, id);
+  learn.setModel(model, id);
 }
 
 async function useModel(id) {
@@ -533,6 +550,7 @@ async function start() {
     showBlank();
     if (link.badInput) setStatus("The link's drawing could not be read; the pad is blank.", true);
   }
+  if (link.label !== null) await learn.choose(link.label);
   document.body.dataset.ready = "true";
   if (TOUR_ASKED) tour.open(0);
 }

@@ -67,6 +67,7 @@ export class Diagram {
     this.onPin = onPin;
     this.model = null;
     this.view = null;          // the last render() argument
+    this.marked = [];          // connections drawn on top of all others (mark())
     this.active = { layer: 1, index: 0 };  // the neuron holding the Tab stop
     // Chromium makes an <svg> with focusable content a Tab stop of its own, where the
     // arrow keys would scroll the page: the one Tab stop is the active neuron.
@@ -268,7 +269,8 @@ export class Diagram {
       candidates.sort((a, b) => Math.abs(b.c) - Math.abs(a.c));
       drawn.push(...candidates.slice(0, l === 0 ? 48 : 40));
     }
-    this.lines(links, drawn, pinned ? 0.3 : 1);
+    this.lines(links, drawn, pinned || this.marked.length ? 0.3 : 1);
+    if (this.marked.length) this.lines(links, this.marked, 1, "marked-link");
     if (!pinned) return;
     const incoming = [];
     const l = pinned.layer - 1;
@@ -279,6 +281,13 @@ export class Diagram {
       weights[pinned.layer].forEach((row, j) => this.candidate(outgoing, acts, pinned.layer, j, pinned.index, true));
     }
     this.lines(links, [...incoming.slice(0, l === 0 ? 60 : incoming.length), ...outgoing], 1, "pin-link");
+  }
+
+  mark(links) {
+    // Draw these connections [{l, j, k, w, c}] (k -> j into layer l + 1, coloured by the
+    // sign of w, as thick as |c| allows) on top, the others dimmed; [] for none.
+    this.marked = links;
+    if (this.model && this.geo && this.view) this.drawLinks(this.view.acts, this.view.pinned);
   }
 
   candidate(list, acts, l, j, k, all = false) {

@@ -1,6 +1,6 @@
 // The page's state in its address: the 28x28 input, the pinned neuron, the model.
 //
-//   ?d=<input>&n=<layer>.<neuron>&k=<layer>.<neuron>,...&m=<model>
+//   ?d=<input>&n=<layer>.<neuron>&k=<layer>.<neuron>,...&l=<label>&m=<model>
 //
 // d: the 784 input values (row by row, 0 background .. 1 ink), each as one byte
 //    round(255 v); a run of zero bytes is written as 0 followed by its length
@@ -8,6 +8,7 @@
 //    base64url without padding (RFC 4648 §5).
 // n: the pinned neuron, both numbers counted from 1 as the page shows them.
 // k: the knocked-out neurons, written as n is, separated by commas.
+// l: the digit the learner said the drawing is ("How it learns"), 0-9.
 // m: 8 hex digits, FNV-1a of the /api/model answer, to tell a link made with
 //    another network.
 "use strict";
@@ -71,7 +72,8 @@ export function modelId(text) {
 }
 
 export function readAddress(search) {
-  // -> {input, neuron: {layer, index} | null, knockout: [[layer, index], ...], model}
+  // -> {input, neuron: {layer, index} | null, knockout: [[layer, index], ...],
+  //     label: 0-9 | null, model}
   // from a query string (indices from 0).
   const params = new URLSearchParams(search);
   const d = params.get("d");
@@ -87,17 +89,19 @@ export function readAddress(search) {
     badInput: Boolean(d) && !input,
     neuron: n ? { layer: Number(n[1]), index: Number(n[2]) - 1 } : null,
     knockout,
+    label: /^[0-9]$/.test(params.get("l") || "") ? Number(params.get("l")) : null,
     model: params.get("m"),
   };
 }
 
-export function writeAddress({ input, neuron, knockout = [], model }) {
+export function writeAddress({ input, neuron, knockout = [], label = null, model }) {
   // The query string for this state ("" when there is nothing to keep); knockout:
-  // [[layer, index], ...], indices from 0.
+  // [[layer, index], ...], indices from 0; label: 0-9 or null.
   const params = new URLSearchParams();
   if (input) params.set("d", encodeInput(input));
   if (neuron) params.set("n", `${neuron.layer}.${neuron.index + 1}`);
   if (knockout.length) params.set("k", knockout.map(([l, j]) => `${l}.${j + 1}`).join(","));
+  if (label !== null) params.set("l", String(label));
   if (model && (input || neuron || knockout.length)) params.set("m", model);
   const text = params.toString();
   return text ? `?${text}` : "";

@@ -128,6 +128,15 @@ function lessons() {
       + "every weight and bias a little to make its mistakes (the cost) smaller: the video's "
       + "next chapter, gradient descent.",
       "Press Train here and watch the first layer's weights go from noise to strokes." ] },
+    { title: "How it learns", targets: [".learn-label", "#learn-result"], text: [
+      "In “How it learns”, tell the network what your drawing is. It says how wrong it is "
+      + "(the cost), what each output wants, and how every weight would be nudged to make "
+      + "the cost smaller: backpropagation.",
+      "Take a step downhill on a copy of the network and watch the cost fall." ] },
+    { title: "Many examples, one landscape", targets: ["#learn-many", "#learn-land"], text: [
+      "Training averages those nudges over a small random batch of examples: nearly the "
+      + "right direction, for a fraction of the work. “Average over many” shows how near.",
+      "The landscape is the cost around the network: gradient descent rolls downhill on it." ] },
   ];
 }
 
