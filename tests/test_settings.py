@@ -42,7 +42,7 @@ def test_a_new_setting_is_a_flag_with_its_help_and_range(capsys):
     with pytest.raises(SystemExit) as exit_:
         parse(["train", "--warmup", "1001"], SPEC)
     assert exit_.value.code == 2
-    assert "--warmup 1001: at most 1,000" in capsys.readouterr().err
+    assert "argument --warmup: at most 1,000, got 1001" in capsys.readouterr().err
     assert "warmup" not in vars(parse(["train"]))  # the real spec is untouched
 
 
