@@ -23,30 +23,39 @@ export function paintWeights(canvas, W, scale = Math.max(1e-9, ...W.map(Math.abs
   return { side, square };
 }
 
-export function weightBars(box, W, name) {
-  // A neuron's incoming weights from a layer of neurons as labelled bars in box (a
-  // <div>): one bar per neuron below, in its order, red up for a positive weight and
-  // blue down for a negative one, as tall as |w| over the largest |w|; the neurons'
-  // numbers (from 1) underneath: each of up to 10, else the first and every 2nd (up to
-  // 30) or 5th.
-  const scale = Math.max(1e-9, ...W.map(Math.abs));
-  box.textContent = "";
-  box.style.setProperty("--n", W.length);
+export function barRow(values, labelOf, mark = null) {
+  // values (n,) as bars: red up for a positive value, blue down for a negative one, as
+  // tall as |v| over the largest |v|; labelOf(i) the text under bar i ("" for none),
+  // the label of bar `mark` underlined.  Returns [bars, labels], two <div>s.
+  const scale = Math.max(1e-12, ...values.map(Math.abs));
   const bars = document.createElement("div");
   bars.className = "wbars";
   const labels = document.createElement("div");
   labels.className = "wbar-labels";
   labels.setAttribute("aria-hidden", "true");
-  W.forEach((w, i) => {
+  values.forEach((v, i) => {
     const bar = document.createElement("span");
-    bar.className = `wbar ${w > 0 ? "up" : "down"}`;
-    bar.style.setProperty("--h", (Math.abs(w) / scale).toFixed(3));
+    bar.className = `wbar ${v > 0 ? "up" : "down"}`;
+    bar.dataset.value = v.toPrecision(3);
+    bar.style.setProperty("--h", (Math.abs(v) / scale).toFixed(3));
     bars.appendChild(bar);
     const label = document.createElement("span");
-    const every = W.length <= 10 ? 1 : W.length <= 30 ? 2 : 5;
-    label.textContent = i === 0 || (i + 1) % every === 0 ? String(i + 1) : "";
+    label.textContent = labelOf(i);
+    if (i === mark) label.className = "mark";
     labels.appendChild(label);
   });
+  return [bars, labels];
+}
+
+export function weightBars(box, W, name) {
+  // A neuron's incoming weights from a layer of neurons as labelled bars in box (a
+  // <div>), one bar per neuron below, in its order (barRow); the neurons' numbers
+  // (from 1) underneath: each of up to 10, else the first and every 2nd (up to 30) or
+  // 5th.
+  box.textContent = "";
+  box.style.setProperty("--n", W.length);
+  const every = W.length <= 10 ? 1 : W.length <= 30 ? 2 : 5;
+  const [bars, labels] = barRow(W, (i) => (i === 0 || (i + 1) % every === 0 ? String(i + 1) : ""));
   const most = (sign) => W.reduce((best, w, i) => (sign * w > sign * W[best] ? i : best), 0);
   const up = most(1), down = most(-1);
   box.setAttribute("role", "img");

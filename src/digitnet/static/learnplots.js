@@ -5,36 +5,21 @@
 // are; nothing here computes a gradient.
 "use strict";
 
-import { diverging, paintWeights } from "./colours.js";
+import { barRow, diverging, paintWeights } from "./colours.js";
 
 const EDGE = "#8b95a7";
 const DIM = "#a3acbb";
 const LINE = "#f5c542";
 
 export function signedBars(box, values, labels, name, mark = null) {
-  // values (n,) as bars in box (a <div>): red up for a positive value, blue down for a
-  // negative one, as tall as |v| over the largest |v|; labels (n,) underneath (every
-  // one up to 16, else every other); mark: the index of a bar to underline (the label).
-  const scale = Math.max(1e-12, ...values.map(Math.abs));
+  // values (n,) as bars in box (a <div>), red up and blue down (barRow); labels (n,)
+  // underneath (every one up to 16, else every other); mark: the index of a bar to
+  // underline (the label).
   box.textContent = "";
   box.className = "sbars";
   box.style.setProperty("--n", values.length);
-  const bars = document.createElement("div");
-  bars.className = "wbars";
-  const under = document.createElement("div");
-  under.className = "wbar-labels";
-  under.setAttribute("aria-hidden", "true");
-  values.forEach((v, i) => {
-    const bar = document.createElement("span");
-    bar.className = `wbar ${v > 0 ? "up" : "down"}`;
-    bar.dataset.value = v.toPrecision(3);
-    bar.style.setProperty("--h", (Math.abs(v) / scale).toFixed(3));
-    bars.appendChild(bar);
-    const label = document.createElement("span");
-    label.textContent = values.length <= 16 || i % 2 === 0 ? labels[i] : "";
-    if (i === mark) label.className = "mark";
-    under.appendChild(label);
-  });
+  const shown = (i) => (values.length <= 16 || i % 2 === 0 ? labels[i] : "");
+  const [bars, under] = barRow(values, shown, mark);
   const order = values.map((v, i) => i).sort((a, b) => values[b] - values[a]);
   const up = order[0], down = order[order.length - 1];
   box.setAttribute("role", "img");
