@@ -118,7 +118,7 @@ def _explore_figure(args: argparse.Namespace, net):
     if args.kind == "nudge":
         if args.target is None:
             raise UsageError("nudge plots need --target D, the digit to make the network say")
-        explore.check_target(net, args.target)
+        explore.check_digit(net, args.target)
         x, label = one_input(args, net)
         return plots.nudge_figure(net, x, explore.nudge(net, x, args.target), label=label)
     images, labels = _test_images(args, net)
@@ -150,14 +150,14 @@ def _learning_figure(args: argparse.Namespace, model):
     landscape (the cost around the network, at the library's default grid), from the
     same calls as the API's ``/api/gradient``, ``/api/minibatch`` and ``/api/landscape``
     under the same loss (``learning.model_loss``)."""
-    from ..inspect import landscape, learning, learning_plots
+    from ..inspect import explore, landscape, learning, learning_plots
 
     net = model.network
     loss = learning.model_loss(net, model.info)
     if args.kind == "gradient":
         if args.label is None:
             raise UsageError("gradient plots need --label D, the digit the picture is")
-        learning.check_label(net, args.label)
+        explore.check_digit(net, args.label, "label")
         x, _ = one_input(args, net)
         return learning_plots.gradient_figure(x, learning.wishes(net, x, args.label, loss))
     train = learning.Cache(*load_split(None, "train"))

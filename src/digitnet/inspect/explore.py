@@ -41,12 +41,13 @@ class NudgeFailed(ValueError):
     """No nudge within the budget made the network answer the target."""
 
 
-def check_target(net: Network, target: int) -> int:
-    """Refuse a target that is not one of the network's outputs; the number of outputs."""
+def check_digit(net: Network, value: int, name: str = "target") -> int:
+    """``value`` as an int if it names one of the network's outputs (a digit 0-9 for
+    MNIST's ten), else a ValueError naming ``name`` and the digits there are."""
     k = net.sizes[-1]
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= target < k:
-        raise ValueError(f"target must be a digit 0-{k - 1}, got {target!r}")
-    return k
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < k:
+        raise ValueError(f"{name} must be a digit 0-{k - 1}, got {value!r}")
+    return int(value)
 
 
 def input_gradient(
@@ -227,7 +228,8 @@ def cost_gradient(
 ) -> tuple[Pass, Array, Array]:
     """For x (B, 784): the forward pass, the cross-entropy C (B,) of answering ``target``
     (-log a_target for a softmax output) and ∂C/∂x (B, 784), from δ_L of ``LOSSES``."""
-    k = check_target(net, target)
+    check_digit(net, target)
+    k = net.sizes[-1]
     run = forward(net, x, knockout)
     y = np.zeros((len(run.a[0]), k), dtype=run.a[0].dtype)
     y[:, target] = 1
@@ -265,7 +267,7 @@ def nudge(
     of L2 length s = ``step``, stopping at the first step whose guess is the target.
 
     x is (784,) in [0, 1].  NudgeFailed if ``max_steps`` steps do not flip the guess."""
-    check_target(net, target)
+    check_digit(net, target)
     x0 = net.as_input(np.asarray(x)).reshape(1, -1)
     if x0.min() < 0 or x0.max() > 1:
         raise ValueError("the input's pixels must lie in [0, 1]")

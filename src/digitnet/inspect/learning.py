@@ -27,6 +27,7 @@ from ..learn.activations import LOSSES, Loss, lookup
 from ..learn.network import Network
 from ..train import one_hot
 from ..vision.recognise import probabilities
+from .explore import check_digit
 
 Array = np.ndarray
 
@@ -60,14 +61,6 @@ def model_loss(net: Network, info: dict | None = None) -> str:
         check_loss(net, named)
         return named
     return "cross-entropy" if net.output_name == "softmax" else "quadratic"
-
-
-def check_label(net: Network, label: int) -> int:
-    """The label as an int, or a ValueError naming the digits the network has."""
-    k = net.sizes[-1]
-    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < k:
-        raise ValueError(f"label must be a digit 0-{k - 1}, got {label!r}")
-    return int(label)
 
 
 def check_pixels(net: Network, pixels) -> Array:
@@ -216,7 +209,7 @@ def wishes(net: Network, pixels, label: int, loss: str) -> Wishes:
     the network's weights and biases under its ``loss`` ("cross-entropy" or
     "quadratic"): its cost, the guess, and the nudges of ``Wishes``."""
     x = check_pixels(net, pixels)[None, :]  # (1, n_0)
-    label = check_label(net, label)
+    label = check_digit(net, label, "label")
     rule = check_loss(net, loss)
     y = one_hot(np.array([label]), net.sizes[-1], net.params.dtype)  # (1, n_L)
     cost, a, grad = gradient(net, x, y, rule)

@@ -100,7 +100,7 @@ async def nudge(request: NudgeRequest, state: State) -> dict:
     net = requested_network(state, request)
     knockout = request.knockout or ()
     try:  # unlike predict's, these messages name no field: as they always have
-        explore.check_target(net, request.target)
+        explore.check_digit(net, request.target)
         keep_masks(net, knockout)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None

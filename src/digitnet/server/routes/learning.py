@@ -24,8 +24,8 @@ import numpy as np
 from fastapi import APIRouter, HTTPException
 
 from ...files.modelfile import Model
+from ...inspect import explore, learning
 from ...inspect import landscape as landscapes
-from ...inspect import learning
 from ...vision.preprocess import to_mnist
 from ..models import SERVED, UnknownModel
 from ..schemas import (
@@ -74,7 +74,7 @@ def _check_example(state: ServerState, request: GradientRequest) -> Model:
     model = _model(state, request.model)
     if request.knockout:
         raise HTTPException(422, "knockout: not taken here (the gradient is the whole network's)")
-    _refused(lambda: learning.check_label(model.network, request.label))
+    _refused(lambda: explore.check_digit(model.network, request.label, "label"))
     if request.pixels is not None and max(request.pixels) == 0:
         raise HTTPException(422, "pixels: the picture is blank (all 784 are 0); draw a digit")
     return model
