@@ -27,7 +27,7 @@ from ...files.modelfile import Model
 from ...inspect import explore, learning
 from ...inspect import landscape as landscapes
 from ...vision.preprocess import to_mnist
-from ..models import SERVED, UnknownModel
+from ..models import SERVED
 from ..schemas import (
     ERRORS,
     GradientRequest,
@@ -40,7 +40,7 @@ from ..schemas import (
     StepResponse,
 )
 from ..state import ServerState, State
-from .predict import requested_network
+from .predict import named_model, requested_model
 
 #: The prefix of the ids of models made by ``/api/step``: step-1, step-2, ...
 STEP_PREFIX = "step"
@@ -59,19 +59,10 @@ def _refused(work):
         raise HTTPException(422, str(e)) from None
 
 
-def _model(state: ServerState, model_id: str | None) -> Model:
-    """The model a request names (422 for an unknown id, as ``/api/predict`` says it)."""
-    try:
-        return state.models.lookup(model_id)
-    except UnknownModel as e:
-        raise HTTPException(422, f"model: {e}") from None
-
-
 def _check_example(state: ServerState, request: GradientRequest) -> Model:
     """The model of a gradient or step request, once the request is whole: one of
     image or pixels, no knock-outs, a label the network has, a picture with ink."""
-    requested_network(state, request)
-    model = _model(state, request.model)
+    model = requested_model(state, request)
     if request.knockout:
         raise HTTPException(422, "knockout: not taken here (the gradient is the whole network's)")
     _refused(lambda: explore.check_digit(model.network, request.label, "label"))
@@ -144,7 +135,7 @@ async def minibatch(request: MinibatchRequest, state: State) -> dict:
     """Mini-batches of the training set against all of it: how well each batch's mean
     gradient points the way of the full one (cost without weight decay or augmentation,
     pixels in [0, 1])."""
-    model = _model(state, request.model)
+    model = named_model(state, request.model)
     sizes = request.sizes
     _refused(lambda: [learning.check_whole(s, "each batch size", 1, 60_000) for s in sizes])
     _refused(lambda: learning.check_whole(request.seed, "seed", 0, 2**63 - 1))
@@ -169,5 +160,5 @@ async def landscape(request: LandscapeRequest, state: State) -> dict:
     """The mean cost on the first 10,000 training images over θ + α·d₁ + β·d₂: d₁ down
     the gradient, d₂ random and orthogonal to it, both scaled filter by filter (Li et
     al., 2018).  The answer has no ``path``: no model's record keeps per-epoch weights."""
-    model = _model(state, request.model)
+    model = named_model(state, request.model)
     return await asyncio.to_thread(_refused, lambda: landscape_answer(state, model, request))

@@ -50,21 +50,31 @@ def describe(model: Model) -> dict:
     }
 
 
-def requested_network(state: ServerState, request: PredictRequest) -> Network:
-    """The network a predict or nudge request names, once the request is whole: exactly
-    one of image and pixels, a known model, and a model that reads 784 pixels
+def named_model(state: ServerState, model_id: str | None) -> Model:
+    """The model a request's ``"model"`` names, the served one for None (HTTPException
+    422 for an unknown id)."""
+    try:
+        return state.models.lookup(model_id)
+    except UnknownModel as e:
+        raise HTTPException(422, f"model: {e}") from None
+
+
+def requested_model(state: ServerState, request: PredictRequest) -> Model:
+    """The model a request with a picture names, once the request is whole: exactly one
+    of image and pixels, a known model, and a model that reads 784 pixels
     (HTTPException 422 saying which is not so)."""
     if (request.image is None) == (request.pixels is None):
         raise HTTPException(422, "send exactly one of 'image' (a PNG data URL) or 'pixels'")
-    try:
-        net = state.models.lookup(request.model).network
-    except UnknownModel as e:
-        raise HTTPException(422, f"model: {e}") from None
-    if net.sizes[0] != 784:
-        raise HTTPException(
-            422, f"this model takes {net.sizes[0]} inputs, not the 784 of a picture"
-        )
-    return net
+    model = named_model(state, request.model)
+    n = model.network.sizes[0]
+    if n != 784:
+        raise HTTPException(422, f"this model takes {n} inputs, not the 784 of a picture")
+    return model
+
+
+def requested_network(state: ServerState, request: PredictRequest) -> Network:
+    """The network of ``requested_model``: what predict and nudge run."""
+    return requested_model(state, request).network
 
 
 def answer(net: Network, pixels: np.ndarray, knockout: Knockout = ()) -> dict:
