@@ -1,5 +1,13 @@
-"""Training runs the server starts for the page: what a request may ask for, and the
-run itself in a worker process (``python -m digitnet.server.worker``), one at a time.
+"""Training runs the server starts for the page: what a request may ask for, its
+estimated work, the queue of runs, and each run itself in a worker process
+(``python -m digitnet.server.worker``), one at a time.
+
+Runs queue in the order they were asked for; one trains while the others wait (the
+machine's cores go to one run and the server).  Each run belongs to the client that
+asked for it (``owner``) and carries a name; only its owner or the teacher stops it.
+A run's work is estimated from its FLOPs before it is queued (``estimate_seconds``)
+and refused over ``WORK_BUDGET``; a run still training ``WORK_BUDGET`` seconds after
+it started is stopped (keeping its best weights), so no run holds the queue longer.
 
 The run happens outside the server's process, so predictions keep answering while
 it trains: the worker has its own interpreter (no lock shared with the request
@@ -15,6 +23,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -26,6 +35,7 @@ from ..files.modelfile import Model
 from ..files.paths import OutputError
 from ..learn.network import Network
 from ..settings import SETTINGS, PageSizes, Setting, page_settings, short
+from .budget import WORK_BUDGET, Refused, check_budget
 from .models import Models
 from .worker import decode
 
@@ -40,7 +50,12 @@ KEPT_JOBS = 4
 #: Longest line the worker writes (the weights of the largest network allowed, in base64).
 LINE_LIMIT = 64 * 1024 * 1024
 #: Seconds a stopped worker gets to hand over its weights before it is killed at shutdown.
-STOP_GRACE = 5.0
+STOP_GRACE = 4.0
+#: Runs waiting at most (beyond that, 503); and runs one client may have waiting or training.
+QUEUE_LIMIT = 40
+PER_CLIENT = 1
+#: Longest name a run may be given.
+NAME_LENGTH = 40
 
 
 class RequestError(ValueError):
@@ -51,17 +66,14 @@ class RequestError(ValueError):
         self.field = name
 
 
-class Busy(RuntimeError):
-    """A training is already running."""
-
-
 def limits(spec: dict[str, Setting] = SETTINGS) -> dict:
     """The bounds a request must keep where the page allows less than the library, as
-    the page shows them: ``{"epochs": 100, "hidden_layers": 4, ...}``."""
-    bounds: dict[str, int] = {}
+    the page shows them: ``{"epochs": 100, "hidden_layers": 4, ...}``, and the work
+    budget (``work_seconds``), the queue's length and the runs per client."""
+    bounds: dict[str, int | float] = {}
     for s in page_settings(spec).values():
         bounds.update(s.page.limits())
-    return bounds
+    return {**bounds, "work_seconds": WORK_BUDGET, "queue": QUEUE_LIMIT, "per_client": PER_CLIENT}
 
 
 def choices(spec: dict[str, Setting] = SETTINGS) -> dict:
@@ -125,21 +137,46 @@ def network_of(config: TrainConfig, params: str) -> Network:
     return net
 
 
+def check_name(value: object) -> str:
+    """A run's name as a request gives it: 1-``NAME_LENGTH`` printable characters, or
+    RequestError naming ``name``."""
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= NAME_LENGTH or (
+        not value.isprintable()
+    ):
+        expected = f"expected a text of 1-{NAME_LENGTH} characters"
+        raise RequestError("name", f"{expected}, got {short(value)}")
+    return value.strip()
+
+
 @dataclass
 class Job:
-    """One training run: its id (also the id of the model it makes), its config,
-    the events so far as server-sent events' text, and whether it has ended."""
+    """One training run: its id (also the id of the model it makes), its config, the
+    client that asked for it (``owner``) and its ``name``, its estimated seconds, the
+    events so far as server-sent events' text, and its state."""
 
     id: str
     config: TrainConfig
+    owner: str = ""
+    name: str = ""
+    estimate: float = 0.0
     events: list[str] = field(default_factory=list)
-    state: str = "running"  # running, stopping, done, error
+    state: str = "queued"  # queued, running, stopping, done, error
+    stopped_by: str | None = None  # owner, teacher or budget, when stopped
+    told: int = 0  # the queue position its events last said
     process: asyncio.subprocess.Process | None = None
+    deadline: asyncio.TimerHandle | None = None  # the budget's stop
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @property
     def finished(self) -> bool:
         return self.state in ("done", "error")
+
+    def public(self, client: str | None, position: int) -> dict:
+        """What any client may see of the run: ``mine`` when ``client`` asked for it."""
+        return {
+            "id": self.id, "name": self.name, "epochs": self.config.epochs, "state": self.state,
+            "position": position, "mine": bool(client) and client == self.owner,
+        }  # fmt: skip
 
     async def add(self, name: str, data: dict, state: str | None = None) -> None:
         async with self.changed:
@@ -161,54 +198,83 @@ class Job:
 
 
 class Trainer:
-    """Starts, follows and stops training runs, one at a time, putting what they make
-    into ``models``.  ``on_warning(text)`` hears of what went wrong beside the run (a
-    model that could not be saved to the folder); by default the server's log."""
+    """Queues, starts, follows and stops training runs, one training at a time, the
+    others waiting in order, putting what they make into ``models``.  ``budget``: the
+    most seconds a run may take (``WORK_BUDGET``).  ``on_warning(text)`` hears of what
+    went wrong beside the run (a model that could not be saved to the folder); by
+    default the server's log.  ``enabled`` False refuses new runs (the teacher's switch)."""
 
-    def __init__(self, models: Models, on_warning=None) -> None:
+    def __init__(self, models: Models, on_warning=None, budget: float = WORK_BUDGET) -> None:
         self.models = models
+        self.budget = budget
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.running: Job | None = None
+        self.waiting: list[Job] = []
+        self.enabled = True
+        self.asked = 0  # runs asked for, for their default names
         self.on_warning = on_warning or logging.getLogger("uvicorn.error").warning
         self._tasks: set[asyncio.Task] = set()
+        self._stop_by: float | None = None  # loop time by which stopped workers must end
 
-    async def start(self, config: TrainConfig) -> Job:
-        """A new run of ``config`` in a worker process; Busy while another runs."""
-        if self.running is not None:
-            raise Busy(
-                f"a training is already running ({self.running.id}); wait for it to end or "
-                f"stop it with DELETE /api/train/{self.running.id}"
-            )
-        job = self.running = Job(self.models.new_id(taken=self.jobs), config)
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        try:
-            job.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "digitnet.server.worker", json.dumps(config.to_dict()),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                limit=LINE_LIMIT,
+    def position(self, job: Job) -> int:
+        """0 for a run training or ended, n for the n-th run waiting."""
+        return self.waiting.index(job) + 1 if job in self.waiting else 0
+
+    def queue(self, client: str | None = None) -> list[dict]:
+        """The run training (if any) and those waiting, in order, as ``Job.public``."""
+        jobs = ([self.running] if self.running else []) + self.waiting
+        return [job.public(client, self.position(job)) for job in jobs]
+
+    async def start(self, config: TrainConfig, owner: str = "", name: str | None = None) -> Job:
+        """Queue a run of ``config`` for the client ``owner`` (it trains at once when
+        none does); Refused, before any work, when it cannot be queued."""
+        if not self.enabled:
+            raise Refused(403, "training is switched off for now by the teacher")
+        estimate = check_budget(config, self.budget)
+        mine = [j for j in self.jobs.values() if owner and j.owner == owner and not j.finished]
+        if len(mine) >= PER_CLIENT:
+            raise Refused(
+                429, f"you already have a training {mine[0].state} ({mine[0].id}); wait for it "
+                f"to end or stop it with DELETE /api/train/{mine[0].id}",
             )  # fmt: skip
-        except BaseException:
-            self.running = None
-            raise
+        if len(self.waiting) >= QUEUE_LIMIT:
+            raise Refused(503, f"the queue is full ({QUEUE_LIMIT} runs waiting); try again later")
+        self.asked += 1
+        sizes = "-".join(map(str, config.sizes))
+        name = name or f"{sizes} by {owner[:4] or 'a script'}"
+        job = Job(self.models.new_id(taken=self.jobs, claim=True), config, owner, name, estimate)
+        self.models.owners[job.id], self.models.names[job.id] = owner, name
         self.jobs[job.id] = job
-        while len(self.jobs) > KEPT_JOBS:
-            oldest = next(iter(self.jobs))
-            if not self.jobs[oldest].finished:
-                break
+        ended = [i for i, j in self.jobs.items() if j.finished]
+        for oldest in ended[: max(0, len(ended) - KEPT_JOBS)]:
             del self.jobs[oldest]
-        task = asyncio.create_task(self._follow(job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.waiting.append(job)
+        await self._advance()
         return job
 
     def find(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
 
-    def stop(self, job: Job) -> None:
-        """Ask a running job to end after its current batch, keeping its best weights."""
+    async def stop(self, job: Job, by: str = "owner") -> str:
+        """End a run: a waiting one leaves the queue at once (nothing trained: an error
+        event), a training one after its current batch, keeping its best weights.
+        ``by``: who stopped it (owner, teacher, budget).  The run's state after."""
+        if job.finished:
+            return job.state
+        job.stopped_by = job.stopped_by or by
+        if job in self.waiting:
+            self.waiting.remove(job)
+            self.models.drop(job.id)
+            who = "by its owner" if by == "owner" else f"by the {by}"
+            await job.add("error", {"message": f"stopped {who} while waiting: nothing trained"},
+                          "error")  # fmt: skip
+            await self._advance()
+            return job.state
+        self._ask_to_stop(job)
+        return job.state
+
+    def _ask_to_stop(self, job: Job) -> None:
+        """Tell a training run's worker to end after its current batch."""
         if job.finished or job.process is None or job.process.stdin is None:
             return
         job.state = "stopping"
@@ -217,19 +283,99 @@ class Trainer:
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    def _over_budget(self, job: Job) -> None:
+        job.stopped_by = job.stopped_by or "budget"
+        self._ask_to_stop(job)
+
+    async def switch(self, enabled: bool, by: str = "teacher") -> None:
+        """Allow or refuse new runs; switching off also empties the queue (the run
+        training goes on: stop it by its id)."""
+        self.enabled = enabled
+        if not enabled:
+            for job in list(self.waiting):
+                await self.stop(job, by)
+
+    def stop_on_signals(self) -> None:
+        """From now on, SIGTERM and SIGINT also stop every run at once, so that workers
+        end while the server drains its connections rather than after (only from the
+        main thread, where the server's own handlers are)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def handler(signum, frame, previous=previous) -> None:
+                previous(signum, frame)
+                loop.call_soon_threadsafe(self._stop_now)
+
+            try:
+                signal.signal(sig, handler)
+            except ValueError:  # not the main thread: the server handles signals elsewhere
+                return
+
+    def _stop_now(self) -> None:
+        """At a stop signal: refuse new runs, stop the training one, empty the queue."""
+        self.enabled = False
+        self._stop_by = asyncio.get_running_loop().time() + STOP_GRACE
+        if self.running is not None:
+            self._ask_to_stop(self.running)
+        task = asyncio.ensure_future(self.switch(False, "server"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def close(self) -> None:
-        """Stop any run (it gets ``STOP_GRACE`` seconds to hand over its weights), at
-        server shutdown."""
+        """Stop every run (a training worker gets until ``STOP_GRACE`` seconds after
+        the stop signal, or after now, to hand over its weights), at server shutdown."""
+        loop = asyncio.get_running_loop()
+        await self.switch(False, "server")
+        stop_by = self._stop_by or loop.time() + STOP_GRACE
         for job in list(self.jobs.values()):
             if job.process is None or job.process.returncode is not None:
                 continue
-            self.stop(job)
+            self._ask_to_stop(job)
             try:
-                await asyncio.wait_for(job.process.wait(), STOP_GRACE)
+                await asyncio.wait_for(job.process.wait(), max(0.1, stop_by - loop.time()))
             except asyncio.TimeoutError:
                 job.process.kill()
                 await job.process.wait()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _advance(self) -> None:
+        """Start the next waiting run when none trains, and tell each waiting run its
+        place when it has changed."""
+        while self.running is None and self.waiting:
+            await self._launch(self.waiting.pop(0))
+        for job in self.waiting:
+            if job.told != self.position(job):
+                job.told = self.position(job)
+                await job.add("queued", {"position": job.told, "ahead": job.told})
+
+    async def _launch(self, job: Job) -> None:
+        """Start ``job``'s worker; a run that cannot start ends in an error event."""
+        self.running, job.state = job, "running"
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        try:
+            job.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "digitnet.server.worker", json.dumps(job.config.to_dict()),
+                str(os.getpid()),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                limit=LINE_LIMIT,
+            )  # fmt: skip
+        except OSError as e:
+            self.running = None
+            self.models.drop(job.id)
+            await job.add("error", {"message": f"cannot start a training process ({e})"}, "error")
+            return
+        if job.told:  # it waited: say it has begun
+            await job.add("started", {"position": 0})
+        job.deadline = asyncio.get_running_loop().call_later(self.budget, self._over_budget, job)
+        task = asyncio.create_task(self._follow(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _follow(self, job: Job) -> None:
         """Read the worker's lines until it ends, turning them into events and models."""
@@ -281,9 +427,11 @@ class Trainer:
             await self._end(job, "done", {
                 "test_accuracy": info["test_accuracy"],
                 "model": job.id,
+                "name": job.name,
                 "epochs": len(history["epochs"]),
                 "best_epoch": history["best_epoch"],
                 "stopped": history["stopped"],
+                "stopped_by": job.stopped_by,
             })  # fmt: skip
             return True
         await self._fail(job, str(message["message"]))
@@ -294,10 +442,13 @@ class Trainer:
         await self._end(job, "error", {"message": message})
 
     async def _end(self, job: Job, name: str, data: dict) -> None:
-        """The last event: the server is free for another run before anyone hears of it."""
+        """The last event: the next run starts before anyone hears of it."""
+        if job.deadline is not None:
+            job.deadline.cancel()
         if self.running is job:
             self.running = None
         await job.add(name, data, name)
+        await self._advance()
 
 
 def event_stream_text(name: str, data: dict) -> str:

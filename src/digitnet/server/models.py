@@ -4,10 +4,17 @@ while it runs (``digitnet.server.jobs``), and those in the folder of ``serve --m
 Every endpoint that takes ``"model": id`` finds it with ``Models.lookup(id)``; no id
 (None) is the served model.  A model trained here is saved atomically as
 ``DIR/ID.safetensors`` when there is a folder, and nowhere otherwise.
+
+Ids are never handed out twice: trained-1, trained-2, ... count on from the highest
+number in memory or in the folder, and with a folder each id is claimed by creating
+its file (empty until the model is saved) with ``O_EXCL``, so two servers sharing one
+folder never write the same name.  An empty file is a claim, never a model: a run
+that failed leaves its claim, and its id is not given again.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Collection
@@ -76,6 +83,9 @@ class Models:
         self._models: OrderedDict[str, Model] = OrderedDict({SERVED: served})
         self._unlisted: set[str] = set()
         self.skipped: list[str] = []  # files in the folder that could not be loaded
+        self.owners: dict[str, str] = {}  # model id -> the client that trained it
+        self.names: dict[str, str] = {}  # model id -> the name its trainer gave it
+        self._counted: dict[str, int] = {}  # prefix -> the highest number handed out
         if self.folder is not None:
             self._read_folder()
 
@@ -83,6 +93,7 @@ class Models:
         """Load the newest ``MAX_MODELS - 1`` model files of the folder, oldest first."""
         check_folder(self.folder)
         files = sorted(self.folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+        files = [p for p in files if p.stat().st_size > 0]  # empty: an id claimed, no model
         for path in files[-(MAX_MODELS - 1) :]:
             if not ID.fullmatch(path.stem) or path.stem == SERVED:
                 self.skipped.append(f"{path}: the name cannot be a model id")
@@ -107,18 +118,54 @@ class Models:
         """The listed ids, the served model first, then oldest to newest."""
         return [i for i in self._models if i not in self._unlisted]
 
-    def summaries(self) -> list[dict]:
-        return [summary(i, self._models[i]) for i in self.ids()]
+    def summaries(self, client: str | None = None) -> list[dict]:
+        """``summary`` of every listed model with its ``name`` and whether ``client``
+        trained it (``mine``): the served model first, then the client's own, then the
+        others, each oldest to newest."""
+        out = [
+            {**summary(i, self._models[i]), "name": self.names.get(i, i),
+             "mine": client is not None and self.owners.get(i) == client}
+            for i in self.ids()
+        ]  # fmt: skip
+        return out[:1] + sorted(out[1:], key=lambda m: not m["mine"])
 
-    def new_id(self, taken: Collection[str] = (), prefix: str = "trained", start: int = 1) -> str:
-        """An id not yet used, in memory, in the folder or in ``taken``: trained-1,
-        trained-2, ... (``prefix``-``start``, ... when given)."""
-        n = start
-        while (model_id := f"{prefix}-{n}") in self._models or model_id in taken or (
-            self.folder is not None and (self.folder / f"{model_id}.safetensors").exists()
-        ):
+    def new_id(
+        self, taken: Collection[str] = (), prefix: str = "trained", start: int = 1,
+        *, claim: bool = False,
+    ) -> str:
+        """An id never handed out before by this server, nor held in memory, in the
+        folder or in ``taken``: ``prefix``-N with N above every number seen, at least
+        ``start``.  ``claim``: also claim it in the folder at once (``claim``), for a
+        model that will be saved there."""
+        n = max(start, self._counted.get(prefix, 0) + 1, self._highest(prefix, taken) + 1)
+        while True:
+            model_id = f"{prefix}-{n}"
+            free = model_id not in self._models and model_id not in taken
+            if free and (not claim or self.claim(model_id)):
+                self._counted[prefix] = n
+                return model_id
             n += 1
-        return model_id
+
+    def _highest(self, prefix: str, taken: Collection[str]) -> int:
+        """The highest N of the ids ``prefix``-N in memory, in ``taken`` and in the folder."""
+        names = [*self._models, *taken]
+        if self.folder is not None:
+            names += [p.stem for p in self.folder.glob(f"{prefix}-*.safetensors")]
+        pattern = re.compile(re.escape(prefix) + r"-([0-9]{1,18})")
+        return max((int(m[1]) for i in names if (m := pattern.fullmatch(i))), default=0)
+
+    def claim(self, model_id: str) -> bool:
+        """Create the empty file ``folder/ID.safetensors`` if no file has that name
+        (atomically: ``O_EXCL``); whether the id is now ours.  Always True without a
+        folder."""
+        if self.folder is None:
+            return True
+        try:
+            path = self.folder / f"{model_id}.safetensors"
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return False
+        return True
 
     def put(self, model_id: str, model: Model, *, listed: bool = True) -> None:
         """Hold ``model`` under ``model_id`` (replacing what was there), letting the
@@ -134,6 +181,8 @@ class Models:
         if model_id != SERVED:
             self._models.pop(model_id, None)
             self._unlisted.discard(model_id)
+            self.owners.pop(model_id, None)
+            self.names.pop(model_id, None)
 
     def save(self, model_id: str) -> Path | None:
         """Write a held model to ``folder/ID.safetensors`` atomically (None without a

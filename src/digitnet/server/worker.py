@@ -14,12 +14,16 @@ the server, and writes one JSON object a line to stdout:
 
 A line ``stop`` on stdin, or stdin closing (the server has gone), ends the run after
 the batch in progress; the best weights so far are kept, as Ctrl-C does for
-``digitnet train``.  Nothing is written to disk.
+``digitnet train``.  Nothing is written to disk.  The worker never outlives its
+server: on Linux the kernel kills it when the server dies (``PR_SET_PDEATHSIG``), even
+by SIGKILL; elsewhere stdin closing ends it after the batch in progress.
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import json
 import os
 import signal
@@ -37,6 +41,8 @@ from ..train import resolve_kernel
 
 #: Priority the run gets below the server's (Unix ``nice``), so predictions go first.
 NICENESS = 10
+#: Linux's prctl option: the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 def encode(params: np.ndarray) -> str:
@@ -54,6 +60,20 @@ def decode(text: str, n: int) -> np.ndarray:
     if not np.isfinite(params).all():
         raise ValueError("the parameters hold NaN or infinite values")
     return params
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent ``parent`` dies (Linux's
+    ``prctl(PR_SET_PDEATHSIG)``), and exit at once if it already has; elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took hold
+        os._exit(1)
 
 
 def watch_for_stop(stop: threading.Event) -> None:
@@ -95,6 +115,9 @@ def run(config: TrainConfig, stop: threading.Event) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    """Train the config of ``argv[1]`` (a parent's pid in ``argv[2]``, or the parent
+    now), telling the server on stdout; exit code 0 when a model was made."""
+    die_with_parent(int(argv[2]) if len(argv) > 2 else os.getppid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the server's
     if hasattr(os, "nice"):
         os.nice(NICENESS)
