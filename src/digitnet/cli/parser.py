@@ -195,8 +195,9 @@ def add_serve(parser: ArgumentParser, commands) -> None:
         help="model file (default: %(default)s, trained with the defaults first "
         "when it does not exist)",
     )
-    v.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: %(default)s)")  # fmt: skip
+    v.add_argument("--host", default=None,
+                   help="address to listen on (default: 127.0.0.1; 0.0.0.0, every "
+                   "network, with --class)")  # fmt: skip
     v.add_argument("--port", type=int, default=8000,
                    help="0 picks a free port (default: %(default)s)")  # fmt: skip
     v.add_argument(
@@ -206,6 +207,11 @@ def add_serve(parser: ArgumentParser, commands) -> None:
         help="folder where networks trained in the page are saved, and read from at the "
         "start (default: kept in memory only)",
     )
+    v.add_argument(
+        "--class", dest="classroom", action="store_true",
+        help="serve a class: listen on the network, print the addresses students can "
+        "open, a QR code of the first and the teacher's link",
+    )  # fmt: skip
 
 
 def add_plot(parser: ArgumentParser, commands) -> None:

@@ -1,5 +1,5 @@
 """``digitnet serve``: the draw-a-digit page, after training the default model first
-when it does not exist."""
+when it does not exist; ``--class`` serves it to a class (``server.classroom``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .train import train_and_save
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..server import bind, is_loopback
 
+    args.host = args.host or ("0.0.0.0" if args.classroom else "127.0.0.1")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {args.port}")
     missing = not args.model.exists()
@@ -48,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, sock, loopback: bool) -> None:
     """Load the model, say where the page is, and serve it on ``sock`` until Ctrl-C."""
     from ..server import create_app, loopback_names, serve
+    from ..server.classroom import Classroom, class_hosts, class_urls, lan_addresses
 
     model = load(args.model)
     history = model.info.get("history") or {}
@@ -58,18 +60,38 @@ def _serve(args: argparse.Namespace, sock, loopback: bool) -> None:
             f"note: {args.model} is from a run interrupted after {epochs} of {planned} epochs",
             file=sys.stderr,
         )
-    app = create_app(
-        model, hosts=loopback_names(args.host) if loopback else None, models_dir=args.models
-    )
+    host, port = sock.getsockname()[:2]
+    room, hosts = None, loopback_names(args.host) if loopback else None
+    if args.classroom and loopback:
+        room = Classroom(on=True, urls=[f"http://{args.host}:{port}/"])
+    elif args.classroom:
+        addresses = lan_addresses() if host in ("0.0.0.0", "::") else [host]
+        room = Classroom(on=True, urls=class_urls(port, addresses))
+        hosts = class_hosts(addresses)
+    app = create_app(model, hosts=hosts, models_dir=args.models, classroom=room)
     for problem in app.state.models.skipped:
         print(f"warning: not offered: {problem}", file=sys.stderr)
-    host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    if not loopback:
+    if room is not None:
+        _announce(room, args.model)
+    elif not loopback:
         print(
             f"WARNING: listening on {args.host}, not loopback: other machines on your "
             "network can reach this page and its API.",
             file=sys.stderr,
         )
-    print(f"serving {args.model} at http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
+    else:
+        print(f"serving {args.model} at http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
     serve(app, sock)
+
+
+def _announce(room, model) -> None:
+    """Say where students open the page (a QR code of the first address) and the
+    teacher's link."""
+    from ..server.classroom import qr_text
+
+    print(f"serving {model} to a class at {room.urls[0]}  (Ctrl-C stops)", flush=True)
+    if room.urls[1:]:
+        print("or at: " + "  ".join(room.urls[1:]))
+    print(qr_text(room.urls[0]), end="")
+    print(f"Teacher (keep this link to yourself): {room.teacher_url()}", flush=True)

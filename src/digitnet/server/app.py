@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from ..files.modelfile import Model
 from . import jobs
+from .classroom import Classroom, ClientCookie
 from .errors import add_handlers
 from .middleware import BODY_TIMEOUT, MAX_BODY_BYTES, BodyLimit, HostCheck
 from .models import Models
@@ -24,8 +25,9 @@ from .state import ServerState
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    """Nothing to start (the picture pool starts with the first picture); at shutdown,
-    stop any training and the pool."""
+    """At start, let a stop signal stop training at once (the picture pool starts
+    with the first picture); at shutdown, stop any training and the pool."""
+    app.state.server.trainer.stop_on_signals()
     yield
     await app.state.server.close()
 
@@ -39,12 +41,14 @@ def create_app(
     picture_workers: int = PICTURE_WORKERS,
     picture_queue: int = PICTURE_QUEUE,
     models_dir: Path | None = None,
+    classroom: Classroom | None = None,
 ) -> FastAPI:
     """The app for one model.  ``samples`` are (images (N, 784) uint8, labels (N,))
     for /api/sample; the MNIST test set when not given.  ``hosts``: the Host names
     answered (all when None; ``serve`` on loopback passes ``loopback_names``).
     ``models_dir``: where models trained from the page are saved and read from at the
-    start (``serve --models DIR``); in memory only when None."""
+    start (``serve --models DIR``); in memory only when None.  ``classroom``: the
+    class settings of ``serve --class`` (addresses, teacher's key); none by default."""
     if samples is None:
         from ..files.data import load_split
 
@@ -68,10 +72,12 @@ def create_app(
         pictures=Pictures(picture_workers, picture_queue),
     )
     app.state.models = models  # what `digitnet serve` warns of: models.skipped
+    app.state.classroom = classroom or Classroom()
     add_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", static_files(), name="static")
+    app.add_middleware(ClientCookie)  # each browser's id, for its training runs
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=body_timeout)
     if hosts is not None:
         app.add_middleware(HostCheck, hosts=hosts)  # outermost: checked before the body

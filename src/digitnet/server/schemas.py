@@ -223,10 +223,15 @@ class ModelSummary(BaseModel):
     output: str
     test_accuracy: float | None
     step: StepRecord | None = Field(None, description="for a model made by /api/step")
+    name: str = Field("", description="the name its trainer gave it (its id otherwise)")
+    mine: bool = Field(False, description="whether the caller's browser trained it")
 
 
 class TrainStarted(BaseModel):
     id: str = Field(description="the run's id, also the id of the model it makes")
+    name: str = Field(description="the run's name (the request's, or one made up)")
+    position: int = Field(description="0: training now; n: the n-th run waiting")
+    estimate_seconds: float = Field(description="its estimated work on this machine")
 
 
 class TrainStopped(BaseModel):
@@ -238,7 +243,11 @@ class TrainOptions(BaseModel):
     defaults: dict = Field(description="the value of each setting a request may give")
     limits: dict = Field(description="the most each bounded setting may be")
     choices: dict = Field(description="the names each named setting may take")
-    running: dict | None = Field(description="the run in progress, if any: its id and epochs")
+    running: dict | None = Field(
+        description="the run in progress, if any: id, name, epochs, state, position, mine"
+    )
+    queue: list[dict] = Field(description="the run in progress, then those waiting, in order")
+    enabled: bool = Field(description="whether new runs are taken (the teacher's switch)")
 ERRORS = {
     400: {"model": ErrorResponse},
     413: {"model": ErrorResponse},

@@ -5,12 +5,13 @@
 - ``predict``: ``/api/predict``, ``/api/preprocess``, ``/api/sample``, ``/api/model``;
 - ``explorer``: ``/api/neuron``, ``/api/nudge``;
 - ``training``: ``/api/train`` and ``/api/train/{id}[/events]``;
-- ``learning``: ``/api/gradient``, ``/api/step``, ``/api/minibatch``, ``/api/landscape``.
+- ``learning``: ``/api/gradient``, ``/api/step``, ``/api/minibatch``, ``/api/landscape``;
+- ``classroom``: ``/api/class``, ``/teacher`` and ``/api/teacher[/training|/clear]``.
 """
 
 from __future__ import annotations
 
-from . import explorer, learning, models, page, predict, training
+from . import classroom, explorer, learning, models, page, predict, training
 
 #: Every router, in the order the app includes them (the OpenAPI schema lists them so).
 ROUTERS = (
@@ -20,4 +21,5 @@ ROUTERS = (
     explorer.router,
     training.router,
     learning.router,
+    classroom.router,
 )

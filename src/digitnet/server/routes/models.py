@@ -1,5 +1,6 @@
 """The models the page can use (``digitnet.server.models``): ``GET /api/models`` lists them,
-the served one first; ``GET /api/models/{id}/file`` downloads one as a model file."""
+the served one first, then the caller's own (``"mine": true``); ``GET
+/api/models/{id}/file`` downloads one as a model file."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
 from ...files.modelfile import to_bytes
+from ..classroom import Client
 from ..models import UnknownModel
 from ..schemas import ErrorResponse, ModelSummary
 from ..state import State
@@ -17,9 +19,10 @@ router = APIRouter()
 
 
 @router.get("/api/models", response_model=list[ModelSummary])
-async def list_models(state: State) -> list[dict]:
-    """The models the page can use: the served one first, then those trained here."""
-    return state.models.summaries()
+async def list_models(state: State, client: Client) -> list[dict]:
+    """The models the page can use: the served one first, then those the caller
+    trained, then the others trained here; each with its name."""
+    return state.models.summaries(client)
 
 
 @router.get(

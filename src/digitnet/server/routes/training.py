@@ -1,8 +1,12 @@
 """Training from the page (``digitnet.server.jobs``): ``GET /api/train`` (the defaults, limits
-and choices a request may use, and the run in progress), ``POST /api/train`` (202, or
-409 while one runs), ``GET /api/train/{id}/events`` (server-sent events: ``epoch``...,
-then ``done`` or ``error``) and ``DELETE /api/train/{id}`` (stop after the current
-batch, keeping the best weights so far)."""
+and choices a request may use, the run training and the queue), ``POST /api/train``
+(202: the run's id, name and place in the queue), ``GET /api/train/{id}/events``
+(server-sent events: ``queued``... and ``started`` while it waits, ``epoch``..., then
+``done`` or ``error``) and ``DELETE /api/train/{id}`` (stop after the current batch,
+keeping the best weights so far: only the client that started it, or the teacher).
+
+Each client (``classroom.Client``, a cookie) has one run waiting or training at a
+time; a run over the work budget (``budget``) is refused before any work."""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import json
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ...settings import short
 from .. import jobs
+from ..classroom import Class, Client
 from ..schemas import ERRORS, ErrorResponse, TrainOptions, TrainStarted, TrainStopped
 from ..state import State
 
@@ -22,14 +28,17 @@ router = APIRouter()
 
 
 @router.get("/api/train", response_model=TrainOptions)
-async def train_options(state: State) -> dict:
-    """What a training request may ask for, and the run in progress."""
-    job = state.trainer.running
+async def train_options(state: State, client: Client) -> dict:
+    """What a training request may ask for, the run in progress and the queue."""
+    trainer = state.trainer
+    job = trainer.running
     return {
         "defaults": jobs.defaults(),
         "limits": jobs.limits(),
         "choices": jobs.choices(),
-        "running": None if job is None else {"id": job.id, "epochs": job.config.epochs},
+        "running": None if job is None else job.public(client, 0),
+        "queue": trainer.queue(client),
+        "enabled": trainer.enabled,
     }
 
 
@@ -37,29 +46,37 @@ async def train_options(state: State) -> dict:
     "/api/train",
     status_code=202,
     response_model=TrainStarted,
-    responses={**ERRORS, 409: {"model": ErrorResponse}},
+    responses={**ERRORS, **{code: {"model": ErrorResponse} for code in (403, 413, 429, 503)}},
     openapi_extra={
         "requestBody": {
             "content": {"application/json": {"schema": {"type": "object"}}},
-            "description": "any of: " + ", ".join(jobs.FIELDS) + " (as in TrainConfig)",
+            "description": "any of: " + ", ".join(jobs.FIELDS) + " (as in TrainConfig), "
+            "and the run's name",
         }
     },
 )
-async def start_training(request: Request, state: State) -> JSONResponse:
-    """Train a new network in a worker process; follow it at /api/train/{id}/events."""
+async def start_training(request: Request, state: State, client: Client) -> JSONResponse:
+    """Queue a new network's training (it starts at once when none trains); follow it
+    at /api/train/{id}/events."""
     try:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
         raise HTTPException(400, "malformed JSON body") from None
     try:
+        named = isinstance(body, dict) and "name" in body
+        name = jobs.check_name(body.pop("name")) if named else None
         config = jobs.train_config(body)
     except jobs.RequestError as e:  # the answer names the field, for the page to mark
         return JSONResponse({"error": str(e), "field": e.field}, status_code=422)
     try:
-        job = await state.trainer.start(config)
-    except jobs.Busy as e:
-        raise HTTPException(409, str(e)) from None
-    return JSONResponse({"id": job.id}, status_code=202)
+        job = await state.trainer.start(config, client, name)
+    except jobs.Refused as e:
+        raise HTTPException(e.status, str(e)) from None
+    answer = {
+        "id": job.id, "name": job.name, "position": state.trainer.position(job),
+        "estimate_seconds": round(job.estimate, 1),
+    }  # fmt: skip
+    return JSONResponse(answer, status_code=202)
 
 
 async def event_stream(job: jobs.Job):
@@ -88,7 +105,7 @@ async def training_events(job_id: str, state: State) -> Response:
     """The run's events: every epoch so far, then each new one, then done or error."""
     job = state.trainer.find(job_id)
     if job is None:
-        raise HTTPException(404, f"no training {job_id!r}")
+        raise HTTPException(404, f"no training {short(job_id)}")
     headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
     return StreamingResponse(event_stream(job), media_type="text/event-stream", headers=headers)
 
@@ -96,14 +113,24 @@ async def training_events(job_id: str, state: State) -> Response:
 @router.delete(
     "/api/train/{job_id}",
     response_model=TrainStopped,
-    responses={202: {"model": TrainStopped}, 404: {"model": ErrorResponse}},
+    responses={
+        202: {"model": TrainStopped}, 403: {"model": ErrorResponse}, 404: {"model": ErrorResponse}
+    },
 )
-async def stop_training(job_id: str, state: State) -> JSONResponse:
-    """Stop a run after its current batch; its best weights so far become a model."""
+async def stop_training(
+    job_id: str, request: Request, state: State, client: Client, room: Class
+) -> JSONResponse:
+    """Stop a run after its current batch (a waiting one leaves the queue); its best
+    weights so far become a model.  Only its owner, or the teacher (the key in an
+    ``X-Teacher-Key`` header)."""
     job = state.trainer.find(job_id)
     if job is None:
-        raise HTTPException(404, f"no training {job_id!r}")
+        raise HTTPException(404, f"no training {short(job_id)}")
+    teacher = room.is_teacher(request.headers.get("x-teacher-key"))
+    if not teacher and job.owner != client:
+        raise HTTPException(403, f"training {job.id} was started by another browser: only it "
+                            "or the teacher can stop it")  # fmt: skip
     if job.finished:
         return JSONResponse({"id": job.id, "state": job.state})
-    state.trainer.stop(job)
-    return JSONResponse({"id": job.id, "state": "stopping"}, status_code=202)
+    by = "owner" if job.owner == client else "teacher"
+    return JSONResponse({"id": job.id, "state": await state.trainer.stop(job, by)}, status_code=202)
