@@ -217,7 +217,49 @@ def test_a_model_in_training_is_found_but_not_listed():
     models.drop("trained-1")
     models.drop(SERVED)  # never forgotten
     assert models.ids() == [SERVED]
-    assert models.new_id() == "trained-1" and models.new_id(taken={"trained-1"}) == "trained-2"
+    # never handed out again, though trained-1 is gone (it once came back)
+    assert models.new_id() == "trained-3" and models.new_id(taken={"trained-9"}) == "trained-10"
+
+
+def test_ids_are_never_reused_after_eviction_or_failure_nor_across_servers(tmp_path):
+    """Ids count on past models let go (after 33 runs the oldest's id once came back),
+    and two servers sharing one folder claim theirs there atomically: an empty file,
+    which neither loads as a model; the next start counts on from the highest."""
+    models = Models(tiny(0))
+    handed = [models.new_id() for _ in range(MAX_MODELS + 5)]
+    for model_id in handed:
+        models.put(model_id, tiny(1))
+    assert len(set(handed)) == len(handed) and models.new_id() not in handed
+    first, second = Models(tiny(0), tmp_path), Models(tiny(0), tmp_path)
+    a, b = first.new_id(claim=True), second.new_id(claim=True)
+    assert (a, b) == ("trained-1", "trained-2")  # the second saw the first's claim
+    assert (tmp_path / "trained-2.safetensors").stat().st_size == 0
+    first.put(a, tiny(2))
+    first.save(a)  # b's run failed: its claim stays, so its id is never given again
+    later = Models(tiny(0), tmp_path)
+    assert later.ids() == [SERVED, "trained-1"] and later.skipped == []
+    assert later.new_id(claim=True) == "trained-3"
+
+
+def test_a_stop_is_felt_within_a_few_batches(mnist):
+    """The worker looks for a stop in ``on_batch``, called at least every PIECE_WORK
+    weight-touches: 4 batches of 4 hidden layers of 256 at batch 1, not a tenth of the
+    epoch (5,500 batches there, 20-24 s, when a stop once waited for it)."""
+    from digitnet.train import PIECE_WORK, train_network
+
+    seen = []
+
+    def on_batch(done: int, total: int) -> None:
+        seen.append(done)
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # as the worker does on a stop
+
+    config = TrainConfig(sizes=(784, 256, 256, 256, 256, 10), batch_size=1, epochs=1,
+                         validation=100, augment=0, kernel="numpy")  # fmt: skip
+    images, labels = mnist.train_images[:2100], mnist.train_labels[:2100]
+    _, history = train_network(images, labels, config, on_batch=on_batch)
+    piece = PIECE_WORK // (400_906 * (1 + 4))  # P·(B + 4) a batch
+    assert piece == 4 and seen == [piece, 2 * piece] and history.stopped == "interrupted"
 
 
 def test_the_oldest_trained_model_makes_room():
