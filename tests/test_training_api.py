@@ -135,10 +135,10 @@ def test_train_stream_predict_and_download(port, folder, mnist, tmp_path):
 
 
 def test_predictions_answer_while_it_trains_and_a_second_run_waits(port, mnist):
-    """Between the run's first epoch and its end (a run of 100 epochs, stopped by the
+    """Between the run's first epoch and its end (a run of 50 epochs, stopped by the
     test once it has its answers), predictions are answered, by the served model; a
     second browser's run waits in the queue (it once got 409) and trains after."""
-    status, body = call(port, "POST", "/api/train", {"epochs": 100, "sizes": [784, 32, 10]})
+    status, body = call(port, "POST", "/api/train", {"epochs": 50, "sizes": [784, 32, 10]})
     assert status == 202 and body["position"] == 0
     job = body["id"]
     status, waits = call(port, "POST", "/api/train", {"epochs": 1, "sizes": [784, 10]}, "second")

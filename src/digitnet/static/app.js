@@ -8,7 +8,7 @@ import { buildBars as makeBars, caveat, paintGrey, setBars as fillBars } from ".
 import { paintMini } from "./mini.js";
 import { Learn } from "./learn.js";
 import { listen, PENS, redraw as drawPad } from "./pad.js";
-import { modelId, readAddress, writeAddress } from "./share.js";
+import { modelId, readAddress, shareable, writeAddress } from "./share.js";
 import { setupSections } from "./sections.js";
 import { showSteps } from "./steps.js";
 import { squash, writeLede } from "./story.js";
@@ -430,7 +430,7 @@ function updateAddress() {
 
 $("copy-link").addEventListener("click", async () => {
   updateAddress();
-  const url = location.href;
+  const url = shareable(location.href);
   try {
     await navigator.clipboard.writeText(url);
     describePad("The link is copied: it opens this drawing, its guess, the pinned neuron and any knock-outs.");

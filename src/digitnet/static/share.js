@@ -11,7 +11,31 @@
 // l: the digit the learner said the drawing is ("How it learns"), 0-9.
 // m: 8 hex digits, FNV-1a of the /api/model answer, to tell a link made with
 //    another network.
+//
+// A link copied on the machine that serves a class (``digitnet serve --class``),
+// where the page was opened as localhost, uses the address students can open
+// instead (``setJoinAddress``, from GET /api/class).
 "use strict";
+
+let joinAddress = null;  // "http://192.168.1.5:8000/" when the server serves a class
+
+export function setJoinAddress(url) {
+  joinAddress = url;
+}
+
+export function isLoopback(hostname) {
+  return hostname === "localhost" || hostname === "[::1]" || /^127\./.test(hostname);
+}
+
+export function shareable(href) {
+  // href, with the class's address in place of a loopback one: a link others can open.
+  const url = new URL(href);
+  if (!joinAddress || !isLoopback(url.hostname)) return url.href;
+  const base = new URL(joinAddress);
+  url.protocol = base.protocol;
+  url.host = base.host;
+  return url.href;
+}
 
 export function encodeInput(values) {
   const bytes = [];

@@ -94,5 +94,5 @@ function stopRun(id) {
 
 $("teacher-switch").addEventListener("click", () => act(() => post("/api/teacher/training", { enabled: !enabled })));
 $("teacher-clear").addEventListener("click", () => act(() => post("/api/teacher/clear", {})));
-refresh();
+refresh().then(() => { document.body.dataset.ready = "true"; });
 setInterval(refresh, EVERY_MS);

@@ -1,6 +1,7 @@
-// The "train your own" panel: start a run (POST /api/train), watch it epoch by epoch
-// (GET /api/train/{id}/events), stop it (DELETE), then use, compare and download the
-// networks the server holds (GET /api/models).
+// The "train your own" panel: start a run (POST /api/train), wait for its turn in the
+// queue, watch it epoch by epoch (GET /api/train/{id}/events), stop it (DELETE: only
+// this browser's own run), then use, compare and download the networks the server
+// holds (GET /api/models: this browser's own first).
 "use strict";
 
 import { paintWeights } from "./colours.js";
@@ -63,7 +64,19 @@ function readForm() {
     epochs: whole("train-epochs"),
     batch_size: whole("train-batch"),
     augment: whole("train-augment"),
+    ...runName(),
   };
+}
+
+function runName() {
+  // {name} when the learner gave their run one; the server makes one up otherwise.
+  const name = $("train-name").value.trim();
+  return name ? { name } : {};
+}
+
+function waitingText(position, name) {
+  return position === 1 ? `${name} is next: one run trains before it…`
+    : `${name} is waiting: ${position} runs train before it…`;
 }
 
 function setForm(defaults) {
@@ -220,7 +233,8 @@ export function setupTraining({ drawing, useModel }) {
 
   async function refreshModels(chosen) {
     panel.models = await call("/api/models");
-    const label = (m) => `${m.id}: ${m.sizes.join("-")} ${m.activation}`
+    const label = (m) => `${m.name && m.name !== m.id ? `${m.name} (${m.id})` : m.id}`
+      + `${m.mine ? ", yours" : ""}: ${m.sizes.join("-")} ${m.activation}`
       + (m.test_accuracy == null ? "" : `, ${percent(m.test_accuracy)}`);
     for (const [id, pick] of [["compare-a", null], ["compare-b", chosen], ["page-model", null]]) {
       const select = $(id);
@@ -264,10 +278,19 @@ export function setupTraining({ drawing, useModel }) {
     }
   }
 
-  function follow(id, planned) {
-    panel.job = { id, planned, epochs: [] };
+  function follow(id, planned, name = id) {
+    panel.job = { id, planned, name, epochs: [] };
     $("train-guess").dataset.updates = "0";
     const source = panel.source = new EventSource(`/api/train/${encodeURIComponent(id)}/events`);
+    source.addEventListener("queued", (event) => {
+      const { position } = JSON.parse(event.data);
+      $("train-status").dataset.position = String(position);
+      status(waitingText(position, name));
+    });
+    source.addEventListener("started", () => {
+      $("train-status").dataset.position = "0";
+      status(`${name}: its turn, loading the digits…`);
+    });
     source.addEventListener("epoch", (event) => {
       const data = JSON.parse(event.data);
       panel.job.epochs.push(data);
@@ -309,9 +332,11 @@ export function setupTraining({ drawing, useModel }) {
     running(true);
     $("train-status").dataset.state = "running";
     try {
-      const { id } = await post("/api/train", request);
-      status(`Training ${request.sizes.join("-")} (${id}): loading the digits…`);
-      follow(id, request.epochs);
+      const { id, name, position } = await post("/api/train", request);
+      $("train-status").dataset.position = String(position);
+      status(position ? waitingText(position, name)
+        : `Training ${name} (${id}): loading the digits…`);
+      follow(id, request.epochs, name);
     } catch (err) {
       running(false);
       $("train-status").dataset.state = "error";
@@ -364,14 +389,23 @@ export function setupTraining({ drawing, useModel }) {
       $("train-augment").max = l.augment;
       $("train-limits").textContent = `At most ${l.hidden_layers} hidden layers of at most `
         + `${l.hidden_width} neurons, ${l.epochs} epochs, batches of ${l.batch_size}, `
-        + `shifts of ${l.augment} pixels; one training at a time.`;
+        + `shifts of ${l.augment} pixels, about ${l.work_seconds} s of work; one training at `
+        + "a time, the others wait their turn.";
       $("train-start").disabled = false;
       await refreshModels(null);
-      if (options.running) {
+      const mine = options.queue.find((run) => run.mine);
+      if (mine) {
+        // this browser's own run, training or waiting: follow it (and it may stop it)
         running(true);
-        follow(options.running.id, options.running.epochs);
-        status(`A training is running (${options.running.id}); following it.`);
+        follow(mine.id, mine.epochs, mine.name);
+        status(mine.position ? waitingText(mine.position, mine.name)
+          : `Your training ${mine.name} (${mine.id}) is running; following it.`);
+      } else if (options.running) {
+        // another browser's run: shown, never stoppable from here
+        status(`${options.running.name} is training for another browser; yours would `
+          + `wait behind ${options.queue.length} run${options.queue.length === 1 ? "" : "s"}.`);
       }
+      if (!options.enabled) status("Training is switched off for now by the teacher.", true);
       panel.ready = true;
     } catch (err) {
       status(`Training is not available: ${err.message}`, true);
