@@ -17,10 +17,14 @@ it on uvicorn.  Endpoints (each router in ``routes/`` says more of its own):
   (``digitnet.server.models``); ``GET /api/models/{id}/file`` downloads one as a model file.
   ``/api/model`` and ``/api/predict`` take an optional model id (``?model=`` and
   ``"model"``).
-- ``POST /api/train`` (202, or 409 while one runs), ``GET /api/train/{id}/events``
-  (server-sent events: ``epoch``..., then ``done`` or ``error``), ``DELETE
-  /api/train/{id}``: training in a worker process (``digitnet.server.jobs``);
-  ``GET /api/train``: the defaults, limits and choices a request may use.
+- ``POST /api/train`` (202: queued, its place said), ``GET /api/train/{id}/events``
+  (server-sent events: ``queued``/``started`` while it waits, ``epoch``..., then
+  ``done`` or ``error``), ``DELETE /api/train/{id}`` (its owner or the teacher):
+  training in a worker process, one at a time, within a work budget
+  (``digitnet.server.jobs``, ``budget``); ``GET /api/train``: the defaults, limits
+  and choices a request may use, and the queue.
+- ``GET /api/class``, ``/teacher`` and ``/api/teacher...``: a class on one server
+  (``classroom``: each browser a client by a cookie, the addresses, the teacher's key).
 - ``GET /api/neuron?layer=L&index=I``: what excites neuron (L, I), what it wants and
   what the test digits lose without it (``explore``); ``POST /api/predict`` takes an
   optional ``"knockout": [[layer, index], ...]``; ``POST /api/nudge``: the smallest
@@ -53,11 +57,14 @@ Where each part lives:
   trainer, the samples, the picture pool, the explorer's atlases), which an endpoint
   receives through a parameter typed ``State``;
 - ``routes/``: one router per area (``page``, ``models``, ``predict``, ``explorer``,
-  ``training``);
+  ``training``, ``learning``, ``classroom``);
 - ``schemas``: every request and response model;
 - ``errors``: the JSON error body, and the HTTP status of each exception type;
 - ``pictures``: PNG data URLs in and out, and the bounded pool pictures are decoded on;
 - ``middleware``: ``BodyLimit``, ``HostCheck``, ``JSONErrors``;
+- ``classroom``: ``ClientCookie`` (each browser's id), the class's addresses, Host
+  names and QR codes, and ``Classroom`` (the teacher's key);
+- ``budget``: a training's estimated seconds from its FLOPs, against ``WORK_BUDGET``;
 - ``protocol``: ``GuardedProtocol``, ``bind``, ``serve`` and the loopback checks;
 - ``memory``: giving a picture's memory back to the system.
 """

@@ -18,7 +18,14 @@ from ..state import State
 from .page import STATIC
 
 router = APIRouter()
-REFUSED = {403: {"model": ErrorResponse}}
+REFUSED = {code: {"model": ErrorResponse} for code in (400, 403, 422)}
+
+
+def body_of(*fields: str) -> dict:
+    """The OpenAPI extra that documents a JSON body of these fields."""
+    properties = {"key": {"type": "string"}, "enabled": {"type": "boolean"}}
+    schema = {"type": "object", "properties": {f: properties[f] for f in fields}}
+    return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
 
 @router.get("/api/class")
@@ -62,7 +69,7 @@ async def teacher_view(state: State, room: Class, client: Client, key: str = "")
             "models": models, "addresses": room.urls}  # fmt: skip
 
 
-@router.post("/api/teacher/training", responses=REFUSED)
+@router.post("/api/teacher/training", responses=REFUSED, openapi_extra=body_of("key", "enabled"))
 async def switch_training(request: Request, state: State, room: Class) -> dict:
     """``{"key", "enabled": bool}``: take new runs or not (off also empties the queue;
     a run training goes on until it ends or is stopped)."""
@@ -75,7 +82,7 @@ async def switch_training(request: Request, state: State, room: Class) -> dict:
     return {"enabled": state.trainer.enabled}
 
 
-@router.post("/api/teacher/clear", responses=REFUSED)
+@router.post("/api/teacher/clear", responses=REFUSED, openapi_extra=body_of("key"))
 async def clear_models(request: Request, state: State, room: Class) -> dict:
     """``{"key"}``: forget every finished model trained here (their files, in a
     models folder, stay); the ids cleared."""
