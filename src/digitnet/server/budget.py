@@ -12,6 +12,7 @@ which is faster, so the estimate errs long.
 from __future__ import annotations
 
 from ..config import TrainConfig
+from ..learn.network import count_parameters
 
 #: Most seconds of work one run may take (estimated before, and enforced while it runs).
 WORK_BUDGET = 120.0
@@ -39,16 +40,11 @@ class Refused(RuntimeError):
         self.status = status
 
 
-def parameters(sizes: tuple[int, ...]) -> int:
-    """Weights and biases of a network of ``sizes``: Σ n_out·(n_in + 1)."""
-    return sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True))
-
-
 def estimate_seconds(config: TrainConfig) -> float:
     """Seconds ``config`` should take on this machine, from its work: per epoch,
     ⌈N/B⌉ batches of (BATCH_SECONDS + P·PARAM_SECONDS + 6·P·B / GEMM_RATE), and the
     validation's 2·P·V / GEMM_RATE, N = 60,000 − V training images; plus STARTUP_SECONDS."""
-    p, b, v = parameters(config.sizes), config.batch_size, min(config.validation, MNIST_TRAIN)
+    p, b, v = count_parameters(config.sizes), config.batch_size, min(config.validation, MNIST_TRAIN)
     batches = -(-(MNIST_TRAIN - v) // b)
     batch = BATCH_SECONDS + p * PARAM_SECONDS + 6 * p * b / GEMM_RATE
     epoch = batches * batch + 2 * p * v / GEMM_RATE

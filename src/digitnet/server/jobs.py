@@ -68,12 +68,17 @@ class RequestError(ValueError):
 
 def limits(spec: dict[str, Setting] = SETTINGS) -> dict:
     """The bounds a request must keep where the page allows less than the library, as
-    the page shows them: ``{"epochs": 100, "hidden_layers": 4, ...}``, and the work
-    budget (``work_seconds``), the queue's length and the runs per client."""
-    bounds: dict[str, int | float] = {}
+    the page shows them: ``{"epochs": 100, "hidden_layers": 4, ...}``."""
+    bounds: dict[str, int] = {}
     for s in page_settings(spec).values():
         bounds.update(s.page.limits())
-    return {**bounds, "work_seconds": WORK_BUDGET, "queue": QUEUE_LIMIT, "per_client": PER_CLIENT}
+    return bounds
+
+
+def queue_limits(trainer: Trainer) -> dict:
+    """The bounds on the work a run may ask for and on the queue: the budget in seconds
+    (``work_seconds``), the runs that may wait (``queue``) and per client."""
+    return {"work_seconds": trainer.budget, "queue": QUEUE_LIMIT, "per_client": PER_CLIENT}
 
 
 def choices(spec: dict[str, Setting] = SETTINGS) -> dict:

@@ -34,7 +34,7 @@ async def train_options(state: State, client: Client) -> dict:
     job = trainer.running
     return {
         "defaults": jobs.defaults(),
-        "limits": jobs.limits(),
+        "limits": {**jobs.limits(), **jobs.queue_limits(trainer)},
         "choices": jobs.choices(),
         "running": None if job is None else job.public(client, 0),
         "queue": trainer.queue(client),
