@@ -21,7 +21,8 @@ WORK_BUDGET = 120.0
 #: images through a network of P parameters takes BATCH_SECONDS + P·PARAM_SECONDS
 #: (memory-bound passes over the weights) + 6·P·B / GEMM_RATE (the FLOPs of forward and
 #: backward passes); validation adds 2·P / GEMM_RATE per image; STARTUP_SECONDS start
-#: the worker and load the digits.  Conservative: measured epochs were 0.5-1.1x these.
+#: the worker and load the digits.  Measured batches of seven networks and batch sizes
+#: took 0.3-1.1 times these.
 BATCH_SECONDS = 0.15e-3
 PARAM_SECONDS = 25e-9
 GEMM_RATE = 15e9
