@@ -9,8 +9,11 @@ import re
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import start_server, stop
+from digitnet.files.modelfile import load
+from digitnet.server import create_app
 from digitnet.server.budget import WORK_BUDGET, estimate_seconds
 from digitnet.server.classroom import class_hosts, class_urls, lan_addresses, qr_svg, qr_text
 from digitnet.server.jobs import train_config
@@ -145,3 +148,27 @@ def test_runs_queue_belong_to_their_browser_and_the_teacher_rules(room):
     ada.call("POST", "/api/teacher/training", {"key": key, "enabled": True})
     status, options = ada.call("GET", "/api/train")
     assert options["enabled"]
+
+
+def test_no_run_holds_the_queue_past_the_budget(trained, mnist):
+    """A run still training when its budget runs out is stopped: the second of two
+    queued 100-epoch runs, given half a second once its turn comes, ends long before
+    its 100 epochs, stopped by the budget."""
+    app = create_app(load(trained[1]), samples=(mnist.test_images[:50], mnist.test_labels[:50]))
+    ada, bob = ({"cookie": f"digitnet_client={c * 16}"} for c in "ab")
+    trainer = app.state.server.trainer
+    with TestClient(app) as client:
+        first = client.post("/api/train", json={"epochs": 100}, headers=ada).json()
+        second = client.post("/api/train", json={"epochs": 100}, headers=bob).json()
+        assert (first["position"], second["position"]) == (0, 1)
+        trainer.budget = 0.5  # the next run to start may hold the queue half a second
+        assert client.delete(f"/api/train/{first['id']}", headers=ada).status_code == 202
+        with client.stream("GET", f"/api/train/{second['id']}/events") as events:
+            text = "".join(events.iter_text())
+    name, data = re.findall(r"event: (\w+)\ndata: (.*)\n", text)[-1]
+    ended = json.loads(data)
+    assert trainer.find(second["id"]).stopped_by == "budget"
+    if name == "done":
+        assert ended["stopped_by"] == "budget" and ended["epochs"] < 100
+    else:  # stopped before its first epoch ended
+        assert name == "error" and "work budget of 0.5 s" in ended["message"]

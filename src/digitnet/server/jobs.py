@@ -439,7 +439,9 @@ class Trainer:
                 "stopped_by": job.stopped_by,
             })  # fmt: skip
             return True
-        await self._fail(job, str(message["message"]))
+        budget = job.stopped_by == "budget"
+        why = f" (stopped at the work budget of {self.budget:g} s)" if budget else ""
+        await self._fail(job, str(message["message"]) + why)
         return True
 
     async def _fail(self, job: Job, message: str) -> None:

@@ -304,8 +304,10 @@ export function setupTraining({ drawing, useModel }) {
       source.close();
       const data = JSON.parse(event.data);
       running(false);
-      const why = data.stopped === "interrupted" ? `Stopped after ${data.epochs} epochs`
-        : `Done: ${data.epochs} epochs`;
+      const why = data.stopped_by === "budget"
+        ? `Stopped at the work budget after ${data.epochs} epochs`
+        : data.stopped === "interrupted" ? `Stopped after ${data.epochs} epochs`
+          : `Done: ${data.epochs} epochs`;
       status(`${why}. Network ${data.model} keeps the weights of epoch ${data.best_epoch}: `
         + `${percent(data.test_accuracy)} of the 10,000 test digits right.`);
       $("train-status").dataset.state = "done";
