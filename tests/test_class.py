@@ -112,6 +112,11 @@ def test_serve_class_prints_addresses_a_qr_code_and_the_teacher_link(room):
     assert Browser(port).call("GET", f"/teacher?key={key}")[0] == 200
     status, body = Browser(port).call("GET", "/teacher?key=wrong")
     assert status == 403 and "teacher key" in body["error"]
+    # a link followed from another site comes without the Strict cookie: the browser's
+    # own is not replaced
+    linked = Browser(port)
+    assert linked.call("GET", "/api/class", headers={"sec-fetch-site": "cross-site"})[0] == 200
+    assert linked.cookie is None
 
 
 def test_runs_queue_belong_to_their_browser_and_the_teacher_rules(room):

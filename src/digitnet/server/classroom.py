@@ -55,7 +55,10 @@ def cookie_client(headers: list[tuple[bytes, bytes]]) -> str | None:
 class ClientCookie:
     """ASGI middleware: the request's client id in ``scope[SCOPE_KEY]``; a request
     without one gets a new id, sent back as an HttpOnly ``SameSite=Strict`` cookie on
-    its response (the page's first load gives the browser its id)."""
+    its response (the page's first load gives the browser its id).  A request from
+    another site (``Sec-Fetch-Site: cross-site``: a link followed from a chat) comes
+    without the Strict cookie even when the browser has one: it gets an id for itself
+    alone and no cookie, so the browser keeps its own for the page's next requests."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -68,6 +71,8 @@ class ClientCookie:
             scope[SCOPE_KEY] = client
             return await self.app(scope, receive, send)
         scope[SCOPE_KEY] = client = new_client_id()
+        if (b"sec-fetch-site", b"cross-site") in scope["headers"]:
+            return await self.app(scope, receive, send)
         cookie = f"{COOKIE}={client}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000"
 
         async def with_cookie(message):
