@@ -20,6 +20,7 @@ the best weights become a listed model under that same id.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -142,6 +143,12 @@ def network_of(config: TrainConfig, params: str) -> Network:
     return net
 
 
+def tag(owner: str) -> str:
+    """A short tag that tells one client's runs from another's without showing any of
+    its id (4 hex digits of its SHA-256)."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:4] if owner else "a script"
+
+
 def check_name(value: object) -> str:
     """A run's name as a request gives it: 1-``NAME_LENGTH`` printable characters, or
     RequestError naming ``name``."""
@@ -216,7 +223,6 @@ class Trainer:
         self.running: Job | None = None
         self.waiting: list[Job] = []
         self.enabled = True
-        self.asked = 0  # runs asked for, for their default names
         self.on_warning = on_warning or logging.getLogger("uvicorn.error").warning
         self._tasks: set[asyncio.Task] = set()
         self._stop_by: float | None = None  # loop time by which stopped workers must end
@@ -244,9 +250,7 @@ class Trainer:
             )  # fmt: skip
         if len(self.waiting) >= QUEUE_LIMIT:
             raise Refused(503, f"the queue is full ({QUEUE_LIMIT} runs waiting); try again later")
-        self.asked += 1
-        sizes = "-".join(map(str, config.sizes))
-        name = name or f"{sizes} by {owner[:4] or 'a script'}"
+        name = name or f"{'-'.join(map(str, config.sizes))} by {tag(owner)}"
         job = Job(self.models.new_id(taken=self.jobs, claim=True), config, owner, name, estimate)
         self.models.owners[job.id], self.models.names[job.id] = owner, name
         self.jobs[job.id] = job
