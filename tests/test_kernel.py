@@ -5,8 +5,10 @@ a new registry entry trains on every loop."""
 import os
 import subprocess
 import sys
+import time
 import types
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,10 +131,21 @@ def test_training_leaves_subnormal_arithmetic_as_it_was(mnist):
     assert np.float32(1e-40) > 0
 
 
-def test_auto_takes_the_compiled_loop_only_once_it_is_built(tmp_path, mnist):
-    """With an empty compile cache "auto" trains with NumPy, without so much as
-    importing numba; the loop built in the background (as ``digitnet train`` starts
-    it in a terminal) is then taken by the next run.
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a finished one may linger as a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_auto_from_a_script_builds_the_loop_for_the_next_run(tmp_path, mnist):
+    """With an empty compile cache, a script under "auto" (no terminal: its output is
+    captured) trains with NumPy, without so much as importing numba, and starts the
+    compiled loop's build in a process that outlives it; that process writes numba's
+    cache and ends, and the next run takes the compiled loop.
 
     The suite's one compile from an empty cache, and at numba's own optimisation level
     (every other test shares the run's cache, built at ``conftest.NUMBA_OPT``): an
@@ -153,10 +166,21 @@ def test_auto_takes_the_compiled_loop_only_once_it_is_built(tmp_path, mnist):
         return run.stdout.strip()
 
     assert python(ask) == "numpy False"  # nothing cached: not even numba is imported
-    python(
-        "from digitnet.config import TrainConfig; from digitnet.train import compile_in_background;"
-        " compile_in_background(TrainConfig()).wait()"
+    script = (
+        "import sys; from digitnet.config import TrainConfig; "
+        "from digitnet.files.data import load_mnist; "
+        "from digitnet.train import BACKGROUND, train_network; d = load_mnist(); "
+        "train_network(d.train_images[:300], d.train_labels[:300], "
+        "TrainConfig(epochs=1, validation=0)); "
+        "print('numba' in sys.modules, *[p.pid for p in BACKGROUND.values()])"
     )
+    imported, pid = python(script).split()
+    assert imported == "False"
+    deadline = time.monotonic() + 600  # a generous bound on one compile, not a timing
+    while running(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running(int(pid)), "the background build did not end"
+    assert list(tmp_path.rglob("*.nbi")), "the background build wrote no cache"
     assert python(ask) == "compiled True"
     config = TrainConfig(epochs=1, validation=300, kernel="compiled")
     theirs = python(

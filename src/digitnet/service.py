@@ -66,7 +66,7 @@ def train(
     with the best weights so far; such a run is evaluated and recorded only when
     ``keep_interrupted``.  A run stopped before its first epoch ended is never
     recorded.  Nothing is written to disk."""
-    loop = resolve_kernel(config) if loop is None else loop
+    loop = resolve_kernel(config, build=True) if loop is None else loop
     init_rng, data_rng = seeded_generators(config.seed)
     net = Network(config.sizes, config.activation, config.output, rng=init_rng)
     start = time.perf_counter()

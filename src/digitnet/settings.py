@@ -308,8 +308,8 @@ class TrainConfig:
     kernel: str = setting(
         "auto",
         "the training loop: numpy, compiled (the same loop compiled by numba; needs "
-        "digitnet[fast]), or auto: compiled when it is already built, else numpy (and, in "
-        "a terminal, the compiled loop is built in the background for later runs)",
+        "digitnet[fast]), or auto: compiled when it is already built, else numpy (and the "
+        "compiled loop is built in the background for later runs)",
         choices=KERNELS,
     )
 

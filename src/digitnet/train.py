@@ -94,17 +94,46 @@ def _batched_cost(net: Network, images: Array, y: Array, loss_name: str, scale, 
     return float(cost / len(images)), float(acc / len(images))
 
 
-def resolve_kernel(config: TrainConfig, dtype: type = np.float32) -> str:
-    """Which loop trains: "compiled" or "numpy".  "auto" takes the compiled loop when
-    numba is installed and has already compiled it for this configuration (so it
-    never waits for a compiler), else NumPy.  ValueError at once for "compiled"
-    without numba, before any long work."""
+#: The background compiles this process started (``compile_in_background``), by what
+#: the loop is built for: one each, however many runs ask.
+BACKGROUND: dict[str, subprocess.Popen] = {}
+
+
+def resolve_kernel(config: TrainConfig, dtype: type = np.float32, *, build: bool = False) -> str:
+    """Which loop trains: "compiled" or "numpy".  ValueError at once for "compiled"
+    without numba, before any long work.
+
+    "auto" decides without waiting for a compiler and without timing anything:
+
+    1. numba is missing, or the weights are not float32 (the compiled loop is built
+       for float32): "numpy".
+    2. The compiled loop for this configuration's functions (activation, output, cost,
+       optimiser) is built, in this process or in numba's cache on disk: "compiled".
+       Warm, it is the faster loop for every configuration the registries make
+       (measured per activation in ``benchmarks/results/bench.md``), so nothing
+       else is asked.
+    3. Otherwise "numpy", and with ``build`` a compile starts in a process of its own
+       (``compile_in_background``): detached from this one and from any terminal, at
+       low priority, it writes numba's cache and exits, so the next run (from a
+       terminal, a script or a notebook alike) finds the loop built.  ``fit`` builds;
+       asking which loop would run does not.
+    """
     if config.kernel == "compiled" and not kernel.AVAILABLE:
         raise ValueError("the compiled kernel needs numba: pip install 'digitnet[fast]'")
     if config.kernel != "auto":
         return config.kernel
-    if kernel.AVAILABLE and dtype is np.float32 and is_compiled(config):
+    if not (kernel.AVAILABLE and dtype is np.float32):
+        return "numpy"
+    if is_compiled(config):
         return "compiled"
+    # the loop is built for the functions and the number of layers, not sizes or values
+    key = repr(([f.__qualname__ for f in math_of(config)], len(config.sizes)))
+    for started in BACKGROUND.values():
+        started.poll()  # a finished build leaves no zombie behind
+    if build and key not in BACKGROUND:
+        started = compile_in_background(config)
+        if started is not None:
+            BACKGROUND[key] = started
     return "numpy"
 
 
@@ -390,7 +419,9 @@ def fit(
     """
     _check(net, images, labels, config)
     run = _Run(net, images, labels, config, rng, targets, resume)
-    compiled = resolve_kernel(config, net.params.dtype.type) == "compiled"
+    compiled = resolve_kernel(config, net.params.dtype.type, build=True) == "compiled"
+    if compiled:  # loads SciPy's BLAS before its threads are limited below
+        kernel.compiled(train_batches, run.math)
     try:  # one BLAS thread: measured as fast as two here, and not slowed by a busy core
         with threadpool_limits(1, "blas"), np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(run.first, config.epochs + 1):

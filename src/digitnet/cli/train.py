@@ -15,7 +15,6 @@ from ..config import Epoch, TrainConfig
 from ..files.data import FILES, Dataset, load_mnist
 from ..files.modelfile import expected_bytes
 from ..files.paths import OutputError, check_output, same_file
-from ..learn import kernel
 from ..limits import check_training_size
 from ..settings import SETTINGS
 from ..train import is_compiled, resolve_kernel
@@ -123,20 +122,19 @@ def _check_data(config: TrainConfig, data: Dataset) -> None:
 
 def _choose_loop(config: TrainConfig, say) -> str:
     """The loop that trains, said in a line when it is not the obvious one: the
-    compiled loop is compiled in the foreground when asked for, or, under ``auto`` in
-    a terminal, in the background for the next run while this one trains with NumPy
-    (a script gets only the work it asked for)."""
-    from ..train import compile_in_background
+    compiled loop is compiled in the foreground when asked for, or, under ``auto``, in
+    the background for the next run while this one trains with NumPy."""
+    from ..train import BACKGROUND
 
-    loop = resolve_kernel(config)
+    builds = len(BACKGROUND)
+    loop = resolve_kernel(config, build=True)
     if loop == "compiled" and config.kernel == "compiled" and not is_compiled(config):
         say("compiling the training loop for this configuration (numba; once, about a minute)")
-    elif loop == "numpy" and config.kernel == "auto" and kernel.AVAILABLE and sys.stdout.isatty():
-        if compile_in_background(config):
-            say(
-                "training with NumPy; the compiled loop is being built in the background "
-                "(numba, about a minute), for the runs after this one"
-            )
+    elif len(BACKGROUND) > builds:
+        say(
+            "training with NumPy; the compiled loop is being built in the background "
+            "(numba, about a minute), for the runs after this one"
+        )
     return loop
 
 
