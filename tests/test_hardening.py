@@ -199,7 +199,7 @@ def test_event_streams_never_lock_out_requests_or_the_stop(server):
     try:
         for _ in range(STREAMS_PER_CLIENT + 20):
             s = socket.create_connection(("127.0.0.1", server), timeout=30)
-            s.sendall(b"GET /api/train/%s/events HTTP/1.1\r\nHost: x\r\n\r\n" % run.encode())
+            s.sendall(b"GET /api/train/%s/events HTTP/1.1\r\nHost: ::1\r\n\r\n" % run.encode())
             streams.append(s)
         for s in streams:
             first = s.recv(200)

@@ -77,6 +77,7 @@ def create_app(
         pictures=Pictures(picture_workers, picture_queue),
     )
     app.state.models = models  # what `digitnet serve` warns of: models.skipped
+    app.state.stopping = app.state.server.work.stopping  # set by ``serve`` at SIGTERM
     add_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

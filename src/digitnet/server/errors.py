@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..inspect.explore import NudgeFailed
+from ..inspect.explore import NudgeFailed, Stopped
 from ..vision.preprocess import PictureError, PictureTooLarge
 from .pictures import TooManyPictures
 
@@ -26,6 +26,7 @@ STATUS: dict[type[Exception], int] = {
     PictureError: 422,  # not a PNG, unreadable, or no digit in it
     NudgeFailed: 422,  # no nudge within the budget reached the target
     TooManyPictures: 503,  # the picture pool and its queue are full
+    Stopped: 503,  # work given up: the server is stopping (or the client left)
 }
 
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 503: "Service Unavailable"}

@@ -309,5 +309,12 @@ def serve(
         h11_max_incomplete_event_size=64 * 1024,
     )
     map_large_blocks()
-    server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    stopping = getattr(app.state, "stopping", None)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            if stopping is not None:
+                stopping.set()  # explorer work stops at its next checkpoint (``work``)
+            await super().shutdown(sockets)
+
+    Server(config).run(sockets=[sock])

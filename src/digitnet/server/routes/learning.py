@@ -18,10 +18,8 @@ per server, so a class asking the same question again is answered from it.
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from ...files.modelfile import Model
 from ...inspect import explore, learning
@@ -71,29 +69,30 @@ def _check_example(state: ServerState, request: GradientRequest) -> Model:
     return model
 
 
-async def _on_pixels(state: ServerState, request: GradientRequest, work):
-    """``work(pixels (784,) float32)`` off the event loop, on the request's pixels or on
-    its picture preprocessed as for ``/api/predict`` (a blank picture is refused there)."""
+async def _on_pixels(state: ServerState, request: GradientRequest, http: Request, work):
+    """``work(pixels (784,) float32)`` off the event loop (``state.work``'s warm pool:
+    one example's gradient is quick), on the request's pixels or on its picture
+    preprocessed as for ``/api/predict`` (a blank picture is refused there)."""
     if request.pixels is not None:
         pixels = np.array(request.pixels, dtype=np.float32)
-        return await asyncio.to_thread(_refused, lambda: work(pixels))
+        return await state.work.run(http, lambda: _refused(lambda: work(pixels)), cold=False)
     return await state.pictures.read(
         request.image, lambda picture: _refused(lambda: work(to_mnist(picture).reshape(-1)))
     )
 
 
 @router.post("/api/gradient", response_model=GradientResponse, responses=ERRORS)
-async def gradient(request: GradientRequest, state: State) -> dict:
+async def gradient(request: GradientRequest, state: State, http: Request) -> dict:
     """What one example asks of every weight and bias: the nudges −∂C/∂θ."""
     model = _check_example(state, request)
     net, loss = model.network, learning.model_loss(model.network, model.info)
     return await _on_pixels(
-        state, request, lambda x: learning.wishes(net, x, request.label, loss).to_json()
+        state, request, http, lambda x: learning.wishes(net, x, request.label, loss).to_json()
     )
 
 
 @router.post("/api/step", response_model=StepResponse, responses=ERRORS)
-async def step(request: StepRequest, state: State) -> dict:
+async def step(request: StepRequest, state: State, http: Request) -> dict:
     """One step of plain gradient descent on one example, θ − lr·∇C, as a new model
     (the one stepped from is left as it was); steps chain from a stepped model.  Stepped
     models are kept in memory only, the newest ``MAX_STEPS`` of them (``serve --models
@@ -101,7 +100,7 @@ async def step(request: StepRequest, state: State) -> dict:
     model = _check_example(state, request)
     net, loss = model.network, learning.model_loss(model.network, model.info)
     done = await _on_pixels(
-        state, request, lambda x: learning.step(net, x, request.label, loss, request.lr)
+        state, request, http, lambda x: learning.step(net, x, request.label, loss, request.lr)
     )
     source = request.model or SERVED
     record = {"source": source, "label": request.label, "lr": request.lr, "loss": loss}
@@ -127,11 +126,12 @@ def minibatch_answer(state: ServerState, model: Model, sizes: list[int], seed: i
     net, cache = model.network, state.learning_cache()
     loss = learning.model_loss(net, model.info)
     key = learning.fingerprint(net, "minibatch", loss, tuple(sizes), seed)
-    return cache.get(key, lambda: learning.minibatches(net, cache, loss, sizes, seed).to_json())
+    answer = lambda: learning.minibatches(net, cache, loss, sizes, seed).to_json()  # noqa: E731
+    return cache.get(key, answer, owner=net)
 
 
 @router.post("/api/minibatch", response_model=MinibatchResponse, responses=ERRORS)
-async def minibatch(request: MinibatchRequest, state: State) -> dict:
+async def minibatch(request: MinibatchRequest, state: State, http: Request) -> dict:
     """Mini-batches of the training set against all of it: how well each batch's mean
     gradient points the way of the full one (cost without weight decay or augmentation,
     pixels in [0, 1])."""
@@ -139,9 +139,8 @@ async def minibatch(request: MinibatchRequest, state: State) -> dict:
     sizes = request.sizes
     _refused(lambda: [learning.check_whole(s, "each batch size", 1, 60_000) for s in sizes])
     _refused(lambda: learning.check_whole(request.seed, "seed", 0, 2**63 - 1))
-    return await asyncio.to_thread(
-        _refused, lambda: minibatch_answer(state, model, sizes, request.seed)
-    )
+    work = lambda: _refused(lambda: minibatch_answer(state, model, sizes, request.seed))  # noqa: E731
+    return await state.work.run(http, work, cold=True)
 
 
 def landscape_answer(state: ServerState, model: Model, request: LandscapeRequest) -> dict:
@@ -156,9 +155,10 @@ def landscape_answer(state: ServerState, model: Model, request: LandscapeRequest
 
 @router.post("/api/landscape", response_model=LandscapeResponse,
              response_model_exclude_none=True, responses=ERRORS)  # fmt: skip
-async def landscape(request: LandscapeRequest, state: State) -> dict:
+async def landscape(request: LandscapeRequest, state: State, http: Request) -> dict:
     """The mean cost on the first 10,000 training images over θ + α·d₁ + β·d₂: d₁ down
     the gradient, d₂ random and orthogonal to it, both scaled filter by filter (Li et
     al., 2018).  The answer has no ``path``: no model's record keeps per-epoch weights."""
     model = named_model(state, request.model)
-    return await asyncio.to_thread(_refused, lambda: landscape_answer(state, model, request))
+    work = lambda: _refused(lambda: landscape_answer(state, model, request))  # noqa: E731
+    return await state.work.run(http, work, cold=True)
