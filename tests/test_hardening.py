@@ -3,15 +3,25 @@ sites, bad numbers and shapes, clients that write before they read, HTTP framing
 event streams that would fill the connection table, explorer work that would hold
 the server, and caches that would grow for ever."""
 
+import gc
 import http.client
 import json
+import os
+import shutil
+import signal
 import socket
 import time
 
+import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import start_server, stop
+from digitnet.files.modelfile import Model, save
+from digitnet.learn.network import Network
+from digitnet.server import SHUTDOWN_TIMEOUT, create_app
 from digitnet.server.middleware import MAX_NESTING, STREAMS_PER_CLIENT, nesting
+from digitnet.server.state import Atlases
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +222,162 @@ def test_event_streams_never_lock_out_requests_or_the_stop(server):
     finally:
         for s in streams:
             s.close()
+
+
+# -- explorer work: bounded, fair, cancelled ---------------------------------------------
+
+
+def explorer_request(port: int, path: str, cookie: str = "") -> socket.socket:
+    """A GET sent and not yet read: the socket, for the caller to read or drop."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=120)
+    extra = f"Cookie: digitnet_client={cookie}\r\n" if cookie else ""
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode())
+    return s
+
+
+def answered(s: socket.socket) -> bool:
+    """Whether the server has written anything on ``s`` yet (without waiting)."""
+    s.setblocking(False)
+    try:
+        return bool(s.recv(1, socket.MSG_PEEK))
+    except BlockingIOError:
+        return False
+    finally:
+        s.setblocking(True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory, trained):
+    """A 784-128-128-10 network (its first neuron table: about 3.4e10 multiply-adds,
+    seconds of work) served, with the shared small model beside it as "small"."""
+    folder = tmp_path_factory.mktemp("models")
+    net = Network((784, 128, 128, 10), rng=np.random.default_rng(1))
+    save(folder / "big.safetensors", net, {})
+    shutil.copy(trained[1], folder / "small.safetensors")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def explorer(slow_model):
+    process, port, _ = start_server(slow_model / "big.safetensors", "--models", slow_model)
+    yield process, port
+    stop(process)
+
+
+BIG = "/api/neuron?layer=1&index={}"
+SMALL = "/api/neuron?layer=1&index=0&model=small"
+
+
+def test_cold_work_is_bounded_per_client_and_never_delays_a_cached_answer(explorer):
+    process, port = explorer
+    status, _, _ = request(port, "GET", SMALL)  # made once: from now on it is cached
+    assert status == 200
+    cold = [explorer_request(port, BIG.format(i), cookie=f"c{i % 3}") for i in range(6)]
+    try:
+        time.sleep(0.5)  # the six are read and started (they take seconds more)
+        status, _, body = request(port, "GET", SMALL, Cookie="digitnet_client=c0")
+        assert status == 429 and "at most 2" in json.loads(body)["error"]  # c0 has two
+        status, _, _ = request(port, "GET", SMALL)  # another client: served at once
+        assert status == 200
+        assert not all(answered(s) for s in cold), "the cold work ended before the cached answer"
+    finally:
+        for s in cold:
+            s.close()
+
+
+def test_work_whose_client_left_stops(explorer):
+    process, port = explorer
+    s = explorer_request(port, "/api/neuron?layer=2&index=3&model=big")  # its own atlas
+    time.sleep(1.0)
+    working = cpu_seconds(process.pid)
+    time.sleep(2.0)
+    working = cpu_seconds(process.pid) - working  # CPU over 2 s while it computes
+    s.close()  # the client leaves
+    time.sleep(1.0)  # the work sees it at its next checkpoint
+    idle = cpu_seconds(process.pid)
+    time.sleep(2.0)
+    idle = cpu_seconds(process.pid) - idle
+    print(f"\nCPU over 2 s: {working:.2f} s while computing, {idle:.2f} s after the client left")
+    assert idle < working / 3
+
+
+def test_a_network_too_big_to_explore_is_refused_before_work(mnist):
+    app = create_app(
+        Model(Network((784, 256, 256, 256, 256, 10), rng=np.random.default_rng(0))),
+        samples=(mnist.test_images, mnist.test_labels),
+    )
+    with TestClient(app) as client:
+        start = time.monotonic()
+        response = client.get("/api/neuron", params={"layer": 1, "index": 0})
+        assert response.status_code == 422, response.text
+        assert "multiply-adds" in response.json()["error"]
+        assert time.monotonic() - start < 5  # refused, not computed (that takes minutes)
+
+
+def test_exploring_every_epoch_of_a_run_keeps_memory_level(mnist):
+    """One run's networks, one per epoch, each explored as it is made (as the page
+    does while a run trains): the atlases of networks let go are let go too."""
+    images, labels = mnist.test_images[:500], mnist.test_labels[:500]
+    net = Network((784, 64, 10), rng=np.random.default_rng(0))
+    app = create_app(Model(net), samples=(images, labels))
+    state = app.state.server
+    rss, kept = [], []
+    with TestClient(app) as client:
+        for _ in range(40):
+            net = net.copy()
+            net.params[...] += 0.01  # the next epoch's weights: a new network
+            state.models.put("trained-1", Model(net, {}), listed=False)
+            query = {"layer": 1, "index": 0, "model": "trained-1"}
+            response = client.get("/api/neuron", params=query)
+            assert response.status_code == 200
+            gc.collect()
+            kept.append((len(state.atlas), state.atlas.nbytes))
+            rss.append(resident())
+    print(f"\natlases kept {kept[-1][0]} ({kept[-1][1] / 2**20:.2f} MiB); RSS after 10 epochs "
+          f"{rss[9] / 2**20:.0f} MiB, after 40 {rss[-1] / 2**20:.0f} MiB")  # fmt: skip
+    assert all(n <= 2 for n, _ in kept)  # the served model's and the newest epoch's at most
+    assert max(b for _, b in kept) <= 2 * kept[0][1] + 1
+    assert rss[-1] - rss[9] < 30 * 2**20
+
+
+def test_atlases_are_bounded_by_bytes(mnist):
+    atlases = Atlases(mnist.test_images[:200], mnist.test_labels[:200], max_bytes=300_000)
+    nets = [Network((784, 32, 10), rng=np.random.default_rng(i)) for i in range(6)]
+    for net in nets:
+        atlases(net).wants(1)  # 32 x 784 float32: 100 KB each
+    newest = atlases(nets[-1])  # each use trims to the bound
+    assert len(atlases) == 2 and atlases.nbytes <= 300_000
+    assert atlases(nets[-1]) is newest  # the newest is kept
+
+
+def resident() -> int:
+    """This process's resident memory, in bytes."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_sigterm_during_cold_explorer_work_stops_in_time_without_traceback(slow_model):
+    process, port, _ = start_server(slow_model / "big.safetensors", "--models", slow_model)
+    s = explorer_request(port, "/api/neuron?layer=1&index=7")
+    try:
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        _, err = process.communicate(timeout=SHUTDOWN_TIMEOUT + 30)
+        took = time.monotonic() - start
+        print(f"\nSIGTERM during a first neuron table: stopped in {took:.1f} s")
+        assert process.returncode == 128 + signal.SIGTERM
+        assert "Traceback" not in err, err
+        assert took < SHUTDOWN_TIMEOUT + 5
+    finally:
+        s.close()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
