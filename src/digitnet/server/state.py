@@ -130,7 +130,7 @@ class ServerState:
             return self._cache
 
     async def close(self) -> None:
-        """Stop any training and the picture pool, at server shutdown."""
+        """Stop any training, the picture pool and the explorer's work, at shutdown."""
         await self.trainer.close()
         self.pictures.close()
         self.work.close()

@@ -120,10 +120,9 @@ async def nudge(request: NudgeRequest, state: State, http: Request) -> dict:
     _refused(lambda: keep_masks(net, knockout))
     _refused(lambda: explore.check_cost("a nudge", net, explore.nudge_cost(net)))
 
-    def work(pixels: np.ndarray) -> dict:
-        return nudge_answer(net, pixels, request.target, knockout)
-
     if request.pixels is not None:
         pixels = np.array(request.pixels, dtype=np.float32)
-        return await state.work.run(http, lambda: work(pixels), cold=True)
-    return await state.pictures.read(request.image, lambda picture: work(to_mnist(picture)))
+    else:  # the picture decoded on its pool, the nudge made on the explorer's
+        pixels = await state.pictures.read(request.image, to_mnist)
+    work = lambda: nudge_answer(net, pixels, request.target, knockout)  # noqa: E731
+    return await state.work.run(http, work, cold=True)

@@ -75,10 +75,11 @@ async def _on_pixels(state: ServerState, request: GradientRequest, http: Request
     preprocessed as for ``/api/predict`` (a blank picture is refused there)."""
     if request.pixels is not None:
         pixels = np.array(request.pixels, dtype=np.float32)
-        return await state.work.run(http, lambda: _refused(lambda: work(pixels)), cold=False)
-    return await state.pictures.read(
-        request.image, lambda picture: _refused(lambda: work(to_mnist(picture).reshape(-1)))
-    )
+    else:  # decoded on the picture pool, then worked on as pixels
+        pixels = await state.pictures.read(
+            request.image, lambda picture: to_mnist(picture).reshape(-1)
+        )
+    return await state.work.run(http, lambda: _refused(lambda: work(pixels)), cold=False)
 
 
 @router.post("/api/gradient", response_model=GradientResponse, responses=ERRORS)
