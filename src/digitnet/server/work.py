@@ -5,8 +5,9 @@
   behind work that is not (``COLD_WORKERS`` threads: first-time neuron tables,
   nudges, mini-batches, landscapes).
 - One client (``middleware.client_key``: its address and cookie) has at most
-  ``PER_CLIENT`` requests of such work running or waiting at once (429 past that),
-  and at most ``COLD_QUEUE`` cold requests wait in all (503 past that).
+  ``PER_CLIENT`` cold requests running or waiting at once (429 past that; warm ones,
+  quick by definition, are not counted), and at most ``COLD_QUEUE`` cold requests
+  wait in all (503 past that).
 - When the client disconnects, its work is cancelled: a request still waiting never
   starts, and one running stops at its next ``explore.checkpoint`` (every batch of
   images, every knocked-out neuron, every gradient step).  At server shutdown every
@@ -34,8 +35,9 @@ T = TypeVar("T")
 
 #: Threads for work answered from caches, and for work that computes (2 cores).
 WARM_WORKERS, COLD_WORKERS = 2, 1
-#: Explorer and learning requests one client may have running or waiting at once.
-PER_CLIENT = 2
+#: Cold explorer and learning requests one client may have running or waiting at once
+#: (the page has at most three: a neuron, a nudge or a mini-batch, a landscape).
+PER_CLIENT = 3
 #: Cold requests that may wait in all; more at once get a 503.
 COLD_QUEUE = 32
 
@@ -54,22 +56,24 @@ class Work:
     async def run(self, request: Request, work: Callable[[], T], *, cold: bool) -> T:
         """``work()`` on the warm or cold pool for this request's client; cancelled if
         the client disconnects first (its result is then dropped)."""
+        stop = threading.Event()
+        if not cold:
+            return await self._until_gone(request, work, stop, self.warm)
         who = client_key(request.scope)
         if self.by_client.get(who, 0) >= self.per_client:
             raise HTTPException(
-                429, f"at most {self.per_client} explorer requests at once per client; "
-                "wait for one to finish"
+                429, f"at most {self.per_client} explorer requests that compute at once "
+                "per client; wait for one to finish"
             )  # fmt: skip
-        if cold and self.cold_waiting >= self.cold_queue:
+        if self.cold_waiting >= self.cold_queue:
             raise HTTPException(503, "the explorer is busy; try again in a moment")
         self.by_client[who] = self.by_client.get(who, 0) + 1
-        self.cold_waiting += cold
-        stop = threading.Event()
+        self.cold_waiting += 1
         try:
-            return await self._until_gone(request, work, stop, self.cold if cold else self.warm)
+            return await self._until_gone(request, work, stop, self.cold)
         finally:
             stop.set()  # a disconnect, or the server stopping, cancelled the request
-            self.cold_waiting -= cold
+            self.cold_waiting -= 1
             self.by_client[who] -= 1
             if not self.by_client[who]:
                 del self.by_client[who]
