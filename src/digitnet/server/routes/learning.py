@@ -121,6 +121,21 @@ async def step(request: StepRequest, state: State, http: Request) -> dict:
     }
 
 
+def minibatch_cost(model: Model, sizes: list[int], n_train: int) -> float:
+    """About how many multiply-adds ``/api/minibatch`` costs: a forward and backward
+    pass (3 per parameter) for every training image and every image drawn."""
+    return 3.0 * model.network.n_parameters * (n_train + sum(sizes))
+
+
+def landscape_cost(model: Model, size: int) -> float:
+    """About how many multiply-adds ``/api/landscape`` costs on its N images: the
+    gradient (3 per parameter per image), the first layer's three products
+    (3 N n_0 n_1), and for each of the size² points the layers after the first."""
+    n, N = model.network.sizes, learning.LANDSCAPE_IMAGES
+    after_first = sum(n[m - 1] * n[m] for m in range(2, len(n)))
+    return 3.0 * N * (model.network.n_parameters + n[0] * n[1]) + size**2 * N * after_first
+
+
 def minibatch_answer(state: ServerState, model: Model, sizes: list[int], seed: int) -> dict:
     """``POST /api/minibatch``'s answer, kept in the server's cache per network, loss,
     sizes and seed (the full-set gradient is kept there per network and loss)."""
@@ -140,6 +155,8 @@ async def minibatch(request: MinibatchRequest, state: State, http: Request) -> d
     sizes = request.sizes
     _refused(lambda: [learning.check_whole(s, "each batch size", 1, 60_000) for s in sizes])
     _refused(lambda: learning.check_whole(request.seed, "seed", 0, 2**63 - 1))
+    cost = minibatch_cost(model, sizes, 60_000)
+    _refused(lambda: explore.check_cost("a mini-batch comparison", model.network, cost))
     work = lambda: _refused(lambda: minibatch_answer(state, model, sizes, request.seed))  # noqa: E731
     return await state.work.run(http, work, cold=True)
 
@@ -161,5 +178,7 @@ async def landscape(request: LandscapeRequest, state: State, http: Request) -> d
     the gradient, d₂ random and orthogonal to it, both scaled filter by filter (Li et
     al., 2018).  The answer has no ``path``: no model's record keeps per-epoch weights."""
     model = named_model(state, request.model)
+    cost = landscape_cost(model, min(request.size, learning.LANDSCAPE_SIZES[1]))  # size: later
+    _refused(lambda: explore.check_cost("a landscape", model.network, cost))
     work = lambda: _refused(lambda: landscape_answer(state, model, request))  # noqa: E731
     return await state.work.run(http, work, cold=True)
