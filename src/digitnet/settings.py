@@ -158,7 +158,8 @@ class Setting:
         low, high = self.bounds(page)
         above = value > low if self.above else value >= low
         below = value < high if self.below else value <= high
-        return math.isfinite(value) and above and below
+        finite = isinstance(value, int) or math.isfinite(value)  # an int of 400 digits too
+        return finite and above and below
 
     def expected(self, page: bool = False) -> str:
         """What a JSON value must be, as the page's and the schema's messages say it."""

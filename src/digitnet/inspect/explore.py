@@ -16,9 +16,12 @@ where δ_l = ∂J/∂z_l.  Batches are rows, as in ``network``: x is (B, 784).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from threading import Lock
+from threading import Event, Lock
 
 import numpy as np
 
@@ -39,6 +42,34 @@ NUDGE_STEP, NUDGE_STEPS = 0.02, 1000
 
 class NudgeFailed(ValueError):
     """No nudge within the budget made the network answer the target."""
+
+
+# -- stopping long work -------------------------------------------------------------------
+
+
+class Stopped(Exception):
+    """Work given up because whoever asked for it stopped waiting (``stoppable``)."""
+
+
+_STOP: ContextVar[tuple[Event, ...]] = ContextVar("digitnet_stop", default=())
+
+
+@contextmanager
+def stoppable(*events: Event) -> Iterator[None]:
+    """Within this context (in this thread), ``checkpoint`` raises ``Stopped`` once any
+    of ``events`` is set: the slow loops here (and in ``learning``, ``landscape``) call
+    it between chunks, so a server can give up work its client no longer waits for."""
+    token = _STOP.set(_STOP.get() + events)
+    try:
+        yield
+    finally:
+        _STOP.reset(token)
+
+
+def checkpoint() -> None:
+    """Raise ``Stopped`` if the surrounding ``stoppable`` was told to stop."""
+    if any(event.is_set() for event in _STOP.get()):
+        raise Stopped("the work was stopped: its client left or the server is stopping")
 
 
 def check_digit(net: Network, value: int, name: str = "target") -> int:
@@ -108,6 +139,7 @@ def top_images(net: Network, images: Array, k: int = TOP, batch: int = 10_000) -
     (ties: the lower index first)."""
     keys, acts = [], []
     for s in range(0, len(images), batch):
+        checkpoint()
         run = forward(net, images[s : s + batch])
         keys.append(_rank_keys(net, run))
         acts.append(run.a[1:])
@@ -147,6 +179,7 @@ def wants(
     x = np.full((len(rows), net.sizes[0]), start, dtype=net.params.dtype)
     lam, eta = net.params.dtype.type(l2), net.params.dtype.type(rate)
     for _ in range(steps):
+        checkpoint()
         run = forward(net, x)
         g = input_gradient(net, run, layer, _objective_delta(net, run, layer, rows))
         x = np.clip(x + eta * (g - lam * x), 0, 1)
@@ -204,6 +237,7 @@ def knockout_table(net: Network, images: Array, labels: Array, on_neuron=None) -
     base = whole.a[-1].argmax(axis=1)
     accuracy, per_digit = np.zeros(len(neurons)), np.zeros((len(neurons), k))
     for r, (l, j) in enumerate(neurons):
+        checkpoint()
         a_l = whole.a[l].copy()
         a_l[:, j] = 0
         guess = forward(net, a_l, start=l).a[-1].argmax(axis=1)
@@ -274,6 +308,7 @@ def nudge(
     s = x0.dtype.type(step)
     x = x0.copy()
     for n in range(max_steps + 1):
+        checkpoint()
         run, _, g = cost_gradient(net, x, target, knockout)
         if int(run.a[-1][0].argmax()) == target:
             change = (x - x0)[0].astype(np.float64)
@@ -301,32 +336,116 @@ def nudge(
 # -- all of it for one model, computed once -------------------------------------------------
 
 
+def nbytes(value) -> int:
+    """About how many bytes ``value`` holds: arrays by their buffers, containers by
+    their items (a long list of numbers at 40 bytes an item), anything else 64."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        return 64 + sum(nbytes(k) + nbytes(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        ends = value[:1] + value[-1:]
+        if len(value) > 16 and all(isinstance(v, (int, float)) for v in ends):
+            return 56 + 40 * len(value)  # a long list of numbers, without a look at each
+        return 56 + 8 * len(value) + sum(nbytes(v) for v in value)
+    if isinstance(value, KnockoutTable):
+        return nbytes([value.accuracy, value.per_digit, value.neurons])
+    return 64
+
+
 class Atlas:
     """The slow parts for one network on one image set, each computed on first use and
     kept: the top images of every neuron, the knock-out table, every layer's "wants".
-    Safe to share between threads (each part is computed once)."""
+    Safe to share between threads (each part is computed once; a part already made is
+    read without waiting for another being made).  It holds the network weakly, so that
+    a cache of atlases never keeps a network alive (``net`` is None once it is gone)."""
 
     def __init__(self, net: Network, images: Array, labels: Array) -> None:
-        self.net, self.images, self.labels = net, images, labels
+        self._net = weakref.ref(net)
+        self.images, self.labels = images, labels
         self._lock = Lock()
         self._top: list[tuple] | None = None
         self._table: KnockoutTable | None = None
         self._wants: dict[int, Array] = {}
 
+    @property
+    def net(self) -> Network | None:
+        return self._net()
+
+    def _made(self, compute):
+        net = self.net
+        if net is None:
+            raise Stopped("the network was let go")
+        return compute(net)
+
     def top(self) -> list[tuple]:
-        with self._lock:
-            if self._top is None:
-                self._top = top_images(self.net, self.images)
-            return self._top
+        if self._top is None:
+            with self._lock:
+                if self._top is None:
+                    self._top = self._made(lambda net: top_images(net, self.images))
+        return self._top
 
     def table(self) -> KnockoutTable:
-        with self._lock:
-            if self._table is None:
-                self._table = knockout_table(self.net, self.images, self.labels)
-            return self._table
+        if self._table is None:
+            with self._lock:
+                if self._table is None:
+                    self._table = self._made(
+                        lambda net: knockout_table(net, self.images, self.labels)
+                    )
+        return self._table
 
     def wants(self, layer: int) -> Array:
-        with self._lock:
-            if layer not in self._wants:
-                self._wants[layer] = wants(self.net, layer)
-            return self._wants[layer]
+        if layer not in self._wants:
+            with self._lock:
+                if layer not in self._wants:
+                    self._wants[layer] = self._made(lambda net: wants(net, layer))
+        return self._wants[layer]
+
+    def ready(self, layer: int) -> bool:
+        """Whether everything ``GET /api/neuron`` shows of a neuron of ``layer`` is made."""
+        net = self.net
+        hidden = net is not None and layer < len(net.W)
+        return self._top is not None and layer in self._wants and (
+            self._table is not None or not hidden
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """About how many bytes the parts made so far hold."""
+        return nbytes([self._top or [], self._table, list(self._wants.values())])
+
+
+#: Most multiply-adds one explorer request may cost the first time: about 15 s of one
+#: core on a busy 2-core machine (784-128-128-10 on 10,000 images: 3.4e10, 14.6 s at a
+#: load average of 15; 784-16-16-10: 3.5e8).
+MAX_EXPLORE_COST = 5e10
+
+
+def check_cost(what: str, net: Network, cost: float) -> None:
+    """Refuse (ValueError) work on ``net`` that would cost over ``MAX_EXPLORE_COST``."""
+    if cost > MAX_EXPLORE_COST:
+        shape = "-".join(map(str, net.sizes))
+        raise ValueError(
+            f"{what} of a {shape} network takes about {cost:.1e} multiply-adds, over the "
+            f"explorer's bound of {MAX_EXPLORE_COST:.0e}; explore a smaller network"
+        )
+
+
+def nudge_cost(net: Network, steps: int = NUDGE_STEPS) -> float:
+    """About how many multiply-adds ``nudge`` may cost: ``steps`` forward and backward
+    passes of one input, 3 per parameter each."""
+    return float(3 * steps * net.n_parameters)
+
+
+def explore_cost(net: Network, n_images: int) -> float:
+    """About how many multiply-adds a first ``GET /api/neuron`` costs for ``net`` on
+    ``n_images`` images, from the sizes n_0..n_L: the knock-out table reruns, for each
+    hidden neuron of layer l, the layers after it, n_images · Σ_{m>l} n_{m-1} n_m; the
+    "wants" of a layer run ``WANTS_STEPS`` forward and backward passes for each of its
+    n_l neurons, 2 · n_l · Σ_{m<=l} n_{m-1} n_m each."""
+    n = net.sizes
+    after = [sum(n[m - 1] * n[m] for m in range(l + 1, len(n))) for l in range(len(n))]
+    upto = [sum(n[m - 1] * n[m] for m in range(1, l + 1)) for l in range(len(n))]
+    table = sum(n[l] * n_images * after[l] for l in range(1, len(n) - 1))
+    wanted = max(2 * WANTS_STEPS * n[l] * upto[l] for l in range(1, len(n)))
+    return float(table + wanted + n_images * upto[-1])

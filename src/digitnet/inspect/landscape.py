@@ -18,6 +18,7 @@ import numpy as np
 from ..learn.network import Network, feedforward
 from ..learn.primitives import each
 from ..train import one_hot
+from .explore import checkpoint
 from .learning import (
     LANDSCAPE_IMAGES,
     LANDSCAPE_SIZE,
@@ -140,6 +141,7 @@ def _walk_grid(net: Network, rule, y: Array, layers, products, steps: Array, cos
     (W0, b0), (W1, b1), (W2, b2) = layers
     for i, beta in enumerate(steps):
         for j, alpha in enumerate(steps):
+            checkpoint()
             # the layers after the first at this point; the first is in the products
             W = [w + alpha * u + beta * v for w, u, v in zip(W0[1:], W1[1:], W2[1:], strict=True)]
             b = [c + alpha * u + beta * v for c, u, v in zip(b0, b1, b2, strict=True)]
@@ -201,7 +203,7 @@ def landscape(
         return steps, grid_costs(net, images, labels, loss, d, steps), d
 
     key = fingerprint(net, "landscape", loss, size, span, seed)
-    steps, cost, d = cache.get(key, compute)
+    steps, cost, d = cache.get(key, compute, owner=net)
     return Landscape(
         alphas=steps.copy(),
         betas=steps.copy(),

@@ -15,7 +15,8 @@ the input (1 = the first hidden layer, L = the outputs) and the weights ``W[l-1]
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+import weakref
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from threading import RLock
@@ -27,7 +28,7 @@ from ..learn.activations import LOSSES, Loss, lookup
 from ..learn.network import Network
 from ..train import one_hot
 from ..vision.recognise import probabilities
-from .explore import check_digit
+from .explore import check_digit, checkpoint, nbytes
 
 Array = np.ndarray
 
@@ -289,6 +290,7 @@ def mean_gradient(
     total_cost, total = 0.0, np.zeros(net.params.size)
     with one_blas_thread():
         for s in range(0, m, CHUNK):
+            checkpoint()
             chunk = rows[s : s + CHUNK]
             x = scratch.as_input(images[chunk])  # uint8 -> [0, 1] in the network's dtype
             cost, _ = scratch.backprop(x, one_hot(labels[chunk], k, net.params.dtype), loss)
@@ -314,36 +316,75 @@ def fingerprint(net: Network, *extra) -> str:
     return h.hexdigest()
 
 
+#: Bytes one ``Cache`` may hold in all; past that the least recently used answers go.
+CACHE_BYTES = 128 * 2**20
+
+
 class Cache:
     """What is slow to compute on one training set (uint8 images (N, n_0), labels (N,),
     kept by reference and never changed), kept per network and question: the full-set
-    gradient, landscapes.  Keyed by
-    ``fingerprint`` (so a network changed in place is a new key); the ``capacity``
-    most recent answers are kept.  Safe to share between threads: each answer is
-    computed once, under a lock."""
+    gradient, landscapes.  Keyed by ``fingerprint`` (so a network changed in place is a
+    new key); the least recently used answers go once they hold over ``max_bytes``
+    (``explore.nbytes``), and an answer given an ``owner`` network goes when that
+    network is collected.  Safe to share between threads: each answer is computed once
+    (under a lock of its own key, so an answer already kept never waits behind one
+    being computed)."""
 
-    def __init__(self, images: Array, labels: Array, capacity: int = 16) -> None:
-        self.images, self.labels, self.capacity = images, np.asarray(labels), capacity
-        self._kept: OrderedDict[str, object] = OrderedDict()
+    def __init__(self, images: Array, labels: Array, max_bytes: int = CACHE_BYTES) -> None:
+        self.images, self.labels, self.max_bytes = images, np.asarray(labels), max_bytes
+        self._kept: OrderedDict[str, tuple[object, int]] = OrderedDict()  # answer, bytes
         self._lock = RLock()  # re-entrant: an answer kept may be built from another
+        self._making: dict[str, RLock] = {}
+        self._gone: deque[str] = deque()  # keys whose owner was collected
 
-    def get(self, key: str, compute: Callable[[], object]):
+    def get(self, key: str, compute: Callable[[], object], owner: Network | None = None):
         """The answer kept under ``key``, or ``compute()``'s, then kept."""
         with self._lock:
+            self._let_go()
             if key in self._kept:
                 self._kept.move_to_end(key)
-                return self._kept[key]
-            value = self._kept[key] = compute()
-            if len(self._kept) > self.capacity:
-                self._kept.popitem(last=False)
+                return self._kept[key][0]
+            making = self._making.setdefault(key, RLock())
+        with making:
+            with self._lock:
+                if key in self._kept:
+                    return self._kept[key][0]
+            value = compute()
+            with self._lock:
+                self._kept[key] = (value, nbytes(value))
+                self._making.pop(key, None)
+                if owner is not None:
+                    weakref.finalize(owner, self._gone.append, key)
+                self._trim(key)
             return value
+
+    def _let_go(self) -> None:
+        while self._gone:
+            self._kept.pop(self._gone.popleft(), None)
+
+    def _trim(self, newest: str) -> None:
+        total = sum(size for _, size in self._kept.values())
+        while total > self.max_bytes and len(self._kept) > 1:
+            key = next(iter(self._kept))
+            if key == newest:
+                break
+            total -= self._kept.pop(key)[1]
+
+    @property
+    def nbytes(self) -> int:
+        """About how many bytes the answers kept hold."""
+        with self._lock:
+            self._let_go()
+            return sum(size for _, size in self._kept.values())
 
     def full(self, net: Network, loss: str) -> tuple[float, Array]:
         """``mean_gradient`` over the whole set, computed once per network and loss."""
         check_set(net, self.images, self.labels)
         rule = check_loss(net, loss)
         key = fingerprint(net, "full", loss)
-        return self.get(key, lambda: mean_gradient(net, self.images, self.labels, rule))
+        return self.get(
+            key, lambda: mean_gradient(net, self.images, self.labels, rule), owner=net
+        )
 
 
 def _cosine(u: Array, v: Array) -> float:

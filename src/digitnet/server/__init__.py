@@ -45,6 +45,16 @@ middleware, or the HTTP layer; ``errors``).  Against hostile and unlucky clients
   longest makes room, so idle sockets cannot lock real requests out;
 - bound to loopback, only requests whose Host is a loopback name are answered (421
   otherwise), so a web page cannot reach the API through DNS rebinding;
+- a request that changes state (POST, PUT, PATCH, DELETE) from another origin gets a
+  403 (``Origin`` not the request's Host, or ``Sec-Fetch-Site: cross-site``), and one
+  with a body not declared JSON a 415, so no page elsewhere can start a training;
+- explorer and learning work runs on bounded pools (``work``): at most ``PER_CLIENT``
+  requests at once per client, a cached answer never behind an uncached one, work
+  stopped when its client leaves or the server stops; its caches are bounded by bytes;
+- event streams count apart from ``MAX_CONNECTIONS``, ``STREAMS_PER_CLIENT`` each;
+- a 413 or 408 sent before the body has arrived closes lingering, so a client that
+  writes first still reads it; Content-Length must be plain digits and never comes
+  with Transfer-Encoding; JSON is nested at most ``MAX_NESTING`` deep;
 - SIGTERM or Ctrl-C stop the server gracefully within ``SHUTDOWN_TIMEOUT`` seconds:
   no new connections, uploads still arriving are answered 503, requests already
   read get that long to finish.
@@ -61,10 +71,12 @@ Where each part lives:
 - ``schemas``: every request and response model;
 - ``errors``: the JSON error body, and the HTTP status of each exception type;
 - ``pictures``: PNG data URLs in and out, and the bounded pool pictures are decoded on;
-- ``middleware``: ``BodyLimit``, ``HostCheck``, ``JSONErrors``;
 - ``classroom``: ``ClientCookie`` (each browser's id), the class's addresses, Host
   names and QR codes, and ``Classroom`` (the teacher's key);
 - ``budget``: a training's estimated seconds from its FLOPs, against ``WORK_BUDGET``;
+- ``middleware``: ``BodyLimit``, ``HostCheck``, ``SameOrigin``, ``HeadAsGet``,
+  ``EventStreams``, ``JSONErrors``, and ``client_key`` (who a request comes from);
+- ``work``: the explorer's bounded, cancellable pools;
 - ``protocol``: ``GuardedProtocol``, ``bind``, ``serve`` and the loopback checks;
 - ``memory``: giving a picture's memory back to the system.
 """

@@ -14,7 +14,16 @@ from ..files.modelfile import Model
 from . import jobs
 from .classroom import Classroom, ClientCookie
 from .errors import add_handlers
-from .middleware import BODY_TIMEOUT, MAX_BODY_BYTES, BodyLimit, HostCheck
+from .middleware import (
+    BODY_TIMEOUT,
+    MAX_BODY_BYTES,
+    BodyLimit,
+    EventStreams,
+    HeadAsGet,
+    HostCheck,
+    SameOrigin,
+    StreamCount,
+)
 from .models import Models
 from .pictures import PICTURE_QUEUE, PICTURE_WORKERS, Pictures
 from .routes import ROUTERS
@@ -73,12 +82,17 @@ def create_app(
     )
     app.state.models = models  # what `digitnet serve` warns of: models.skipped
     app.state.classroom = classroom or Classroom()
+    app.state.stopping = app.state.server.work.stopping  # set by ``serve`` at SIGTERM
     add_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", static_files(), name="static")
     app.add_middleware(ClientCookie)  # each browser's id, for its training runs
+    app.state.streams = StreamCount()  # which ``serve``'s connection count leaves out
+    app.add_middleware(EventStreams, count=app.state.streams)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=body_timeout)
+    app.add_middleware(SameOrigin)  # before the body is read
     if hosts is not None:
         app.add_middleware(HostCheck, hosts=hosts)  # outermost: checked before the body
     return app

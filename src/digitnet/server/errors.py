@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..inspect.explore import NudgeFailed
+from ..inspect.explore import NudgeFailed, Stopped
 from ..vision.preprocess import PictureError, PictureTooLarge
 from .pictures import TooManyPictures
 
@@ -26,14 +26,22 @@ STATUS: dict[type[Exception], int] = {
     PictureError: 422,  # not a PNG, unreadable, or no digit in it
     NudgeFailed: 422,  # no nudge within the budget reached the target
     TooManyPictures: 503,  # the picture pool and its queue are full
+    Stopped: 503,  # work given up: the server is stopping (or the client left)
 }
 
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 503: "Service Unavailable"}
 
 
+#: Longest error message sent: a message that echoes a bad value is cut there.
+MAX_MESSAGE = 500
+
+
 def error(status: int, message: str, *, close: bool = False) -> JSONResponse:
-    """``{"error": message}`` with ``status``; ``close`` ends the connection after it."""
+    """``{"error": message}`` with ``status`` (the message cut to ``MAX_MESSAGE``
+    characters); ``close`` ends the connection after it."""
     headers = {"connection": "close"} if close else None
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -79,12 +87,13 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
     response.headers.update(exc.headers or {})  # e.g. Allow on a 405
     if exc.status_code == 405:
         path = request.url.path
-        methods = {
-            method
-            for route in request.app.routes
-            if getattr(route, "methods", None) and route.path_regex.match(path)
-            for method in route.methods
-        }
+        methods = set()
+        for route in request.app.routes:
+            pattern = getattr(route, "path_regex", None)
+            if pattern is not None and pattern.match(path):  # a mount (static) serves GET
+                methods |= set(getattr(route, "methods", None) or {"GET"})
+        if "GET" in methods:
+            methods.add("HEAD")  # answered as GET without the body (``HeadAsGet``)
         response.headers["allow"] = ", ".join(sorted(methods))
     return response
 

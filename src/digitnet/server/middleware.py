@@ -1,18 +1,56 @@
-"""ASGI middleware around the app: ``BodyLimit`` (size and arrival time of request
-bodies), ``HostCheck`` (the Host header, against DNS rebinding) and ``JSONErrors``
-(JSON even when the app fails before answering)."""
+"""ASGI middleware around the app: ``BodyLimit`` (size, arrival time and nesting of
+request bodies), ``HostCheck`` (the Host header, against DNS rebinding), ``SameOrigin``
+(no state-changing request from another site), ``HeadAsGet`` (HEAD answered as GET
+without its body) and ``JSONErrors`` (JSON even when the app fails before answering);
+``client_key``, who a request comes from."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Collection
+from urllib.parse import urlsplit
 
+import numpy as np
+
+from .classroom import cookie_client
 from .errors import error
 
 #: Largest request body accepted, in bytes.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: Seconds a request's body has to arrive, once its headers have.
 BODY_TIMEOUT = 20.0
+#: Deepest nesting of arrays and objects a JSON body may have (the API's deepest is 3,
+#: a knock-out list); checked before the body is parsed, so no parser recurses deeper.
+MAX_NESTING = 32
+#: Methods that change the server's state: refused from another origin.
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: The cookie that tells apart clients behind one address (a class behind one NAT).
+CLIENT_COOKIE = "digitnet_client"
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def nesting(body: bytes) -> int:
+    """The deepest nesting of ``[`` and ``{`` in a JSON text, strings left out, found
+    by one scan (no parsing): depth = max over the text of (opened - closed)."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKET)
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
+
+
+def client_key(scope) -> str:
+    """Who a request comes from: its address, and its client id (the cookie
+    ``classroom.ClientCookie`` gives each browser) when it sends one, so that people
+    behind one address are told apart, and one person is one client whatever
+    connection they use."""
+    host = (scope.get("client") or ("?", 0))[0]
+    client = cookie_client(scope.get("headers") or ())
+    return host if client is None else f"{host} {client}"
 
 
 class BodyLimit:
@@ -51,6 +89,10 @@ class BodyLimit:
             more = message.get("more_body", False)
             if len(body) > self.limit:
                 return await too_big(scope, receive, send)
+        depth = nesting(bytes(body)) if body else 0
+        if depth > MAX_NESTING:
+            deep = error(400, f"JSON nested {depth:,} deep: at most {MAX_NESTING} levels")
+            return await deep(scope, receive, send)
         await self.app(scope, replay(bytes(body), receive), send)
 
 
@@ -99,6 +141,139 @@ class HostCheck:
                 )
                 return await refuse(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+#: Event streams (``GET /api/train/{id}/events``) held at once, and per client; they
+#: are counted apart from ``protocol.MAX_CONNECTIONS``.
+MAX_STREAMS, STREAMS_PER_CLIENT = 256, 4
+_EVENTS = re.compile(r"/api/train/[^/]+/events")
+
+
+class StreamCount:
+    """The event streams open: ``open`` in all, ``by_client`` per ``client_key``; at
+    most ``limit`` and ``per_client``."""
+
+    def __init__(self, limit: int = MAX_STREAMS, per_client: int = STREAMS_PER_CLIENT):
+        self.limit, self.per_client = limit, per_client
+        self.open, self.by_client = 0, {}
+
+
+class EventStreams:
+    """ASGI middleware: counts the event streams open in ``count``, at most
+    ``count.per_client`` for one client (``client_key``; 429 past that) and
+    ``count.limit`` in all (503), so that streams, which stay open for a whole run,
+    never take the room of other requests (the HTTP layer leaves ``count.open`` out of
+    its connection count)."""
+
+    def __init__(self, app, count: StreamCount) -> None:
+        self.app, self.count = app, count
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not _EVENTS.fullmatch(scope["path"]):
+            return await self.app(scope, receive, send)
+        count, who = self.count, client_key(scope)
+        mine = count.by_client.get(who, 0)
+        if mine >= count.per_client:
+            message = f"at most {count.per_client} event streams per client; close one first"
+            return await error(429, message)(scope, receive, send)
+        if count.open >= count.limit:
+            message = f"all {count.limit} event streams are taken; try again later"
+            return await error(503, message)(scope, receive, send)
+        count.open, count.by_client[who] = count.open + 1, mine + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            count.open -= 1
+            count.by_client[who] -= 1
+            if not count.by_client[who]:
+                del count.by_client[who]
+
+
+def _origin_host(origin: str) -> str | None:
+    """The host[:port] of an Origin header, without the scheme's default port; None
+    for ``null`` or anything that is not an http(s) origin."""
+    parts = urlsplit(origin.strip().lower())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    default = ":80" if parts.scheme == "http" else ":443"
+    return parts.netloc.removesuffix(default)
+
+
+def foreign_origin(headers: dict[bytes, bytes]) -> str | None:
+    """Why a request comes from another origin, or None when it may be the page's own
+    (or no browser's: the CLI and curl send neither header).  Same origin means the
+    Origin's host and port are the request's Host, which is what a page loaded from
+    this server sends whatever name the server is reached by."""
+    site = headers.get(b"sec-fetch-site", b"").decode("latin-1").strip().lower()
+    if site in ("cross-site", "same-site"):
+        return f"Sec-Fetch-Site: {site}"
+    origin = headers.get(b"origin")
+    if origin is None:
+        return None
+    text = origin.decode("latin-1")
+    host = headers.get(b"host", b"").decode("latin-1").strip().lower().removesuffix(":80")
+    if _origin_host(text) != host:
+        return f"Origin {text[:60]!r} is not this server ({host[:60] or 'no Host'})"
+    return None
+
+
+def is_json(content_type: bytes | None) -> bool:
+    """Whether a Content-Type is JSON: application/json or application/*+json."""
+    kind = (content_type or b"").split(b";")[0].strip().lower()
+    return kind == b"application/json" or (
+        kind.startswith(b"application/") and kind.endswith(b"+json")
+    )
+
+
+class SameOrigin:
+    """ASGI middleware: a request that changes state (``WRITES``) is refused with 403
+    when a browser says it comes from another origin (``Origin`` not this server, or
+    ``Sec-Fetch-Site: cross-site``), and with 415 when it has a body that is not
+    declared JSON: a page elsewhere can send a "simple" cross-site POST (text/plain,
+    no preflight), never one with a JSON type, and every body this API reads is JSON.
+    The page, the widget and the CLI or curl (no Origin) are served as before."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] in WRITES:
+            headers = dict(scope["headers"])
+            why = foreign_origin(headers)
+            if why is not None:
+                refuse = error(403, f"{scope['method']} from another site refused: {why}")
+                return await refuse(scope, receive, send)
+            has_body = headers.get(b"content-length", b"0") != b"0" or (
+                b"transfer-encoding" in headers
+            )
+            if has_body and not is_json(headers.get(b"content-type")):
+                kind = headers.get(b"content-type", b"none").decode("latin-1")[:60]
+                refuse = error(415, f"expected Content-Type: application/json, got {kind!r}")
+                return await refuse(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class HeadAsGet:
+    """ASGI middleware: HEAD on any GET route answers as GET (the same status and
+    headers, Content-Length included) without the body."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+        done = False
+
+        async def headers_only(message):
+            nonlocal done
+            if message["type"] == "http.response.body":
+                if done:
+                    return
+                done, message = True, {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 class JSONErrors:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..files.modelfile import Model, ModelFileError, expected_bytes, load, save
 from ..files.paths import OutputError, check_output
+from ..settings import short
 
 #: The id of the model the server was started with.
 SERVED = "served"
@@ -112,7 +113,7 @@ class Models:
             return self._models[model_id]
         except (KeyError, TypeError):
             known = ", ".join(self.ids())
-            raise UnknownModel(f"no model {model_id!r}; the models are: {known}") from None
+            raise UnknownModel(f"no model {short(model_id)}; the models are: {known}") from None
 
     def ids(self) -> list[str]:
         """The listed ids, the served model first, then oldest to newest."""

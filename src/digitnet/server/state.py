@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -19,6 +20,7 @@ from ..learn.network import Network
 from . import jobs
 from .models import Models
 from .pictures import Pictures
+from .work import Work
 
 
 def mnist_train() -> tuple[np.ndarray, np.ndarray]:
@@ -29,17 +31,66 @@ def mnist_train() -> tuple[np.ndarray, np.ndarray]:
     return load_split(None, "train")
 
 
-def atlases(images: np.ndarray, labels: np.ndarray) -> Callable[[Network], explore.Atlas]:
-    """``atlas(net)``: the ``explore.Atlas`` of ``net`` on these images, made on first use
-    and kept as long as the network lives, so every served model has its own cache."""
-    made: weakref.WeakKeyDictionary[Network, explore.Atlas] = weakref.WeakKeyDictionary()
+#: Bytes the explorer's atlases may hold in all; past that the least recently used
+#: go first (the newest one always stays).
+ATLAS_BYTES = 256 * 2**20
 
-    def atlas(net: Network) -> explore.Atlas:
-        if net not in made:
-            made[net] = explore.Atlas(net, images, labels)
-        return made[net]
 
-    return atlas
+class Atlases:
+    """``atlases(net)``: the ``explore.Atlas`` of ``net`` on these images, made on first
+    use.  Kept least recently used first, at most ``max_bytes`` in all, and let go as
+    soon as its network is (an atlas holds its network weakly, and its entry is removed
+    when the network is collected): exploring a run epoch by epoch, where each epoch
+    is a new network, keeps only what the models held still need."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, max_bytes: int = ATLAS_BYTES):
+        self.images, self.labels, self.max_bytes = images, labels, max_bytes
+        self._kept: OrderedDict[int, explore.Atlas] = OrderedDict()  # by id(network)
+        self._lock = threading.Lock()
+        self._gone: deque[tuple[int, weakref.ref]] = deque()
+
+    def __call__(self, net: Network) -> explore.Atlas:
+        with self._lock:
+            self._let_go()
+            atlas = self._kept.get(id(net))
+            if atlas is not None and atlas.net is net:
+                self._kept.move_to_end(id(net))
+            else:
+                atlas = self._kept[id(net)] = explore.Atlas(net, self.images, self.labels)
+                weakref.finalize(net, self._gone.append, (id(net), weakref.ref(atlas)))
+            self._trim()
+            return atlas
+
+    def _let_go(self) -> None:
+        """Drop the atlases whose networks are gone (``_gone`` is filled by the networks'
+        finalizers, which may run in any thread at any time, so they only append)."""
+        while self._gone:
+            key, atlas = self._gone.popleft()
+            if key in self._kept and self._kept[key] is atlas():
+                del self._kept[key]
+
+    def _trim(self) -> None:
+        total = sum(atlas.nbytes for atlas in self._kept.values())
+        while total > self.max_bytes and len(self._kept) > 1:
+            _, oldest = self._kept.popitem(last=False)
+            total -= oldest.nbytes
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._let_go()
+            return len(self._kept)
+
+    @property
+    def nbytes(self) -> int:
+        """About how many bytes the atlases kept hold."""
+        with self._lock:
+            self._let_go()
+            return sum(atlas.nbytes for atlas in self._kept.values())
+
+
+def atlases(images: np.ndarray, labels: np.ndarray) -> Atlases:
+    """``Atlases`` over these images (the server's, and a test's)."""
+    return Atlases(images, labels)
 
 
 @dataclass
@@ -62,6 +113,7 @@ class ServerState:
     atlas: Callable[[Network], explore.Atlas] | None = None
     training: Callable[[], tuple[np.ndarray, np.ndarray]] = mnist_train
     steps_made: int = 0  # models made by /api/step: step-1, step-2, ..., never reused
+    work: Work = field(default_factory=Work)  # the explorer's bounded pools
     _cache: learning.Cache | None = field(default=None, init=False, repr=False)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -78,9 +130,10 @@ class ServerState:
             return self._cache
 
     async def close(self) -> None:
-        """Stop any training and the picture pool, at server shutdown."""
+        """Stop any training, the picture pool and the explorer's work, at shutdown."""
         await self.trainer.close()
         self.pictures.close()
+        self.work.close()
 
 
 async def server_state(request: Request) -> ServerState:

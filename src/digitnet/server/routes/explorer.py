@@ -2,15 +2,17 @@
 (what excites neuron (L, I), what input it wants and what the test digits lose without
 it) and ``POST /api/nudge`` (a predict request and a ``"target"`` -> the smallest change
 found that makes the network answer the target).  The slow parts are computed once
-per network and kept with it (``ServerState.atlas``)."""
+per network and kept with it (``ServerState.atlas``); the work runs on the bounded
+pools of ``server.work`` (an answer from the atlas never waits behind work that is
+not), and a request whose first-time cost is over ``explore.MAX_EXPLORE_COST`` is
+refused (422) before it starts."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from ...inspect import explore
 from ...learn.knockout import check_neuron, keep_masks
@@ -19,7 +21,7 @@ from ...vision.preprocess import to_mnist
 from ..pictures import png_data_url
 from ..schemas import ERRORS, ErrorResponse, NeuronResponse, NudgeRequest, NudgeResponse, rounded
 from ..state import State
-from .predict import requested_network
+from .predict import distinct, requested_network
 
 router = APIRouter()
 
@@ -73,12 +75,13 @@ def nudge_answer(net: Network, pixels: np.ndarray, target: int, knockout) -> dic
     "/api/neuron",
     response_model=NeuronResponse,
     response_model_exclude_none=True,  # "knockout" only for hidden neurons
-    responses={**ERRORS, 404: {"model": ErrorResponse}},
+    responses={**ERRORS, 404: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
 )
 async def neuron(
     layer: int,
     index: int,
     state: State,
+    http: Request,
     model: Annotated[str | None, Query(description="a model id; the served one")] = None,
 ) -> dict:
     """What excites one neuron, what it wants, and what is lost without it."""
@@ -90,25 +93,36 @@ async def neuron(
         check_neuron(net, layer, index)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, neuron_answer, state.atlas(net), layer, index)
+    atlas = state.atlas(net)
+    cold = not atlas.ready(layer)
+    if cold:
+        cost = explore.explore_cost(net, len(state.images))
+        _refused(lambda: explore.check_cost("exploring the neurons", net, cost))
+    # ``net`` is held by this frame until the answer is made: the atlas holds it weakly
+    return await state.work.run(http, lambda: neuron_answer(atlas, layer, index), cold=cold)
 
 
-@router.post("/api/nudge", response_model=NudgeResponse, responses=ERRORS)
-async def nudge(request: NudgeRequest, state: State) -> dict:
-    """The smallest change found that makes the network answer ``target``."""
-    net = requested_network(state, request)
-    knockout = request.knockout or ()
-    try:  # unlike predict's, these messages name no field: as they always have
-        explore.check_digit(net, request.target)
-        keep_masks(net, knockout)
+def _refused(check) -> None:
+    try:
+        check()
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
 
-    def work(pixels: np.ndarray) -> dict:
-        return nudge_answer(net, pixels, request.target, knockout)
+
+@router.post("/api/nudge", response_model=NudgeResponse,
+             responses={**ERRORS, 429: {"model": ErrorResponse}})  # fmt: skip
+async def nudge(request: NudgeRequest, state: State, http: Request) -> dict:
+    """The smallest change found that makes the network answer ``target``."""
+    net = requested_network(state, request)
+    knockout = distinct(request.knockout)
+    # unlike predict's, these messages name no field: as they always have
+    _refused(lambda: explore.check_digit(net, request.target))
+    _refused(lambda: keep_masks(net, knockout))
+    _refused(lambda: explore.check_cost("a nudge", net, explore.nudge_cost(net)))
 
     if request.pixels is not None:
         pixels = np.array(request.pixels, dtype=np.float32)
-        return await asyncio.get_running_loop().run_in_executor(None, work, pixels)
-    return await state.pictures.read(request.image, lambda picture: work(to_mnist(picture)))
+    else:  # the picture decoded on its pool, the nudge made on the explorer's
+        pixels = await state.pictures.read(request.image, to_mnist)
+    work = lambda: nudge_answer(net, pixels, request.target, knockout)  # noqa: E731
+    return await state.work.run(http, work, cold=True)

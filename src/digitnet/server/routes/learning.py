@@ -18,10 +18,8 @@ per server, so a class asking the same question again is answered from it.
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from ...files.modelfile import Model
 from ...inspect import explore, learning
@@ -71,29 +69,31 @@ def _check_example(state: ServerState, request: GradientRequest) -> Model:
     return model
 
 
-async def _on_pixels(state: ServerState, request: GradientRequest, work):
-    """``work(pixels (784,) float32)`` off the event loop, on the request's pixels or on
-    its picture preprocessed as for ``/api/predict`` (a blank picture is refused there)."""
+async def _on_pixels(state: ServerState, request: GradientRequest, http: Request, work):
+    """``work(pixels (784,) float32)`` off the event loop (``state.work``'s warm pool:
+    one example's gradient is quick), on the request's pixels or on its picture
+    preprocessed as for ``/api/predict`` (a blank picture is refused there)."""
     if request.pixels is not None:
         pixels = np.array(request.pixels, dtype=np.float32)
-        return await asyncio.to_thread(_refused, lambda: work(pixels))
-    return await state.pictures.read(
-        request.image, lambda picture: _refused(lambda: work(to_mnist(picture).reshape(-1)))
-    )
+    else:  # decoded on the picture pool, then worked on as pixels
+        pixels = await state.pictures.read(
+            request.image, lambda picture: to_mnist(picture).reshape(-1)
+        )
+    return await state.work.run(http, lambda: _refused(lambda: work(pixels)), cold=False)
 
 
 @router.post("/api/gradient", response_model=GradientResponse, responses=ERRORS)
-async def gradient(request: GradientRequest, state: State) -> dict:
+async def gradient(request: GradientRequest, state: State, http: Request) -> dict:
     """What one example asks of every weight and bias: the nudges −∂C/∂θ."""
     model = _check_example(state, request)
     net, loss = model.network, learning.model_loss(model.network, model.info)
     return await _on_pixels(
-        state, request, lambda x: learning.wishes(net, x, request.label, loss).to_json()
+        state, request, http, lambda x: learning.wishes(net, x, request.label, loss).to_json()
     )
 
 
 @router.post("/api/step", response_model=StepResponse, responses=ERRORS)
-async def step(request: StepRequest, state: State) -> dict:
+async def step(request: StepRequest, state: State, http: Request) -> dict:
     """One step of plain gradient descent on one example, θ − lr·∇C, as a new model
     (the one stepped from is left as it was); steps chain from a stepped model.  Stepped
     models are kept in memory only, the newest ``MAX_STEPS`` of them (``serve --models
@@ -101,7 +101,7 @@ async def step(request: StepRequest, state: State) -> dict:
     model = _check_example(state, request)
     net, loss = model.network, learning.model_loss(model.network, model.info)
     done = await _on_pixels(
-        state, request, lambda x: learning.step(net, x, request.label, loss, request.lr)
+        state, request, http, lambda x: learning.step(net, x, request.label, loss, request.lr)
     )
     source = request.model or SERVED
     record = {"source": source, "label": request.label, "lr": request.lr, "loss": loss}
@@ -121,17 +121,33 @@ async def step(request: StepRequest, state: State) -> dict:
     }
 
 
+def minibatch_cost(model: Model, sizes: list[int], n_train: int) -> float:
+    """About how many multiply-adds ``/api/minibatch`` costs: a forward and backward
+    pass (3 per parameter) for every training image and every image drawn."""
+    return 3.0 * model.network.n_parameters * (n_train + sum(sizes))
+
+
+def landscape_cost(model: Model, size: int) -> float:
+    """About how many multiply-adds ``/api/landscape`` costs on its N images: the
+    gradient (3 per parameter per image), the first layer's three products
+    (3 N n_0 n_1), and for each of the size² points the layers after the first."""
+    n, N = model.network.sizes, learning.LANDSCAPE_IMAGES
+    after_first = sum(n[m - 1] * n[m] for m in range(2, len(n)))
+    return 3.0 * N * (model.network.n_parameters + n[0] * n[1]) + size**2 * N * after_first
+
+
 def minibatch_answer(state: ServerState, model: Model, sizes: list[int], seed: int) -> dict:
     """``POST /api/minibatch``'s answer, kept in the server's cache per network, loss,
     sizes and seed (the full-set gradient is kept there per network and loss)."""
     net, cache = model.network, state.learning_cache()
     loss = learning.model_loss(net, model.info)
     key = learning.fingerprint(net, "minibatch", loss, tuple(sizes), seed)
-    return cache.get(key, lambda: learning.minibatches(net, cache, loss, sizes, seed).to_json())
+    answer = lambda: learning.minibatches(net, cache, loss, sizes, seed).to_json()  # noqa: E731
+    return cache.get(key, answer, owner=net)
 
 
 @router.post("/api/minibatch", response_model=MinibatchResponse, responses=ERRORS)
-async def minibatch(request: MinibatchRequest, state: State) -> dict:
+async def minibatch(request: MinibatchRequest, state: State, http: Request) -> dict:
     """Mini-batches of the training set against all of it: how well each batch's mean
     gradient points the way of the full one (cost without weight decay or augmentation,
     pixels in [0, 1])."""
@@ -139,9 +155,10 @@ async def minibatch(request: MinibatchRequest, state: State) -> dict:
     sizes = request.sizes
     _refused(lambda: [learning.check_whole(s, "each batch size", 1, 60_000) for s in sizes])
     _refused(lambda: learning.check_whole(request.seed, "seed", 0, 2**63 - 1))
-    return await asyncio.to_thread(
-        _refused, lambda: minibatch_answer(state, model, sizes, request.seed)
-    )
+    cost = minibatch_cost(model, sizes, 60_000)
+    _refused(lambda: explore.check_cost("a mini-batch comparison", model.network, cost))
+    work = lambda: _refused(lambda: minibatch_answer(state, model, sizes, request.seed))  # noqa: E731
+    return await state.work.run(http, work, cold=True)
 
 
 def landscape_answer(state: ServerState, model: Model, request: LandscapeRequest) -> dict:
@@ -156,9 +173,12 @@ def landscape_answer(state: ServerState, model: Model, request: LandscapeRequest
 
 @router.post("/api/landscape", response_model=LandscapeResponse,
              response_model_exclude_none=True, responses=ERRORS)  # fmt: skip
-async def landscape(request: LandscapeRequest, state: State) -> dict:
+async def landscape(request: LandscapeRequest, state: State, http: Request) -> dict:
     """The mean cost on the first 10,000 training images over θ + α·d₁ + β·d₂: d₁ down
     the gradient, d₂ random and orthogonal to it, both scaled filter by filter (Li et
     al., 2018).  The answer has no ``path``: no model's record keeps per-epoch weights."""
     model = named_model(state, request.model)
-    return await asyncio.to_thread(_refused, lambda: landscape_answer(state, model, request))
+    cost = landscape_cost(model, min(request.size, learning.LANDSCAPE_SIZES[1]))  # size: later
+    _refused(lambda: explore.check_cost("a landscape", model.network, cost))
+    work = lambda: _refused(lambda: landscape_answer(state, model, request))  # noqa: E731
+    return await state.work.run(http, work, cold=True)
