@@ -25,8 +25,6 @@ BODY_TIMEOUT = 20.0
 MAX_NESTING = 32
 #: Methods that change the server's state: refused from another origin.
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: The cookie that tells apart clients behind one address (a class behind one NAT).
-CLIENT_COOKIE = "digitnet_client"
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
