@@ -7,7 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -18,7 +20,16 @@ from conftest import cli
 from digitnet.files.modelfile import load
 from digitnet.inspect.plots import sweep_figure
 from digitnet.learn.network import count_parameters
-from digitnet.sweep import JSON_KEYS, Sweep, TrialResult, claim, queue_grid, release_stale
+from digitnet.sweep import (
+    JSON_KEYS,
+    Sweep,
+    TrialResult,
+    claim,
+    open_storage,
+    open_study,
+    queue_grid,
+    release_stale,
+)
 
 TINY = ["784,4,10", "784,6,10", "784,8,10"]
 
@@ -90,6 +101,28 @@ def test_each_queued_trial_is_claimed_once():
     for number in claimed[1:]:
         study.tell(number, state=TrialState.FAIL)
     assert queue_grid(study, sweep) == 3  # failed ones go back in the queue, finished do not
+
+
+def test_racing_workers_on_sqlite_claim_each_trial_once(tmp_path):
+    """Four workers, each with its own connection to one SQLite file, claim a queue
+    of 20 trials at once: every trial is claimed by exactly one of them."""
+    url, sweep = f"sqlite:///{tmp_path / 'race.db'}", Sweep(((784, 4, 10),), seeds=20)
+    queue_grid(open_study(open_storage(url, tmp_path), "race", sweep), sweep)
+    claimed, start = [], threading.Barrier(4)
+
+    def worker() -> None:
+        storage = open_storage(url, tmp_path)
+        study = open_study(storage, "race", sweep)
+        start.wait()
+        while (trial := claim(study, storage)) is not None:
+            claimed.append(trial.number)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == list(range(20))
 
 
 def test_a_trial_whose_worker_was_killed_is_trained_again():
@@ -216,6 +249,62 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_trains_the_rest(tmp_path):
         assert (out / name).stat().st_mtime_ns == stamp  # finished trials were not retrained
 
 
+def running_process(pid: int) -> bool:
+    """A process that runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
+def start_long_sweep(out):
+    """``digitnet sweep`` with two workers on trials far too long to finish, once both
+    workers have claimed a trial; (the process, the workers' process ids)."""
+    args = ["sweep", "--sizes", *TINY, "--epochs", "1000", "--workers", "2", "--out", str(out)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digitnet", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, "no two workers"
+        journal = out / "sweep.journal"
+        if journal.exists() and journal.read_text().count('"worker"') >= 2:
+            break
+        time.sleep(0.05)
+    study = journal_study(out)
+    pids = [int(t.user_attrs["worker"].rpartition(":")[2]) for t in study.trials
+            if "worker" in t.user_attrs]  # fmt: skip
+    return process, pids
+
+
+def test_workers_end_with_their_sweep_even_when_it_is_killed(tmp_path):
+    process, workers = start_long_sweep(tmp_path / "runs")
+    assert len(workers) == 2 and all(running_process(pid) for pid in workers)
+    process.kill()  # SIGKILL: the sweep cannot tell its workers anything
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while any(running_process(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its sweep"
+        time.sleep(0.05)
+    study = journal_study(tmp_path / "runs")
+    assert not study.get_trials(states=(TrialState.RUNNING,))  # each marked its trial failed
+
+
+def test_a_worker_stopped_from_outside_ends_the_sweep_non_zero(tmp_path):
+    process, workers = start_long_sweep(tmp_path / "runs")
+    for pid in workers:
+        os.kill(pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted: 2 worker(s) stopped by SIGINT" in stdout
+    assert "0 of 3 trials finished" in stdout and "run the same command again" in stdout
+    assert "Traceback" not in stderr
+
+
 def test_two_machines_join_one_database(tmp_path):
     """Two sweeps started at once on one SQLite storage, each with its own folder of
     models, as two machines would be: together they train the grid, once."""
@@ -275,6 +364,9 @@ def test_a_search_sampler_runs_the_trials_asked_for(tmp_path):
         (["--sizes", "784,16,10", "--sampler", "tpe"], "the tpe sampler needs trials"),
         (["--sizes", "784,16,10", "--storage", "nowhere"], "expected an SQLAlchemy URL"),
         (["--sizes", "784,16,10", "--storage", "nosuchdb://x/y"], "cannot open it"),
+        (["--sizes", "784,16,10", "--storage", "sqlite://"], "an in-memory database"),
+        (["--sizes", "784,16,10", "--storage", "sqlite:///"], "an in-memory database"),
+        (["--sizes", "784,16,10", "--storage", "sqlite:///:memory:"], "an in-memory database"),
         (["--sizes", "784,16,10", "--activation", "swish"], "invalid choice: 'swish'"),
         (["--sizes", "784,16,10", "--workers", "0"], "expected a positive int"),
         (["--sizes", "784,16,10", "--epochs", "0"], "expected a positive int"),

@@ -192,11 +192,7 @@ def open_storage(url: str | None, out: Path):
 
         path = check_output(out / JOURNAL)
         return JournalStorage(JournalFileBackend(str(path)))
-    if "://" not in url:
-        raise ValueError(
-            f"storage {url!r}: expected an SQLAlchemy URL such as sqlite:///sweep.db or "
-            "postgresql://user@host/db"
-        )
+    check_storage_url(url)
     for attempt in range(3):
         try:  # wrapped as create_study would wrap it, so trials claimed here are seen there
             return optuna.storages.get_storage(optuna.storages.RDBStorage(url))
@@ -207,6 +203,30 @@ def open_storage(url: str | None, out: Path):
                 reason = " ".join(str(e).split())[:160] or type(e).__name__
                 raise ValueError(f"storage {url!r}: cannot open it ({reason})") from None
             time.sleep(1 + attempt)
+
+
+def check_storage_url(url: str) -> None:
+    """A ValueError, in one line, for a storage URL that is not one, or whose study
+    would be lost: an in-memory SQLite database (``sqlite://``, ``sqlite:///``,
+    ``sqlite:///:memory:``) is private to each worker process and gone when it ends."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    expected = "expected an SQLAlchemy URL such as sqlite:///sweep.db or postgresql://user@host/db"
+    if "://" not in url:
+        raise ValueError(f"storage {url!r}: {expected}")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"storage {url!r}: {expected}") from None
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if parsed.get_backend_name() == "sqlite" and (in_memory or "memory" in parsed.query.values()):
+        raise ValueError(
+            f"storage {url!r}: an in-memory database, private to each worker and lost when "
+            "the sweep ends; expected a file (sqlite:///sweep.db) or a server "
+            "(postgresql://user@host/db)"
+        )
 
 
 def sampler_of(sweep: Sweep):
@@ -272,17 +292,51 @@ def claim(study, storage):
     empty.  WAITING -> RUNNING succeeds for one worker only (``Study.ask``'s own step)."""
     optuna = _optuna()
     from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import RDBStorage
     from optuna.trial import TrialState
 
     study_id = storage.get_study_id_from_name(study.study_name)
+    take = _take_row if isinstance(_backend(storage), RDBStorage) else _take
     for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
         try:
-            if storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+            if take(storage, trial_id):
                 return optuna.Trial(study, trial_id)
         except UpdateFinishedTrialError:
             continue
     return None
+
+
+def _backend(storage):
+    """The storage under Optuna's cache (``get_storage`` wraps an RDBStorage in one)."""
+    return getattr(storage, "_backend", storage)
+
+
+def _take(storage, trial_id: int) -> bool:
+    """WAITING -> RUNNING through the storage (journal, in memory: atomic there)."""
+    from optuna.trial import TrialState
+
+    return storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+
+
+def _take_row(storage, trial_id: int) -> bool:
+    """WAITING -> RUNNING in one conditional UPDATE, which the database applies to one
+    claimant only.  Optuna's own step reads the row, then writes it: on SQLite, which
+    ignores ``SELECT ... FOR UPDATE``, two workers both read WAITING and both win."""
+    from datetime import datetime, timezone
+
+    from optuna.storages._rdb.models import TrialModel
+    from optuna.trial import TrialState
+
+    table = TrialModel.__table__
+    now = datetime.now(timezone.utc).replace(tzinfo=None)  # stored as naive UTC
+    claim_row = (
+        table.update()
+        .where(table.c.trial_id == trial_id, table.c.state == TrialState.WAITING)
+        .values(state=TrialState.RUNNING, datetime_start=now)
+    )
+    with _backend(storage).engine.begin() as connection:
+        return connection.execute(claim_row).rowcount == 1
 
 
 def duplicate_of(study, number: int, params: dict) -> int | None:
@@ -523,15 +577,44 @@ def prepare(job: Job, workers: int):
     return study
 
 
+def die_with_parent(parent: int, poll: float = 0.5) -> None:
+    """Have SIGINT sent to this process when ``parent`` (its parent's id) ends, however
+    it ends, SIGKILL included: so a worker stops, its trial marked failed, instead of
+    training on for nobody.  On Linux the kernel sends it (``prctl(PR_SET_PDEATHSIG)``);
+    elsewhere a daemon thread sees the parent's id change within ``poll`` seconds."""
+    import ctypes
+    import threading
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pdeathsig = sys.platform.startswith("linux") and libc.prctl(1, signal.SIGINT, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        pdeathsig = False
+    if os.getppid() != parent:  # gone before the kernel was asked to tell us
+        os.kill(os.getpid(), signal.SIGINT)
+    elif not pdeathsig:
+
+        def watch_parent() -> None:
+            while os.getppid() == parent:
+                time.sleep(poll)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+
+
 def start_workers(job: Job, workers: int) -> list[tuple[subprocess.Popen, object]]:
     """K worker processes, each in a session of its own (so a Ctrl-C in the terminal
-    reaches them once, through ``stop_workers``), with its error output kept."""
-    code = "import sys; from digitnet.cli import sweep_worker; sys.exit(sweep_worker(sys.argv[1]))"
+    reaches them once, through ``stop_workers``), with its error output kept.  Each
+    stops when this process ends, however it ends (``die_with_parent``)."""
+    code = (
+        "import sys; from digitnet.cli import sweep_worker; "
+        "sys.exit(sweep_worker(sys.argv[1], int(sys.argv[2])))"
+    )
     started = []
     for _ in range(workers):
         log = tempfile.TemporaryFile("w+")
         process = subprocess.Popen(
-            [sys.executable, "-c", code, job.to_json()],
+            [sys.executable, "-c", code, job.to_json(), str(os.getpid())],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -555,11 +638,29 @@ def stop_workers(started, timeout: float = 60) -> None:
             process.wait()
 
 
+def _signal_of(returncode: int | None) -> str | None:
+    """The signal that stopped a worker ("SIGINT": it ended its trial and exited 130;
+    "SIGKILL": killed by it), or None for a worker that ran to its end or is running."""
+    if returncode == 130:
+        return "SIGINT"
+    if returncode is not None and returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return None
+
+
+def stopped_workers(started) -> list[str]:
+    """The signal that stopped each worker which did not run to its end."""
+    return [name for process, _ in started if (name := _signal_of(process.returncode))]
+
+
 def worker_errors(started) -> list[str]:
     """The last line each failed worker wrote, for workers that exited with an error."""
     errors = []
     for process, log in started:
-        if process.returncode not in (0, None, 130, -signal.SIGINT):
+        if process.returncode not in (0, None) and _signal_of(process.returncode) is None:
             log.seek(0)
             lines = [line for line in log.read().splitlines() if line.strip()]
             errors.append(lines[-1] if lines else f"a worker exited with code {process.returncode}")

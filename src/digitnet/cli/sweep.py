@@ -90,9 +90,12 @@ def _report(args: argparse.Namespace, study, started, interrupted: bool, total: 
     from ..files.paths import atomic_write
     from ..inspect import plots
 
-    errors = sweeps.worker_errors(started)
+    errors, stopped = sweeps.worker_errors(started), sweeps.stopped_workers(started)
     for error in errors:
         print(f"digitnet sweep: error in a worker: {error}", file=sys.stderr)
+    if stopped and not interrupted:  # a worker stopped from outside: the sweep is not done
+        interrupted = True
+        say(f"interrupted: {len(stopped)} worker(s) stopped by {', '.join(sorted(set(stopped)))}")
     trials = sweeps.results(study)
     if trials:
         buffer = BytesIO()
@@ -110,12 +113,14 @@ def _report(args: argparse.Namespace, study, started, interrupted: bool, total: 
     return EXIT_USAGE if errors else 0
 
 
-def sweep_worker(job: str) -> int:
-    """A sweep's worker process (``sweep.start_workers`` starts it): trains trials
-    until none is left; its one line of error, if any, goes to stderr."""
-    from ..sweep import Job, work
+def sweep_worker(job: str, parent: int) -> int:
+    """A sweep's worker process (``sweep.start_workers`` starts it, ``parent`` being
+    that process's id): trains trials until none is left or its parent is gone; its
+    one line of error, if any, goes to stderr."""
+    from ..sweep import Job, die_with_parent, work
 
     try:
+        die_with_parent(parent)
         work(Job.from_json(job))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
