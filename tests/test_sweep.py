@@ -3,10 +3,13 @@ Ctrl-C keeps what finished, a second run resumes, bad input is one line."""
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -305,26 +308,15 @@ def test_a_worker_stopped_from_outside_ends_the_sweep_non_zero(tmp_path):
     assert "Traceback" not in stderr
 
 
-def test_two_machines_join_one_database(tmp_path):
-    """Two sweeps started at once on one SQLite storage, each with its own folder of
-    models, as two machines would be: together they train the grid, once."""
-    url = f"sqlite:///{tmp_path / 'sweep.db'}"
-    args = ["sweep", "--sizes", *TINY, "--activation", "relu", "--epochs", "1"]
+def two_machines(url: str, folder: Path, activations: list[str], workers: int) -> optuna.Study:
+    """Two sweeps started at once on one storage, each with its own workers and its own
+    folder of models, as two machines would be; checks that together they trained
+    each grid point once, and that each reports the whole study.  The study back."""
+    args = ["sweep", "--sizes", *TINY, "--activation", *activations, "--epochs", "1",
+            "--storage", url, "--study", "shared", "--workers", str(workers), "--json"]  # fmt: skip
     machines = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "digitnet",
-                *args,
-                "--storage",
-                url,
-                "--study",
-                "shared",
-                "--out",
-                str(tmp_path / name),
-                "--json",
-            ],
+            [sys.executable, "-m", "digitnet", *args, "--out", str(folder / name)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -336,11 +328,61 @@ def test_two_machines_join_one_database(tmp_path):
     study = optuna.load_study(study_name="shared", storage=url)
     for trial in study.trials:  # a grid queued by both at once: the copies were dropped
         assert trial.state == TrialState.COMPLETE or "duplicate_of" in trial.user_attrs
-    assert trial_params(study) == sorted((s.replace(",", "-"), "relu", 0) for s in TINY)
-    made = sorted(p.name for name in "ab" for p in (tmp_path / name).glob("*.safetensors"))
-    assert len(made) == 3  # each model trained on one machine only
+    grid = sorted((s.replace(",", "-"), a, 0) for s in TINY for a in activations)
+    assert trial_params(study) == grid  # each point trained, once
+    made = sorted(p.name for name in "ab" for p in (folder / name).glob("*.safetensors"))
+    assert len(made) == len(set(made)) == len(grid)  # each model trained on one machine only
     for stdout, _ in outputs:  # both machines report the whole study
-        assert len(json_lines(stdout)) == 3
+        assert len(json_lines(stdout)) == len(grid)
+    return study
+
+
+def test_two_machines_join_one_database(tmp_path):
+    two_machines(f"sqlite:///{tmp_path / 'sweep.db'}", tmp_path, ["relu"], workers=1)
+
+
+def postgresql_programs() -> Path | None:
+    """The folder of PostgreSQL's initdb and pg_ctl (Debian's ``postgresql`` package
+    puts them in /usr/lib/postgresql/VERSION/bin), or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    initdb = found[-1] if found else shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+@pytest.fixture(scope="module")
+def postgresql():
+    """A PostgreSQL server of the test's own, in a fresh folder, reached through a unix
+    socket there (no TCP port); its SQLAlchemy URL.  PostgreSQL refuses to run as
+    root: as root, it runs as the ``postgres`` user that the package creates."""
+    programs = postgresql_programs()
+    if programs is None:
+        pytest.skip("PostgreSQL is not installed (no initdb; Debian: apt-get install postgresql)")
+    folder = Path(tempfile.mkdtemp(prefix="digitnet-postgresql-"))
+    as_user = []
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+
+    def run(program: str, *args) -> None:
+        subprocess.run([*as_user, programs / program, *args], check=True, capture_output=True,
+                       timeout=120)  # fmt: skip
+
+    data = folder / "data"
+    run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+    options = f"-k {folder} -c listen_addresses= -F"  # a socket in the folder; no fsync
+    run("pg_ctl", "-D", data, "-l", folder / "log", "-w", "-o", options, "start")
+    try:
+        yield f"postgresql://postgres@/postgres?host={folder}"
+    finally:
+        run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_machines_join_one_postgresql_study(postgresql, tmp_path):
+    """The README's way past one machine, on a real PostgreSQL server: two sweeps of
+    two workers each share one study and train each grid point once."""
+    two_machines(postgresql, tmp_path, ["sigmoid", "relu"], workers=2)
 
 
 def test_a_search_sampler_runs_the_trials_asked_for(tmp_path):

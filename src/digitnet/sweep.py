@@ -10,16 +10,19 @@ in the output folder, or any SQLAlchemy URL (PostgreSQL, MySQL, SQLite) that sev
 machines reach, each running the same ``digitnet sweep`` with ``--storage URL
 --study NAME``.  The grid goes into the study's trial queue once
 (``Study.enqueue_trial``), under Optuna's ``GridSampler``; a worker takes the next
-queued trial by moving it from WAITING to RUNNING, the step ``Study.ask`` itself
-takes and every Optuna storage makes atomic, so workers on one machine or many never
-train the same trial twice.  (Left to sample the grid by itself, ``GridSampler``
-documents that concurrent workers occasionally repeat a point.)  The search samplers
-(TPE, random) ask Optuna for each next configuration, maximising the validation
-accuracy: the test accuracy is reported, never used to choose.
+queued trial by moving it from WAITING to RUNNING (``claim``): the journal file
+locks for that step, and in a database it is one conditional UPDATE that one worker
+wins (SQLite ignores the row lock Optuna's own step relies on), so workers on one
+machine or many never train the same trial twice.  (Left to sample the grid by
+itself, ``GridSampler`` documents that concurrent workers occasionally repeat a
+point.)  The search samplers (TPE, random) ask Optuna for each next configuration,
+maximising the validation accuracy: the test accuracy is reported, never used to
+choose.
 
 Each worker is a process of its own that trains through ``service.train``
-with one BLAS thread, so K workers keep K cores busy.  A trial interrupted by Ctrl-C
-is marked failed and trained again by the next run; finished trials stay finished.
+with one BLAS thread, so K workers keep K cores busy; each stops with the process
+that started it, however that ends.  A trial interrupted by Ctrl-C is marked failed
+and trained again by the next run; finished trials stay finished.
 """
 
 from __future__ import annotations
