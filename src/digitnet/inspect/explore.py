@@ -304,9 +304,13 @@ def nudge(
 class Atlas:
     """The slow parts for one network on one image set, each computed on first use and
     kept: the top images of every neuron, the knock-out table, every layer's "wants".
-    Safe to share between threads (each part is computed once)."""
+    Safe to share between threads (each part is computed once).  A network that does
+    not read these images (n_0 is not their width) has what needs no images: its
+    "wants"; no top images ((n_l, 0) each) and no knock-out table (None)."""
 
     def __init__(self, net: Network, images: Array, labels: Array) -> None:
+        if images.shape[1] != net.sizes[0]:  # not its inputs: no images to rank or score
+            images, labels = images[:0, :0].reshape(0, net.sizes[0]), labels[:0]
         self.net, self.images, self.labels = net, images, labels
         self._lock = Lock()
         self._top: list[tuple] | None = None
@@ -315,12 +319,17 @@ class Atlas:
 
     def top(self) -> list[tuple]:
         with self._lock:
+            if self._top is None and not len(self.images):
+                self._top = [(np.zeros((n, 0), np.intp), np.zeros((n, 0), np.float32))
+                             for n in self.net.sizes[1:]]  # fmt: skip
             if self._top is None:
                 self._top = top_images(self.net, self.images)
             return self._top
 
-    def table(self) -> KnockoutTable:
+    def table(self) -> KnockoutTable | None:
         with self._lock:
+            if not len(self.images):
+                return None
             if self._table is None:
                 self._table = knockout_table(self.net, self.images, self.labels)
             return self._table
