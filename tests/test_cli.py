@@ -238,11 +238,12 @@ def unbroken(tmp_path_factory, small_mnist):
     return load(path)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_kill_then_resume_reaches_the_same_model(tmp_path, small_mnist, unbroken, sig):
-    out, ckpt = tmp_path / "m.safetensors", tmp_path / "run.ckpt"
+def kill_then_resume(folder: Path, data: Path, sig: int, *settings: str):
+    """The small run with ``settings``, killed by ``sig`` after its third epoch's
+    checkpoint, then resumed from that checkpoint to its end: the model."""
+    out, ckpt = folder / "m.safetensors", folder / "run.ckpt"
     process = start_training(
-        "--data", small_mnist, *SMALL_RUN, "--out", out, "--checkpoint-every", "1",
+        "--data", data, *SMALL_RUN, *settings, "--out", out, "--checkpoint-every", "1",
         "--checkpoint", ckpt,
     )  # fmt: skip
     for line in process.stdout:  # epoch 3's checkpoint is written before its line
@@ -256,12 +257,32 @@ def test_kill_then_resume_reaches_the_same_model(tmp_path, small_mnist, unbroken
 
     state, config = load_checkpoint(ckpt)
     assert 3 <= state.epoch < 30 and config.epochs == 30
-    resumed = run("train", "--resume", ckpt, "--data", small_mnist, "--out", out)
+    resumed = run("train", "--resume", ckpt, "--data", data, "--out", out)
     assert resumed.returncode == 0, resumed.stderr
     assert f"after epoch {state.epoch} of 30" in resumed.stdout
-    model = load(out)
+    return load(out)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_kill_then_resume_reaches_the_same_model(tmp_path, small_mnist, unbroken, sig):
+    model = kill_then_resume(tmp_path, small_mnist, sig)
     assert model.network.params.tobytes() == unbroken.network.params.tobytes()
     assert model.test_accuracy == unbroken.test_accuracy
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_sgd_and_momentum_checkpoint_and_resume_bit_for_bit_like_adam(
+    tmp_path, small_mnist, optimizer
+):
+    """Their state (none for SGD, the velocity for momentum) goes into the checkpoint
+    and comes back, so a resumed run ends on the very weights of an unbroken one."""
+    whole = tmp_path / "whole.safetensors"
+    result = run("train", "--data", small_mnist, *SMALL_RUN, "--optimizer", optimizer,
+                 "--out", whole)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    model = kill_then_resume(tmp_path, small_mnist, signal.SIGINT, "--optimizer", optimizer)
+    assert model.info["config"]["optimizer"] == optimizer
+    assert model.network.params.tobytes() == load(whole).network.params.tobytes()
 
 
 def test_resume_from_a_bad_checkpoint_exits_2(tmp_path, unbroken):
