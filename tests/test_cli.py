@@ -200,6 +200,26 @@ def test_ctrl_c_keeps_the_best_model_so_far(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left
 
 
+def test_python_warnings_are_one_line_like_every_other_message(tmp_path):
+    """A float TIFF holding inf makes NumPy warn while the picture is scaled: the
+    warning is one line in the commands' style, not a stray traceback-like pair."""
+    from PIL import Image
+
+    from digitnet.files.modelfile import save
+    from digitnet.learn.network import Network
+
+    save(tmp_path / "m.safetensors", Network((784, 8, 10)), {})
+    ink = np.zeros((28, 28), np.float32)
+    ink[3, 3], ink[10:20, 12:15] = np.inf, 1.0
+    Image.fromarray(ink).save(tmp_path / "inf.tiff")
+    result = run("predict", tmp_path / "m.safetensors", tmp_path / "inf.tiff")
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith("warning: ") and "(RuntimeWarning)" in line for line in lines)
+    for line in lines:
+        assert line.startswith(("warning: ", "digitnet predict: ")), result.stderr
+        assert ".py" not in line
+
+
 def test_python_dash_m_and_console_script_agree():
     """The `digitnet` script pip installed beside this Python, and `python -m digitnet`."""
     script = Path(sys.executable).parent / "digitnet"
