@@ -182,6 +182,18 @@ def test_divergence_exits_1_without_a_model(tmp_path):
     assert not path.exists()
 
 
+def test_divergence_names_the_setting_that_caused_it(tmp_path):
+    """An enormous weight decay diverges the run: the error blames it, not the
+    learning rate."""
+    path = tmp_path / "m.safetensors"
+    result = run("train", "--kernel", "numpy", "--weight-decay", "3.4e38", "--epochs", "1",
+                 "--sizes", "784,4,10", "--validation", "0", "--out", path)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "weight decay 3.4e+38 is probably too large" in result.stderr
+    assert "--weight-decay 0.0001" in result.stderr and "--lr" not in result.stderr
+    assert not path.exists()
+
+
 def test_ctrl_c_keeps_the_best_model_so_far(tmp_path):
     path = tmp_path / "m.safetensors"
     process = start_training("--epochs", "200", "--kernel", "numpy", "--out", path)
