@@ -213,7 +213,7 @@ def check_storage_url(url: str) -> None:
     would be lost: an in-memory SQLite database (``sqlite://``, ``sqlite:///``,
     ``sqlite:///:memory:``) is private to each worker process and gone when it ends."""
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     expected = "expected an SQLAlchemy URL such as sqlite:///sweep.db or postgresql://user@host/db"
     if "://" not in url:
@@ -230,6 +230,16 @@ def check_storage_url(url: str) -> None:
             "the sweep ends; expected a file (sqlite:///sweep.db) or a server "
             "(postgresql://user@host/db)"
         )
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        kind = parsed.drivername
+        raise ValueError(f"storage {url!r}: no database kind {kind!r}; {expected}") from None
+    try:  # the driver, at once: SQLAlchemy 2 names its import import_dbapi, 1.4 dbapi
+        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
+    except ImportError as e:
+        extra = " (pip install -e '.[postgresql]')" if "postgresql" in parsed.drivername else ""
+        raise ValueError(f"storage {url!r}: cannot open it ({e}){extra}") from None
 
 
 def sampler_of(sweep: Sweep):
