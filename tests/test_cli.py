@@ -182,6 +182,18 @@ def test_divergence_exits_1_without_a_model(tmp_path):
     assert not path.exists()
 
 
+def test_divergence_names_the_setting_that_caused_it(tmp_path):
+    """An enormous weight decay diverges the run: the error blames it, not the
+    learning rate."""
+    path = tmp_path / "m.safetensors"
+    result = run("train", "--kernel", "numpy", "--weight-decay", "3.4e38", "--epochs", "1",
+                 "--sizes", "784,4,10", "--validation", "0", "--out", path)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "weight decay 3.4e+38 is probably too large" in result.stderr
+    assert "--weight-decay 0.0001" in result.stderr and "--lr" not in result.stderr
+    assert not path.exists()
+
+
 def test_ctrl_c_keeps_the_best_model_so_far(tmp_path):
     path = tmp_path / "m.safetensors"
     process = start_training("--epochs", "200", "--kernel", "numpy", "--out", path)
@@ -198,6 +210,26 @@ def test_ctrl_c_keeps_the_best_model_so_far(tmp_path):
     assert 2 <= len(history["epochs"]) < 200
     assert model.test_accuracy > 0.8
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left
+
+
+def test_python_warnings_are_one_line_like_every_other_message(tmp_path):
+    """A float TIFF holding inf makes NumPy warn while the picture is scaled: the
+    warning is one line in the commands' style, not a stray traceback-like pair."""
+    from PIL import Image
+
+    from digitnet.files.modelfile import save
+    from digitnet.learn.network import Network
+
+    save(tmp_path / "m.safetensors", Network((784, 8, 10)), {})
+    ink = np.zeros((28, 28), np.float32)
+    ink[3, 3], ink[10:20, 12:15] = np.inf, 1.0
+    Image.fromarray(ink).save(tmp_path / "inf.tiff")
+    result = run("predict", tmp_path / "m.safetensors", tmp_path / "inf.tiff")
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith("warning: ") and "(RuntimeWarning)" in line for line in lines)
+    for line in lines:
+        assert line.startswith(("warning: ", "digitnet predict: ")), result.stderr
+        assert ".py" not in line
 
 
 def test_python_dash_m_and_console_script_agree():
@@ -238,11 +270,12 @@ def unbroken(tmp_path_factory, small_mnist):
     return load(path)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_kill_then_resume_reaches_the_same_model(tmp_path, small_mnist, unbroken, sig):
-    out, ckpt = tmp_path / "m.safetensors", tmp_path / "run.ckpt"
+def kill_then_resume(folder: Path, data: Path, sig: int, *settings: str):
+    """The small run with ``settings``, killed by ``sig`` after its third epoch's
+    checkpoint, then resumed from that checkpoint to its end: the model."""
+    out, ckpt = folder / "m.safetensors", folder / "run.ckpt"
     process = start_training(
-        "--data", small_mnist, *SMALL_RUN, "--out", out, "--checkpoint-every", "1",
+        "--data", data, *SMALL_RUN, *settings, "--out", out, "--checkpoint-every", "1",
         "--checkpoint", ckpt,
     )  # fmt: skip
     for line in process.stdout:  # epoch 3's checkpoint is written before its line
@@ -256,12 +289,32 @@ def test_kill_then_resume_reaches_the_same_model(tmp_path, small_mnist, unbroken
 
     state, config = load_checkpoint(ckpt)
     assert 3 <= state.epoch < 30 and config.epochs == 30
-    resumed = run("train", "--resume", ckpt, "--data", small_mnist, "--out", out)
+    resumed = run("train", "--resume", ckpt, "--data", data, "--out", out)
     assert resumed.returncode == 0, resumed.stderr
     assert f"after epoch {state.epoch} of 30" in resumed.stdout
-    model = load(out)
+    return load(out)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_kill_then_resume_reaches_the_same_model(tmp_path, small_mnist, unbroken, sig):
+    model = kill_then_resume(tmp_path, small_mnist, sig)
     assert model.network.params.tobytes() == unbroken.network.params.tobytes()
     assert model.test_accuracy == unbroken.test_accuracy
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_sgd_and_momentum_checkpoint_and_resume_bit_for_bit_like_adam(
+    tmp_path, small_mnist, optimizer
+):
+    """Their state (none for SGD, the velocity for momentum) goes into the checkpoint
+    and comes back, so a resumed run ends on the very weights of an unbroken one."""
+    whole = tmp_path / "whole.safetensors"
+    result = run("train", "--data", small_mnist, *SMALL_RUN, "--optimizer", optimizer,
+                 "--out", whole)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    model = kill_then_resume(tmp_path, small_mnist, signal.SIGINT, "--optimizer", optimizer)
+    assert model.info["config"]["optimizer"] == optimizer
+    assert model.network.params.tobytes() == load(whole).network.params.tobytes()
 
 
 def test_resume_from_a_bad_checkpoint_exits_2(tmp_path, unbroken):

@@ -107,3 +107,26 @@ def test_bad_arguments_exit_2_with_one_line(trained, tmp_path, args, message):
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert trained[1].read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+@pytest.mark.parametrize("sizes", [(100, 16, 10), (784, 32, 10)])
+def test_any_valid_model_exports_with_true_metadata(sizes, tmp_path):
+    """A model of any input width (not only MNIST's 784) exports from the command line,
+    and the file says what its input is."""
+    from digitnet.files.modelfile import save
+    from digitnet.learn.network import Network
+
+    net = Network(sizes, "relu", rng=np.random.default_rng(0))
+    save(tmp_path / "m.safetensors", net, {})
+    result = cli("export", tmp_path / "m.safetensors", "--out", tmp_path / "m.onnx")
+    assert result.returncode == 0, result.stderr
+    assert f"(N, {sizes[0]})" in result.stdout
+    model = onnx.load(tmp_path / "m.onnx")
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["input"].startswith(f"pixels: float32 (N, {sizes[0]})")
+    assert ("28x28" in props["input"] or "row by row" in props["input"]) == (sizes[0] == 784)
+    assert json.loads(props["sizes"]) == list(sizes)
+    x = np.random.default_rng(1).random((5, sizes[0]), dtype=np.float32)
+    for activations, guess in run_both(model, x):
+        np.testing.assert_allclose(activations, net.forward(x), rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(guess, net.predict(x))

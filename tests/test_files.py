@@ -6,20 +6,24 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import special_files
+from digitnet.files.modelfile import load, save
 from digitnet.files.paths import (
     InputError,
     OutputError,
     atomic_write,
     check_output,
     open_regular,
+    regular_files,
     remove_stale_temporaries,
     require_regular,
     stale_temporaries,
     temp_path,
 )
+from digitnet.learn.network import Network
 
 
 def test_outputs_that_are_not_regular_files_are_refused_untouched(tmp_path):
@@ -143,3 +147,52 @@ def test_inputs_must_be_regular_files_and_are_never_opened_otherwise(tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
     with open_regular(tmp_path / "f") as f:
         assert f.read() == b"abc"
+
+
+def a_model(path, sizes=(784, 8, 10)):
+    net = Network(sizes, "relu", rng=np.random.default_rng(0))
+    save(path, net, {})
+    return net
+
+
+def test_a_models_folder_skips_links_and_unreadable_files_with_a_reason(tmp_path):
+    """Symbolic links (dangling, looping, or to a model) are skipped, not followed or
+    crashed on; files that do not load take no place from the models that do."""
+    from digitnet.server.models import MAX_MODELS, Models
+
+    a_model(tmp_path / "real.safetensors")
+    old = time.time() - 3600
+    os.utime(tmp_path / "real.safetensors", (old, old))  # older than every bad file
+    (tmp_path / "dangling.safetensors").symlink_to(tmp_path / "nothing")
+    (tmp_path / "loop.safetensors").symlink_to(tmp_path / "loop.safetensors")
+    (tmp_path / "link.safetensors").symlink_to(tmp_path / "real.safetensors")
+    for n in range(MAX_MODELS):
+        (tmp_path / f"junk-{n}.safetensors").write_bytes(b"not a model")
+    files, skipped = regular_files(tmp_path, "*.safetensors")
+    assert files[-1] == tmp_path / "real.safetensors" and len(files) == MAX_MODELS + 1
+    assert skipped == [f"{tmp_path / name}.safetensors: is a symbolic link, not followed"
+                       for name in ("dangling", "link", "loop")]  # fmt: skip
+    models = Models(load(tmp_path / "real.safetensors"), tmp_path)
+    assert models.ids() == ["served", "real"]
+    assert len(models.skipped) == 3 + MAX_MODELS
+
+
+@pytest.mark.parametrize("sizes", [(100, 16, 10), (784, 32, 10)])
+def test_a_valid_model_of_any_input_width_is_served_and_explored(sizes, tmp_path, mnist):
+    from fastapi.testclient import TestClient
+
+    from digitnet.server import create_app
+
+    net = a_model(tmp_path / "m.safetensors", sizes)
+    app = create_app(load(tmp_path / "m.safetensors"), (mnist.test_images, mnist.test_labels))
+    with TestClient(app) as client:
+        assert client.get("/api/model").json()["sizes"] == list(sizes)
+        for layer in (1, 2):
+            answer = client.get(f"/api/neuron?layer={layer}&index=3")
+            assert answer.status_code == 200, answer.text
+            neuron = answer.json()
+            assert neuron["weights"] == pytest.approx(net.W[layer - 1][3], abs=1e-5)
+            assert len(neuron["wants"]) == sizes[0]
+            # the test digits are its inputs only at 784 wide: then it has top images
+            assert bool(neuron["top"]) == (sizes[0] == 784)
+            assert ("knockout" in neuron) == (sizes[0] == 784 and layer == 1)

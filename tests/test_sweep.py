@@ -3,11 +3,16 @@ Ctrl-C keeps what finished, a second run resumes, bad input is one line."""
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -18,7 +23,16 @@ from conftest import cli
 from digitnet.files.modelfile import load
 from digitnet.inspect.plots import sweep_figure
 from digitnet.learn.network import count_parameters
-from digitnet.sweep import JSON_KEYS, Sweep, TrialResult, claim, queue_grid, release_stale
+from digitnet.sweep import (
+    JSON_KEYS,
+    Sweep,
+    TrialResult,
+    claim,
+    open_storage,
+    open_study,
+    queue_grid,
+    release_stale,
+)
 
 TINY = ["784,4,10", "784,6,10", "784,8,10"]
 
@@ -90,6 +104,28 @@ def test_each_queued_trial_is_claimed_once():
     for number in claimed[1:]:
         study.tell(number, state=TrialState.FAIL)
     assert queue_grid(study, sweep) == 3  # failed ones go back in the queue, finished do not
+
+
+def test_racing_workers_on_sqlite_claim_each_trial_once(tmp_path):
+    """Four workers, each with its own connection to one SQLite file, claim a queue
+    of 20 trials at once: every trial is claimed by exactly one of them."""
+    url, sweep = f"sqlite:///{tmp_path / 'race.db'}", Sweep(((784, 4, 10),), seeds=20)
+    queue_grid(open_study(open_storage(url, tmp_path), "race", sweep), sweep)
+    claimed, start = [], threading.Barrier(4)
+
+    def worker() -> None:
+        storage = open_storage(url, tmp_path)
+        study = open_study(storage, "race", sweep)
+        start.wait()
+        while (trial := claim(study, storage)) is not None:
+            claimed.append(trial.number)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == list(range(20))
 
 
 def test_a_trial_whose_worker_was_killed_is_trained_again():
@@ -216,26 +252,71 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_trains_the_rest(tmp_path):
         assert (out / name).stat().st_mtime_ns == stamp  # finished trials were not retrained
 
 
-def test_two_machines_join_one_database(tmp_path):
-    """Two sweeps started at once on one SQLite storage, each with its own folder of
-    models, as two machines would be: together they train the grid, once."""
-    url = f"sqlite:///{tmp_path / 'sweep.db'}"
-    args = ["sweep", "--sizes", *TINY, "--activation", "relu", "--epochs", "1"]
+def running_process(pid: int) -> bool:
+    """A process that runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
+def start_long_sweep(out):
+    """``digitnet sweep`` with two workers on trials far too long to finish, once both
+    workers have claimed a trial; (the process, the workers' process ids)."""
+    args = ["sweep", "--sizes", *TINY, "--epochs", "1000", "--workers", "2", "--out", str(out)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digitnet", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, "no two workers"
+        journal = out / "sweep.journal"
+        if journal.exists() and journal.read_text().count('"worker"') >= 2:
+            break
+        time.sleep(0.05)
+    study = journal_study(out)
+    pids = [int(t.user_attrs["worker"].rpartition(":")[2]) for t in study.trials
+            if "worker" in t.user_attrs]  # fmt: skip
+    return process, pids
+
+
+def test_workers_end_with_their_sweep_even_when_it_is_killed(tmp_path):
+    process, workers = start_long_sweep(tmp_path / "runs")
+    assert len(workers) == 2 and all(running_process(pid) for pid in workers)
+    process.kill()  # SIGKILL: the sweep cannot tell its workers anything
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while any(running_process(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its sweep"
+        time.sleep(0.05)
+    study = journal_study(tmp_path / "runs")
+    assert not study.get_trials(states=(TrialState.RUNNING,))  # each marked its trial failed
+
+
+def test_a_worker_stopped_from_outside_ends_the_sweep_non_zero(tmp_path):
+    process, workers = start_long_sweep(tmp_path / "runs")
+    for pid in workers:
+        os.kill(pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted: 2 worker(s) stopped by SIGINT" in stdout
+    assert "0 of 3 trials finished" in stdout and "run the same command again" in stdout
+    assert "Traceback" not in stderr
+
+
+def two_machines(url: str, folder: Path, activations: list[str], workers: int) -> None:
+    """Two sweeps started at once on one storage, each with its own workers and its own
+    folder of models, as two machines would be; checks that together they trained
+    each grid point once, and that each reports the whole study."""
+    args = ["sweep", "--sizes", *TINY, "--activation", *activations, "--epochs", "1",
+            "--storage", url, "--study", "shared", "--workers", str(workers), "--json"]  # fmt: skip
     machines = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "digitnet",
-                *args,
-                "--storage",
-                url,
-                "--study",
-                "shared",
-                "--out",
-                str(tmp_path / name),
-                "--json",
-            ],
+            [sys.executable, "-m", "digitnet", *args, "--out", str(folder / name)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -244,14 +325,69 @@ def test_two_machines_join_one_database(tmp_path):
     ]
     outputs = [m.communicate(timeout=300) for m in machines]
     assert [m.returncode for m in machines] == [0, 0], [err for _, err in outputs]
-    study = optuna.load_study(study_name="shared", storage=url)
-    for trial in study.trials:  # a grid queued by both at once: the copies were dropped
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        study = optuna.load_study(study_name="shared", storage=storage)
+        trials = study.trials
+    finally:
+        storage.engine.dispose()  # its connections closed before the server stops
+    for trial in trials:  # a grid queued by both at once: the copies were dropped
         assert trial.state == TrialState.COMPLETE or "duplicate_of" in trial.user_attrs
-    assert trial_params(study) == sorted((s.replace(",", "-"), "relu", 0) for s in TINY)
-    made = sorted(p.name for name in "ab" for p in (tmp_path / name).glob("*.safetensors"))
-    assert len(made) == 3  # each model trained on one machine only
+    grid = sorted((s.replace(",", "-"), a, 0) for s in TINY for a in activations)
+    done = [t.params for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted((p["sizes"], p["activation"], p["seed"]) for p in done) == grid  # each once
+    made = sorted(p.name for name in "ab" for p in (folder / name).glob("*.safetensors"))
+    assert len(made) == len(set(made)) == len(grid)  # each model trained on one machine only
     for stdout, _ in outputs:  # both machines report the whole study
-        assert len(json_lines(stdout)) == 3
+        assert len(json_lines(stdout)) == len(grid)
+
+
+def test_two_machines_join_one_database(tmp_path):
+    two_machines(f"sqlite:///{tmp_path / 'sweep.db'}", tmp_path, ["relu"], workers=1)
+
+
+def postgresql_programs() -> Path | None:
+    """The folder of PostgreSQL's initdb and pg_ctl (Debian's ``postgresql`` package
+    puts them in /usr/lib/postgresql/VERSION/bin), or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    initdb = found[-1] if found else shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+@pytest.fixture(scope="module")
+def postgresql():
+    """A PostgreSQL server of the test's own, in a fresh folder, reached through a unix
+    socket there (no TCP port); its SQLAlchemy URL.  PostgreSQL refuses to run as
+    root: as root, it runs as the ``postgres`` user that the package creates."""
+    programs = postgresql_programs()
+    if programs is None:
+        pytest.skip("PostgreSQL is not installed (no initdb; Debian: apt-get install postgresql)")
+    folder = Path(tempfile.mkdtemp(prefix="digitnet-postgresql-"))
+    as_user = []
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+
+    def run(program: str, *args) -> None:
+        subprocess.run([*as_user, programs / program, *args], check=True, capture_output=True,
+                       timeout=120)  # fmt: skip
+
+    data = folder / "data"
+    run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+    options = f"-k {folder} -c listen_addresses= -F"  # a socket in the folder; no fsync
+    run("pg_ctl", "-D", data, "-l", folder / "log", "-w", "-o", options, "start")
+    try:
+        yield f"postgresql://postgres@/postgres?host={folder}"
+    finally:
+        run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_machines_join_one_postgresql_study(postgresql, tmp_path):
+    """The README's way past one machine, on a real PostgreSQL server: two sweeps of
+    two workers each share one study and train each grid point once."""
+    two_machines(postgresql, tmp_path, ["sigmoid", "relu"], workers=2)
 
 
 def test_a_search_sampler_runs_the_trials_asked_for(tmp_path):
@@ -274,7 +410,11 @@ def test_a_search_sampler_runs_the_trials_asked_for(tmp_path):
         (["--sizes", "784,16,10", "--trials", "3"], "trials is for tpe/random"),
         (["--sizes", "784,16,10", "--sampler", "tpe"], "the tpe sampler needs trials"),
         (["--sizes", "784,16,10", "--storage", "nowhere"], "expected an SQLAlchemy URL"),
-        (["--sizes", "784,16,10", "--storage", "nosuchdb://x/y"], "cannot open it"),
+        (["--sizes", "784,16,10", "--storage", "nosuchdb://x/y"], "no database kind 'nosuchdb'"),
+        (["--sizes", "784,16,10", "--storage", "postgresql+nodriver://x/y"], "no database kind"),
+        (["--sizes", "784,16,10", "--storage", "sqlite://"], "an in-memory database"),
+        (["--sizes", "784,16,10", "--storage", "sqlite:///"], "an in-memory database"),
+        (["--sizes", "784,16,10", "--storage", "sqlite:///:memory:"], "an in-memory database"),
         (["--sizes", "784,16,10", "--activation", "swish"], "invalid choice: 'swish'"),
         (["--sizes", "784,16,10", "--workers", "0"], "expected a positive int"),
         (["--sizes", "784,16,10", "--epochs", "0"], "expected a positive int"),

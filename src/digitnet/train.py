@@ -368,10 +368,21 @@ class _Run:
     def diverged(self) -> TrainingDiverged:
         self.net.params[...] = self.best_params
         config = self.config
-        return TrainingDiverged(
+        where = (
             f"training diverged at epoch {len(self.history.epochs) + 1}: the cost or the "
-            f"weights became NaN or infinite. The learning rate {config.lr:g} is probably "
-            f"too large for {config.optimizer}; try --lr {config.lr / 10:g}"
+            "weights became NaN or infinite. "
+        )
+        # λ ≥ 1 pulls W by at least its own size per unit of η (λ W alone overflows
+        # float32 from λ ≈ 1e38): the decay, not the learning rate, is then the cause
+        if config.weight_decay >= 1:
+            default = TrainConfig.weight_decay
+            return TrainingDiverged(
+                f"{where}The weight decay {config.weight_decay:g} is probably too large "
+                f"(useful values are about 1e-5 to 1e-2); try --weight-decay {default:g}"
+            )
+        return TrainingDiverged(
+            f"{where}The learning rate {config.lr:g} is probably too large for "
+            f"{config.optimizer}; try --lr {config.lr / 10:g}"
         )
 
     def finish(self) -> History:

@@ -23,6 +23,7 @@ try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         import threading
+        import warnings
         from collections.abc import Sequence
 
         from ..config import TrainingDiverged
@@ -88,10 +89,19 @@ def _catch_sigterm(received: list[int]):
     return signal.signal(signal.SIGTERM, interrupt)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: a Python warning (a NumPy
+    RuntimeWarning, a library's DeprecationWarning) as one line in the commands' own
+    ``warning: ...`` style, never the file, line number and source line it came from."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text} ({category.__name__})", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     received: list[int] = []
     previous = _catch_sigterm(received)
     command = "digitnet"
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warning
     try:
         args = parse(argv)
         command = f"digitnet {args.command}"
@@ -115,5 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{command}: error: {_os_error(e)}", file=sys.stderr)
         return EXIT_USAGE
     finally:
+        warnings.showwarning = shown
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -32,6 +32,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import sweep as sweeps
+    from ..sweep import workers
 
     plan = sweeps.Sweep(
         tuple(args.sizes),
@@ -42,8 +43,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         args.sampler,
         args.trials,
     )
-    job = sweeps.Job(plan, str(args.out), args.storage, args.study)
-    study = sweeps.prepare(job, args.workers)
+    job = workers.Job(plan, str(args.out), args.storage, args.study)
+    study = workers.prepare(job, args.workers)
     say = (lambda *a, **k: print(*a, **k, file=sys.stderr)) if args.json else print
     before = sweeps.results(study)
     left, total = sweeps.remaining(study, plan), plan.size()
@@ -70,12 +71,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     started, interrupted = [], False
     try:
         if left:
-            started = sweeps.start_workers(job, args.workers)
-            sweeps.watch(study, started, on_change)
+            started = workers.start_workers(job, args.workers)
+            workers.watch(study, started, on_change)
     except KeyboardInterrupt:
         interrupted = True
         bar.write("interrupted: stopping the workers; finished trials are kept", file=sys.stderr)
-        sweeps.stop_workers(started)
+        workers.stop_workers(started)
     finally:
         bar.close()
     sweeps.release_stale(study)
@@ -89,10 +90,14 @@ def _report(args: argparse.Namespace, study, started, interrupted: bool, total: 
     from .. import sweep as sweeps
     from ..files.paths import atomic_write
     from ..inspect import plots
+    from ..sweep.workers import stopped_workers, worker_errors
 
-    errors = sweeps.worker_errors(started)
+    errors, stopped = worker_errors(started), stopped_workers(started)
     for error in errors:
         print(f"digitnet sweep: error in a worker: {error}", file=sys.stderr)
+    if stopped and not interrupted:  # a worker stopped from outside: the sweep is not done
+        interrupted = True
+        say(f"interrupted: {len(stopped)} worker(s) stopped by {', '.join(sorted(set(stopped)))}")
     trials = sweeps.results(study)
     if trials:
         buffer = BytesIO()
@@ -110,12 +115,14 @@ def _report(args: argparse.Namespace, study, started, interrupted: bool, total: 
     return EXIT_USAGE if errors else 0
 
 
-def sweep_worker(job: str) -> int:
-    """A sweep's worker process (``sweep.start_workers`` starts it): trains trials
-    until none is left; its one line of error, if any, goes to stderr."""
-    from ..sweep import Job, work
+def sweep_worker(job: str, parent: int) -> int:
+    """A sweep's worker process (``workers.start_workers`` starts it, ``parent`` being
+    that process's id): trains trials until none is left or its parent is gone; its
+    one line of error, if any, goes to stderr."""
+    from ..sweep.workers import Job, die_with_parent, work
 
     try:
+        die_with_parent(parent)
         work(Job.from_json(job))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -97,6 +97,27 @@ def open_regular(
     return os.fdopen(fd, "rb")
 
 
+def regular_files(folder: str | os.PathLike, pattern: str) -> tuple[list[Path], list[str]]:
+    """The regular files of ``folder`` whose names match ``pattern``, newest first
+    (by modification time), and a reason for each other entry that matched: symbolic
+    links (dangling, looping or not) are not followed, special files not opened, and
+    entries that vanish or cannot be examined are passed over, never raised."""
+    found, skipped = [], []
+    for path in Path(folder).glob(pattern):
+        try:
+            info = os.lstat(path)
+        except OSError as e:
+            skipped.append(f"{path}: cannot read ({e.strerror})")
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            skipped.append(f"{path}: is a symbolic link, not followed")
+        elif not stat.S_ISREG(info.st_mode):
+            skipped.append(f"{path}: is {file_kind(info.st_mode)}, not a regular file")
+        else:
+            found.append((info.st_mtime_ns, path))
+    return [path for _, path in sorted(found, reverse=True)], sorted(skipped)
+
+
 # -- outputs -----------------------------------------------------------------------------
 
 

@@ -358,9 +358,13 @@ class Atlas:
     kept: the top images of every neuron, the knock-out table, every layer's "wants".
     Safe to share between threads (each part is computed once; a part already made is
     read without waiting for another being made).  It holds the network weakly, so that
-    a cache of atlases never keeps a network alive (``net`` is None once it is gone)."""
+    a cache of atlases never keeps a network alive (``net`` is None once it is gone).
+    A network that does not read these images (n_0 is not their width) has what needs
+    no images: its "wants"; no top images ((n_l, 0) each) and no knock-out table (None)."""
 
     def __init__(self, net: Network, images: Array, labels: Array) -> None:
+        if images.shape[1] != net.sizes[0]:  # not its inputs: no images to rank or score
+            images, labels = images[:0, :0].reshape(0, net.sizes[0]), labels[:0]
         self._net = weakref.ref(net)
         self.images, self.labels = images, labels
         self._lock = Lock()
@@ -382,10 +386,18 @@ class Atlas:
         if self._top is None:
             with self._lock:
                 if self._top is None:
-                    self._top = self._made(lambda net: top_images(net, self.images))
+                    self._top = self._made(self._top_images)
         return self._top
 
-    def table(self) -> KnockoutTable:
+    def _top_images(self, net: Network) -> list[tuple]:
+        if not len(self.images):
+            return [(np.zeros((n, 0), np.intp), np.zeros((n, 0), np.float32))
+                    for n in net.sizes[1:]]  # fmt: skip
+        return top_images(net, self.images)
+
+    def table(self) -> KnockoutTable | None:
+        if not len(self.images):
+            return None
         if self._table is None:
             with self._lock:
                 if self._table is None:
@@ -406,7 +418,7 @@ class Atlas:
         net = self.net
         hidden = net is not None and layer < len(net.W)
         return self._top is not None and layer in self._wants and (
-            self._table is not None or not hidden
+            self._table is not None or not hidden or not len(self.images)
         )
 
     @property

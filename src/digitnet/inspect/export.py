@@ -6,9 +6,9 @@ is the row form ``a Wᵀ + b`` used throughout digitnet, then the squashing func
 built with the ``onnx`` package's helper API at a pinned opset, so a file written
 today reads the same in any runtime that supports that opset:
 
-- input ``pixels``: float32 ``(N, 784)``, the pixels in [0, 1], row by row
-  (0 background, 1 ink), as ``Network.forward`` takes them;
-- output ``activations``: float32 ``(N, 10)``, the ten output activations a_L;
+- input ``pixels``: float32 ``(N, n_0)``, as ``Network.forward`` takes them: for an
+  MNIST network (n_0 = 784) the pixels in [0, 1], row by row (0 background, 1 ink);
+- output ``activations``: float32 ``(N, n_L)``, the output activations a_L;
 - output ``guess``: int64 ``(N,)``, the index of the brightest output neuron.
 
 The file's metadata (``metadata_props``) holds the sizes, activations and, when the
@@ -46,6 +46,14 @@ def _onnx():
     return onnx
 
 
+def input_description(n_inputs: int) -> str:
+    """What the graph's input holds, for a network of ``n_inputs`` inputs: 784 are a
+    28x28 picture; any other width is the network's own inputs, whatever they mean."""
+    if n_inputs == 784:
+        return "pixels: float32 (N, 784) in [0, 1], row by row; 0 is background, 1 is ink"
+    return f"pixels: float32 (N, {n_inputs}), the network's {n_inputs} inputs"
+
+
 def metadata(net: Network, info: dict | None = None) -> dict[str, str]:
     """The key/value strings stored with the graph: sizes, activations, input, and
     the test accuracy and training record a model file carries, where known."""
@@ -55,7 +63,7 @@ def metadata(net: Network, info: dict | None = None) -> dict[str, str]:
         "activation": net.activation_name,
         "output": net.output_name,
         "n_parameters": str(net.n_parameters),
-        "input": "pixels: float32 (N, 784) in [0, 1], row by row; 0 is background, 1 is ink",
+        "input": input_description(net.sizes[0]),
         "digitnet_version": __version__,
     }
     if info.get("test_accuracy") is not None:

@@ -21,7 +21,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from ..files.modelfile import Model, ModelFileError, expected_bytes, load, save
-from ..files.paths import OutputError, check_output
+from ..files.paths import OutputError, check_output, regular_files
 from ..settings import short
 
 #: The id of the model the server was started with.
@@ -91,18 +91,23 @@ class Models:
             self._read_folder()
 
     def _read_folder(self) -> None:
-        """Load the newest ``MAX_MODELS - 1`` model files of the folder, oldest first."""
+        """Load the newest ``MAX_MODELS - 1`` model files of the folder that load, oldest
+        first; symbolic links and files that do not load are skipped with a reason."""
         check_folder(self.folder)
-        files = sorted(self.folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+        files, self.skipped = regular_files(self.folder, "*.safetensors")  # newest first
         files = [p for p in files if p.stat().st_size > 0]  # empty: an id claimed, no model
-        for path in files[-(MAX_MODELS - 1) :]:
+        loaded: dict[str, Model] = {}
+        for path in files:
+            if len(loaded) == MAX_MODELS - 1:
+                break
             if not ID.fullmatch(path.stem) or path.stem == SERVED:
                 self.skipped.append(f"{path}: the name cannot be a model id")
                 continue
             try:
-                self._models[path.stem] = load(path)
+                loaded[path.stem] = load(path)
             except (ModelFileError, ValueError) as e:
                 self.skipped.append(str(e))
+        self._models.update(reversed(loaded.items()))
 
     def lookup(self, model_id: str | None) -> Model:
         """The model with this id (None: the served one), or UnknownModel saying which

@@ -47,8 +47,8 @@ def neuron_answer(atlas: explore.Atlas, layer: int, index: int) -> dict:
         ],
         "wants": rounded(atlas.wants(layer)[index], 4),
     }
-    if layer < len(net.W):
-        table = atlas.table()
+    table = atlas.table() if layer < len(net.W) else None  # None: no test digits it reads
+    if table is not None:
         row = table.neurons.index((layer, index))
         answer["knockout"] = {
             "accuracy": round(float(table.accuracy[row]), 6),

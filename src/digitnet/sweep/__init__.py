@@ -10,39 +10,33 @@ in the output folder, or any SQLAlchemy URL (PostgreSQL, MySQL, SQLite) that sev
 machines reach, each running the same ``digitnet sweep`` with ``--storage URL
 --study NAME``.  The grid goes into the study's trial queue once
 (``Study.enqueue_trial``), under Optuna's ``GridSampler``; a worker takes the next
-queued trial by moving it from WAITING to RUNNING, the step ``Study.ask`` itself
-takes and every Optuna storage makes atomic, so workers on one machine or many never
-train the same trial twice.  (Left to sample the grid by itself, ``GridSampler``
-documents that concurrent workers occasionally repeat a point.)  The search samplers
-(TPE, random) ask Optuna for each next configuration, maximising the validation
-accuracy: the test accuracy is reported, never used to choose.
+queued trial by moving it from WAITING to RUNNING (``claim``): the journal file
+locks for that step, and in a database it is one conditional UPDATE that one worker
+wins (SQLite ignores the row lock Optuna's own step relies on), so workers on one
+machine or many never train the same trial twice.  (Left to sample the grid by
+itself, ``GridSampler`` documents that concurrent workers occasionally repeat a
+point.)  The search samplers (TPE, random) ask Optuna for each next configuration,
+maximising the validation accuracy: the test accuracy is reported, never used to
+choose.
 
 Each worker is a process of its own that trains through ``service.train``
-with one BLAS thread, so K workers keep K cores busy.  A trial interrupted by Ctrl-C
-is marked failed and trained again by the next run; finished trials stay finished.
+with one BLAS thread, so K workers keep K cores busy; each stops with the process
+that started it, however that ends.  A trial interrupted by Ctrl-C is marked failed
+and trained again by the next run; finished trials stay finished.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
 
-from . import service
-from .config import TrainConfig, TrainingDiverged
-from .files.modelfile import expected_bytes
-from .files.paths import check_output
-from .settings import SETTINGS
+from ..config import TrainConfig
+from ..files.paths import check_output
+from ..settings import SETTINGS
 
 SAMPLERS = ("grid", "tpe", "random")
 DEFAULT_STUDY = "digitnet-sweep"
@@ -192,11 +186,7 @@ def open_storage(url: str | None, out: Path):
 
         path = check_output(out / JOURNAL)
         return JournalStorage(JournalFileBackend(str(path)))
-    if "://" not in url:
-        raise ValueError(
-            f"storage {url!r}: expected an SQLAlchemy URL such as sqlite:///sweep.db or "
-            "postgresql://user@host/db"
-        )
+    check_storage_url(url)
     for attempt in range(3):
         try:  # wrapped as create_study would wrap it, so trials claimed here are seen there
             return optuna.storages.get_storage(optuna.storages.RDBStorage(url))
@@ -207,6 +197,40 @@ def open_storage(url: str | None, out: Path):
                 reason = " ".join(str(e).split())[:160] or type(e).__name__
                 raise ValueError(f"storage {url!r}: cannot open it ({reason})") from None
             time.sleep(1 + attempt)
+
+
+def check_storage_url(url: str) -> None:
+    """A ValueError, in one line, for a storage URL that is not one, or whose study
+    would be lost: an in-memory SQLite database (``sqlite://``, ``sqlite:///``,
+    ``sqlite:///:memory:``) is private to each worker process and gone when it ends."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    expected = "expected an SQLAlchemy URL such as sqlite:///sweep.db or postgresql://user@host/db"
+    if "://" not in url:
+        raise ValueError(f"storage {url!r}: {expected}")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"storage {url!r}: {expected}") from None
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if parsed.get_backend_name() == "sqlite" and (in_memory or "memory" in parsed.query.values()):
+        raise ValueError(
+            f"storage {url!r}: an in-memory database, private to each worker and lost when "
+            "the sweep ends; expected a file (sqlite:///sweep.db) or a server "
+            "(postgresql://user@host/db)"
+        )
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        kind = parsed.drivername
+        raise ValueError(f"storage {url!r}: no database kind {kind!r}; {expected}") from None
+    try:  # the driver, at once: SQLAlchemy 2 names its import import_dbapi, 1.4 dbapi
+        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
+    except ImportError as e:
+        extra = " (pip install -e '.[postgresql]')" if "postgresql" in parsed.drivername else ""
+        raise ValueError(f"storage {url!r}: cannot open it ({e}){extra}") from None
 
 
 def sampler_of(sweep: Sweep):
@@ -272,17 +296,51 @@ def claim(study, storage):
     empty.  WAITING -> RUNNING succeeds for one worker only (``Study.ask``'s own step)."""
     optuna = _optuna()
     from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import RDBStorage
     from optuna.trial import TrialState
 
     study_id = storage.get_study_id_from_name(study.study_name)
+    take = _take_row if isinstance(_backend(storage), RDBStorage) else _take
     for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
         try:
-            if storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+            if take(storage, trial_id):
                 return optuna.Trial(study, trial_id)
         except UpdateFinishedTrialError:
             continue
     return None
+
+
+def _backend(storage):
+    """The storage under Optuna's cache (``get_storage`` wraps an RDBStorage in one)."""
+    return getattr(storage, "_backend", storage)
+
+
+def _take(storage, trial_id: int) -> bool:
+    """WAITING -> RUNNING through the storage (journal, in memory: atomic there)."""
+    from optuna.trial import TrialState
+
+    return storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+
+
+def _take_row(storage, trial_id: int) -> bool:
+    """WAITING -> RUNNING in one conditional UPDATE, which the database applies to one
+    claimant only.  Optuna's own step reads the row, then writes it: on SQLite, which
+    ignores ``SELECT ... FOR UPDATE``, two workers both read WAITING and both win."""
+    from datetime import datetime, timezone
+
+    from optuna.storages._rdb.models import TrialModel
+    from optuna.trial import TrialState
+
+    table = TrialModel.__table__
+    now = datetime.now(timezone.utc).replace(tzinfo=None)  # stored as naive UTC
+    claim_row = (
+        table.update()
+        .where(table.c.trial_id == trial_id, table.c.state == TrialState.WAITING)
+        .values(state=TrialState.RUNNING, datetime_start=now)
+    )
+    with _backend(storage).engine.begin() as connection:
+        return connection.execute(claim_row).rowcount == 1
 
 
 def duplicate_of(study, number: int, params: dict) -> int | None:
@@ -338,234 +396,6 @@ def release_stale(study) -> int:
     return released
 
 
-# -- a worker ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Job:
-    """What a worker process needs: the sweep, where its study is, where models go."""
-
-    sweep: Sweep
-    out: str
-    storage: str | None = None
-    study: str = DEFAULT_STUDY
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "sweep": self.sweep.to_dict()})
-
-    @classmethod
-    def from_json(cls, text: str) -> Job:
-        d = json.loads(text)
-        s = d.pop("sweep")
-        sweep = Sweep(
-            tuple(tuple(x) for x in s.pop("sizes")),
-            tuple(s.pop("activations")),
-            tuple(s.pop("lrs")),
-            **s,
-        )
-        return cls(sweep, **d)
-
-
-#: Whether SIGINT can be held back while a worker writes to its study (POSIX).
-_CAN_HOLD = hasattr(signal, "pthread_sigmask")
-
-
-@contextmanager
-def _holding_interrupts() -> Iterator[None]:
-    """SIGINT (Ctrl-C, or ``stop_workers``) held pending inside this block, except
-    within ``_interruptible``, so it never lands halfway through a write to the
-    study; afterwards the signal mask is as it was (and a held SIGINT is felt)."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if _CAN_HOLD else None
-    try:
-        yield
-    finally:
-        if _CAN_HOLD:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-
-
-@contextmanager
-def _interruptible() -> Iterator[None]:
-    """SIGINT felt at once inside this block (training: ``fit`` stops cleanly)."""
-    if _CAN_HOLD:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        if _CAN_HOLD:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-
-def _interrupt_pending() -> bool:
-    return _CAN_HOLD and signal.SIGINT in signal.sigpending()
-
-
-def train_trial(params: dict, sweep: Sweep, data, out: Path) -> tuple[TrialResult, float | None]:
-    """Train, score and save one trial's network (``service``); (result, best
-    validation accuracy).  KeyboardInterrupt if training was interrupted (nothing is
-    saved then)."""
-    config = sweep.config(params)
-    with _interruptible():
-        run = service.train(config, data, keep_interrupted=False)
-    if not run.kept:
-        raise KeyboardInterrupt
-    path = Path(out, model_name(params)).resolve()
-    service.save(path, run)
-    history = run.history
-    best = history.epochs[history.best_epoch - 1].val_accuracy
-    result = TrialResult(
-        config.sizes, config.activation, run.net.n_parameters, run.evaluation.accuracy,
-        round(run.seconds, 3), str(path), config.lr, config.epochs, config.seed, best,
-    )  # fmt: skip
-    return result, best
-
-
-def _next_trial(study, storage, sweep: Sweep):
-    """(trial, its parameters) for this worker to train, or None when none is left."""
-    from optuna.trial import TrialState
-
-    if sweep.sampler == "grid":
-        trial = claim(study, storage)
-    else:
-        live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-        full = len(study.get_trials(deepcopy=False, states=live)) >= sweep.size()
-        trial = None if full else study.ask()
-    if trial is None:
-        return None
-    # a queued trial gets its queued values back; others, the sampler's choice
-    params = {name: trial.suggest_categorical(name, v) for name, v in sweep.choices().items()}
-    return trial, params
-
-
-def work(job: Job) -> int:
-    """Run trials of ``job``'s study until none is left (or, for a search sampler,
-    until the study has its ``trials``); how many this worker finished.  SIGINT stops
-    the trial in training (marked failed, to be trained again) and the worker."""
-    from optuna.trial import TrialState
-    from threadpoolctl import threadpool_limits
-
-    from .files.data import load_mnist
-
-    with _holding_interrupts(), threadpool_limits(1):
-        storage = open_storage(job.storage, Path(job.out))
-        study = open_study(storage, job.study, job.sweep)
-        data = load_mnist()
-        finished = 0
-        while not _interrupt_pending():
-            taken = _next_trial(study, storage, job.sweep)
-            if taken is None:
-                break
-            trial, params = taken
-            try:
-                finished += _run_trial(study, trial, params, job, data)
-            except BaseException:  # interrupted wherever it landed: trained again later
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                raise
-    return finished
-
-
-def _run_trial(study, trial, params: dict, job: Job, data) -> bool:
-    """Train one claimed trial and tell the study how it went; whether it finished.
-    A copy of an earlier trial is dropped; an interruption is passed on."""
-    from optuna.trial import TrialState
-
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    if job.sweep.sampler == "grid":
-        earlier = duplicate_of(study, trial.number, params)
-        if earlier is not None:
-            trial.set_user_attr("duplicate_of", earlier)
-            study.tell(trial, state=TrialState.FAIL)
-            return False
-    try:
-        result, best = train_trial(params, job.sweep, data, Path(job.out))
-    except TrainingDiverged as e:
-        trial.set_user_attr("error", str(e))
-        study.tell(trial, state=TrialState.FAIL)
-        return False
-    except BaseException as e:  # interrupted, or a model that cannot be saved (``work``)
-        trial.set_user_attr("error", str(e) or type(e).__name__)
-        raise
-    for key in ("n_parameters", "test_accuracy", "seconds", "model"):
-        trial.set_user_attr(key, getattr(result, key))
-    study.tell(trial, best if best is not None else result.test_accuracy)
-    return True
-
-
-# -- the whole sweep -----------------------------------------------------------------------
-
-
-def prepare(job: Job, workers: int):
-    """Before any training: check every output path and size, open the study, queue
-    the grid, release trials of dead workers here.  The study back."""
-    from .limits import check_training_size
-
-    out = Path(job.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a folder")
-    if not 1 <= workers <= 256:
-        raise ValueError(f"workers must be 1-256, got {workers}")
-    for sizes in job.sweep.sizes:
-        if sizes[0] != 784 or sizes[-1] < 10:
-            raise ValueError(
-                f"sizes {sizes_name(sizes)}: MNIST needs 784 inputs and at least 10 outputs"
-            )
-        check_training_size(sizes, TrainConfig.batch_size, 55_000, TrainConfig.validation)
-    out.mkdir(parents=True, exist_ok=True)
-    grid = job.sweep.grid()
-    for params in grid:
-        check_output(out / model_name(params), what="--out")
-    models = sum(expected_bytes(job.sweep.config(params).sizes) for params in grid)
-    check_output(out / PLOT, size=models, what="--out")  # room for every model file
-    storage = open_storage(job.storage, out)
-    study = open_study(storage, job.study, job.sweep)
-    release_stale(study)
-    if job.sweep.sampler == "grid":
-        queue_grid(study, job.sweep)
-    return study
-
-
-def start_workers(job: Job, workers: int) -> list[tuple[subprocess.Popen, object]]:
-    """K worker processes, each in a session of its own (so a Ctrl-C in the terminal
-    reaches them once, through ``stop_workers``), with its error output kept."""
-    code = "import sys; from digitnet.cli import sweep_worker; sys.exit(sweep_worker(sys.argv[1]))"
-    started = []
-    for _ in range(workers):
-        log = tempfile.TemporaryFile("w+")
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, job.to_json()],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            start_new_session=True,
-        )
-        started.append((process, log))
-    return started
-
-
-def stop_workers(started, timeout: float = 60) -> None:
-    """Ask each worker to stop (SIGINT: its trial is marked failed) and wait for it."""
-    for process, _ in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + timeout
-    for process, _ in started:
-        try:
-            process.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def worker_errors(started) -> list[str]:
-    """The last line each failed worker wrote, for workers that exited with an error."""
-    errors = []
-    for process, log in started:
-        if process.returncode not in (0, None, 130, -signal.SIGINT):
-            log.seek(0)
-            lines = [line for line in log.read().splitlines() if line.strip()]
-            errors.append(lines[-1] if lines else f"a worker exited with code {process.returncode}")
-    return errors
-
-
 def remaining(study, sweep: Sweep) -> int:
     """How many trials are left for workers to take: queued ones (grid), or those a
     search sampler has still to ask for."""
@@ -575,21 +405,3 @@ def remaining(study, sweep: Sweep) -> int:
         return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
     return max(sweep.size() - len(study.get_trials(deepcopy=False, states=live)), 0)
-
-
-def watch(
-    study, started, on_change: Callable[[list[TrialResult], list[dict]], None], poll: float = 0.5
-) -> None:
-    """Until every worker has exited: call ``on_change(finished, running)`` whenever the
-    study's finished or running trials change."""
-    seen = None
-    while True:
-        done = all(process.poll() is not None for process, _ in started)
-        state = results(study), running(study)
-        key = ([r.number for r in state[0]], state[1])
-        if key != seen:
-            seen = key
-            on_change(*state)
-        if done:
-            return
-        time.sleep(poll)
