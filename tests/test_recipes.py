@@ -115,7 +115,9 @@ def test_train_recipe_writes_a_model_file_that_records_the_recipe(
     code = main(["train", "--recipe", "best", "--seed", "1", "--data", str(small_mnist),
                  "--out", str(out)])
     assert code == 0, capsys.readouterr().err
-    assert "test accuracy" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "teaching: 784-32-10 relu, 2 epochs" in said and "epoch 2/2" in said
+    assert "test accuracy" in said
     info = load(out).info
     assert info["seed"] == 1 and info["config"]["sizes"] == [784, 16, 16, 10]
     assert info["recipe"]["name"] == "best"

@@ -188,12 +188,18 @@ def run_recipe(
     seed: int,
     *,
     on_stage: Callable[[str], None] | None = None,
-    on_epoch: Callable[[Epoch], None] | None = None,
+    on_epoch: Callable[[Epoch, int], None] | None = None,
 ) -> RecipeRun:
     """Train ``recipe``'s student on uint8 images (N, n_0) with labels (N,): distort,
     teach, learn (the module's docstring), all from ``seed``.  Only these images are
-    read; ``recipe.validation`` of them are held out and scored, never trained on."""
+    read; ``recipe.validation`` of them are held out and scored, never trained on.
+    ``on_stage(line)`` says what each stage does; ``on_epoch(record, epochs)`` reports
+    each epoch of the teacher and the student, with that stage's number of epochs."""
     say = on_stage or (lambda _: None)
+
+    def report(epochs: int) -> Callable[[Epoch], None] | None:
+        return None if on_epoch is None else (lambda record: on_epoch(record, epochs))
+
     split_rng, distort_rng, teacher_seed = (
         np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1]).spawn(3)
     )
@@ -215,7 +221,8 @@ def run_recipe(
             f"on {len(x):,} images")
         init_rng, data_rng = seeded_generators(int(teacher_seed.integers(2**31)))
         teacher = Network(t.sizes, t.activation, t.output, rng=init_rng)
-        taught = fit(teacher, x, y, replace(t, validation=0), data_rng, on_epoch=on_epoch)
+        taught = fit(teacher, x, y, replace(t, validation=0), data_rng,
+                     on_epoch=report(t.epochs))
         if taught.stopped == "interrupted":
             raise KeyboardInterrupt
         scores["teacher"] = _score(teacher, images, labels, held_rows)
@@ -228,7 +235,7 @@ def run_recipe(
     init_rng, data_rng = seeded_generators(seed)
     net = Network(s.sizes, s.activation, s.output, rng=init_rng)
     history = fit(net, x, y, replace(s, validation=0, seed=seed), data_rng,
-                  on_epoch=on_epoch, targets=targets)
+                  on_epoch=report(s.epochs), targets=targets)
     scores["student"] = _score(net, images, labels, held_rows)
     seconds["student"] = time.perf_counter() - start
     return RecipeRun(net, history, scores, {k: round(v, 1) for k, v in seconds.items()})
@@ -265,7 +272,7 @@ def train(
     seed: int = 0,
     *,
     on_stage: Callable[[str], None] | None = None,
-    on_epoch: Callable[[Epoch], None] | None = None,
+    on_epoch: Callable[[Epoch, int], None] | None = None,
     data_name: str = "MNIST",
 ) -> service.Run:
     """Run ``recipe`` on ``data``'s training images from ``seed``, then score the student

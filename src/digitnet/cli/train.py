@@ -77,7 +77,7 @@ def train_recipe(args: argparse.Namespace) -> int:
     progress.say(f"recipe {recipe.name}: {recipe.summary}; seed {args.seed}")
     try:
         run = recipes.train(recipe, data, args.seed, on_stage=progress.say,
-                            on_epoch=progress.on_epoch,
+                            on_epoch=lambda e, n: progress.say(epoch_line(e, n), flush=True),
                             data_name="MNIST" if args.data is None else str(args.data))
     except KeyboardInterrupt:
         print("interrupted before the student trained: no model saved", file=sys.stderr)
