@@ -31,7 +31,7 @@ LAYERS = [
     {"train"},
     {"files"},
     {"vision", "inspect"},
-    {"service", "sweep", "notebook"},
+    {"service", "sweep", "notebook", "recipes"},
     {"server", "cli", "__main__"},
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}

@@ -24,6 +24,8 @@ from .base import EXIT_INTERRUPTED, UsageError, option
 def cmd_train(args: argparse.Namespace) -> int:
     from ..files.checkpoint import load_checkpoint
 
+    if args.recipe is not None:
+        return train_recipe(args)
     resume = None
     if args.resume is not None:
         _refuse_changes_on_resume(args.given)
@@ -48,6 +50,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=every,
         inputs=[args.resume] if args.resume is not None else [],
     )
+
+
+def train_recipe(args: argparse.Namespace) -> int:
+    """``digitnet train --recipe NAME``: the named recipe (``digitnet.recipes``) from
+    ``--seed``, scored on the test set once and saved to ``--out``.  Its settings are the
+    recipe's: other training flags are refused, not ignored."""
+    from .. import recipes
+
+    recipe = recipes.RECIPES[args.recipe]
+    refused = sorted(args.given & (set(SETTINGS) | {"resume", "checkpoint", "checkpoint_every"})
+                     - {"seed", "kernel", "recipe"})
+    if refused:
+        flags = ", ".join(option(name) for name in refused)
+        raise UsageError(
+            f"--recipe {recipe.name} sets the training itself; {flags} cannot change it"
+        )
+    config = replace(recipe.student, seed=args.seed, kernel=args.kernel)
+    recipe = replace(recipe, student=config, teacher=recipe.teacher and replace(
+        recipe.teacher, kernel=args.kernel))
+    _check_outputs(config, args.out, None, args.data, [])
+    data = load_mnist(args.data)
+    _check_data(config, data)
+    progress = Progress(config, args.quiet, None, 0)
+    progress.say(f"recipe {recipe.name}: {recipe.summary}; seed {args.seed}")
+    try:
+        run = recipes.train(recipe, data, args.seed, on_stage=progress.say,
+                            on_epoch=lambda e, n: progress.say(epoch_line(e, n), flush=True),
+                            data_name="MNIST" if args.data is None else str(args.data))
+    except KeyboardInterrupt:
+        print("interrupted before the student trained: no model saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return _finish(run, config, args.out, None, progress)
 
 
 def _refuse_changes_on_resume(given: set[str]) -> None:
