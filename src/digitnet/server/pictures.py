@@ -1,6 +1,7 @@
 """Pictures in and out of the API: PNG data URLs decoded (``decode_png_data_url``) and
-made (``png_data_url``, the one PNG encoder), and ``Pictures``, the bounded pool that
-decodes them.
+made (``png_data_url``, the one PNG encoder), grey bytes decoded (``decode_grey``, what
+the page's pad sends: the same pixels as its PNG, cheaper to read), and ``Pictures``, the
+bounded pool that decodes them.
 
 Pictures over ``MAX_IMAGE_PIXELS`` are refused before they are decoded
 (``preprocess.PictureTooLarge``), and at most ``PICTURE_WORKERS`` are decoded at once
@@ -14,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import io
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -23,6 +25,7 @@ from PIL import Image
 
 from ..vision.preprocess import PictureError, open_picture
 from .memory import release_memory
+from .schemas import GreyPicture
 
 #: Largest picture accepted by /api/predict, in pixels (width x height).
 MAX_IMAGE_PIXELS = 4_000_000
@@ -57,6 +60,36 @@ def decode_png_data_url(url: str) -> bytes:
     return data
 
 
+def decode_grey(grey: GreyPicture) -> np.ndarray:
+    """Grey bytes -> uint8 (height, width), 0 black to 255 white.
+
+    ``grey.data`` is base64 of a zlib stream (what the browser's
+    ``CompressionStream("deflate")`` makes) of exactly width x height bytes.  Raises
+    PictureTooLarge over ``MAX_IMAGE_PIXELS`` (before anything is inflated, and the
+    stream is never inflated past width x height + 1 bytes), PictureError for
+    malformed base64, a broken stream or another number of bytes.
+    """
+    n = grey.width * grey.height
+    if n > MAX_IMAGE_PIXELS:
+        raise PictureTooLarge(
+            f"grey: {grey.width}x{grey.height} pixels is more than the "
+            f"{MAX_IMAGE_PIXELS:,}-pixel limit; scale the picture down"
+        )
+    try:
+        packed = base64.b64decode(grey.data, validate=True)
+        inflate = zlib.decompressobj()
+        data = inflate.decompress(packed, n + 1)
+    except (binascii.Error, ValueError):
+        raise PictureError("grey: data is not base64 of a zlib stream") from None
+    except zlib.error as e:
+        raise PictureError(f"grey: data is not a whole zlib stream ({e})") from None
+    if len(data) != n or not inflate.eof or inflate.unused_data:
+        got = f"{len(data)}" if len(data) <= n else f"more than {n}"
+        whole = "" if inflate.eof or len(data) > n else " (the stream is cut short)"
+        raise PictureError(f"grey: expected {grey.width}x{grey.height} = {n} bytes, got {got}{whole}")
+    return np.frombuffer(data, np.uint8).reshape(grey.height, grey.width)
+
+
 def png_data_url(values: np.ndarray) -> str:
     """A uint8 (h, w) array as a grey PNG data URL."""
     png = io.BytesIO()
@@ -64,11 +97,14 @@ def png_data_url(values: np.ndarray) -> str:
     return PNG_DATA_URL + base64.b64encode(png.getvalue()).decode("ascii")
 
 
-def from_image(url: str, work: Callable[[Image.Image], T]) -> T:
-    """Decode one picture (at most ``MAX_IMAGE_PIXELS``) and hand it to ``work``; its
-    memory goes back to the system after."""
+def from_image(source: str | GreyPicture, work: Callable[[Image.Image], T]) -> T:
+    """Decode one picture, a PNG data URL or grey bytes (at most ``MAX_IMAGE_PIXELS``),
+    and hand it to ``work``; its memory goes back to the system after."""
     try:
-        picture = open_picture(decode_png_data_url(url), max_pixels=MAX_IMAGE_PIXELS)
+        if isinstance(source, GreyPicture):
+            picture = Image.fromarray(decode_grey(source))
+        else:
+            picture = open_picture(decode_png_data_url(source), max_pixels=MAX_IMAGE_PIXELS)
         return work(picture)
     finally:
         picture = None
@@ -85,8 +121,9 @@ class Pictures:
         self.waiting = 0
         self.pool: ThreadPoolExecutor | None = None
 
-    async def read(self, url: str, work: Callable[[Image.Image], T]) -> T:
-        """``work(picture)`` for the PNG data URL ``url``, on the pool (``from_image``)."""
+    async def read(self, source: str | GreyPicture, work: Callable[[Image.Image], T]) -> T:
+        """``work(picture)`` for ``source``, a PNG data URL or grey bytes, on the pool
+        (``from_image``)."""
         if self.waiting >= self.queue:
             raise TooManyPictures("too many pictures at once; try again in a moment")
         if self.pool is None:
@@ -94,7 +131,7 @@ class Pictures:
         self.waiting += 1
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.pool, from_image, url, work)
+            return await loop.run_in_executor(self.pool, from_image, source, work)
         finally:
             self.waiting -= 1
 

@@ -111,4 +111,4 @@ async def nudge(request: NudgeRequest, state: State) -> dict:
     if request.pixels is not None:
         pixels = np.array(request.pixels, dtype=np.float32)
         return await asyncio.get_running_loop().run_in_executor(None, work, pixels)
-    return await state.pictures.read(request.image, lambda picture: work(to_mnist(picture)))
+    return await state.pictures.read(request.picture, lambda picture: work(to_mnist(picture)))

@@ -78,7 +78,7 @@ async def _on_pixels(state: ServerState, request: GradientRequest, work):
         pixels = np.array(request.pixels, dtype=np.float32)
         return await asyncio.to_thread(_refused, lambda: work(pixels))
     return await state.pictures.read(
-        request.image, lambda picture: _refused(lambda: work(to_mnist(picture).reshape(-1)))
+        request.picture, lambda picture: _refused(lambda: work(to_mnist(picture).reshape(-1)))
     )
 
 

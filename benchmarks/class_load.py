@@ -1,0 +1,492 @@
+"""A class on one laptop: N students drawing at once against a real ``digitnet serve``.
+
+    python benchmarks/class_load.py [--model model.safetensors] [--students 20,40,60]
+                                    [--seconds 30] [--send grey,png] [--trainers 2]
+                                    [--out benchmarks/results/class.md]
+
+Each student is a thread with its own keep-alive connection that behaves like the page:
+it draws a digit stroke by stroke, a point every 1/60 s (the pointer events of one
+frame) at a hand's speed, and the page's own rule decides when a picture goes out
+(static/app.js): one request in flight, at most one every ``THROTTLE`` s while a stroke
+grows, and the finished stroke at once (after the request in flight).  What goes out is
+what the page sends: the 280x280 pad as a PNG (``png``, ``pad.toDataURL``) or as its
+grey bytes (``grey``, ``pad.js greyPicture``).  Between digits a student looks at the
+answer for a while; one in ``EXPLORERS`` then opens a neuron or two in the explorer
+(``GET /api/neuron``); ``--trainers`` more students train small networks one after the
+other (``POST /api/train``, following its events to the end; 409 while another run
+trains is the page's "busy", counted apart).
+
+Per class size and sending format: answers a second, p50/p99 of ``/api/predict``,
+errors, explorer latency, training runs; then the largest N with p99 under
+``P99_LIMIT_MS`` and no error, and what one request costs, part by part, in process.
+Bounded: ``--seconds`` of drawing per row, after a ramp of ``RAMP`` s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import blas, machine  # noqa: E402
+from load import connect, start_server  # noqa: E402
+
+#: The page's throttle (static/app.js THROTTLE_MS): at most one picture this often.
+THROTTLE = 0.120
+#: Pointer events while a stroke is drawn: one a frame.
+POINT_EVERY = 1 / 60
+#: The pad's side and its pens (static/pad.js PENS), in pad pixels.
+PAD, PENS = 280, {"thin": 10, "normal": 20, "thick": 36}
+#: How fast a hand draws on the pad, pad pixels a second (a 7's two strokes: ~0.7 s).
+SPEED = (350.0, 650.0)
+#: Pauses: between strokes, and looking at the answer between digits (s).
+PEN_UP, LOOK = (0.2, 0.5), (1.0, 3.0)
+#: One student in this many opens the explorer after a digit (1-3 neurons).
+EXPLORERS = 5
+#: Epochs of a training student's run (a small run: seconds).
+TRAIN_EPOCHS = 2
+#: The goal: /api/predict's p99 under this, with no error.
+P99_LIMIT_MS = 100.0
+#: Seconds over which the students join, so they do not start in step.
+RAMP = 2.0
+
+#: Each digit as strokes through points on the 280x280 pad, as people draw them.
+DIGITS: dict[int, list[list[tuple[float, float]]]] = {
+    0: [[(140, 40), (95, 60), (75, 140), (95, 220), (140, 240), (185, 220), (205, 140),
+         (185, 60), (140, 40)]],
+    1: [[(120, 70), (150, 40), (145, 140), (140, 240)]],
+    2: [[(80, 80), (110, 45), (170, 45), (195, 90), (170, 150), (80, 235), (210, 235)]],
+    3: [[(80, 60), (140, 40), (195, 75), (175, 125), (125, 140), (185, 160), (200, 210),
+         (140, 245), (75, 220)]],
+    4: [[(170, 40), (70, 170), (215, 170)], [(170, 90), (165, 245)]],
+    5: [[(200, 45), (95, 45), (85, 130), (150, 120), (200, 165), (185, 225), (135, 245),
+         (80, 225)]],
+    6: [[(185, 45), (120, 80), (85, 160), (100, 225), (150, 240), (195, 200), (180, 150),
+         (125, 145), (90, 180)]],
+    7: [[(60, 50), (220, 50), (170, 130), (110, 245)]],
+    8: [[(185, 70), (140, 40), (95, 70), (140, 135), (195, 190), (140, 245), (85, 190),
+         (140, 135), (185, 70)]],
+    9: [[(190, 80), (140, 45), (90, 80), (110, 130), (175, 120), (190, 80), (175, 170),
+         (160, 245)]],
+}
+
+
+# -- drawings: every state of the pad as a stroke grows, as the page would send it ------
+
+
+def hand(points: list[tuple[float, float]], rng: np.random.Generator) -> list[tuple[float, float]]:
+    """A stroke through ``points`` as a hand draws it: one point a frame at a speed
+    from ``SPEED``, wobbling a little (pad pixels)."""
+    step = rng.uniform(*SPEED) * POINT_EVERY
+    out = [points[0]]
+    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:], strict=True):
+        n = max(1, int(np.hypot(x1 - x0, y1 - y0) / step))
+        for k in range(1, n + 1):
+            out.append((x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n))
+    wobble = rng.normal(0, 1.5, (len(out), 2))
+    return [(x + dx, y + dy) for (x, y), (dx, dy) in zip(out, wobble, strict=True)]
+
+
+def variant(digit: int, rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    """The digit's strokes scaled, moved and slanted as one student draws it."""
+    scale, slant = rng.uniform(0.75, 1.05), rng.uniform(-0.15, 0.15)
+    dx, dy = rng.uniform(-25, 25, 2)
+    return [
+        [(140 + (x - 140) * scale + slant * (140 - y) + dx, 140 + (y - 140) * scale + dy)
+         for x, y in stroke]
+        for stroke in DIGITS[digit]
+    ]  # fmt: skip
+
+
+def png_body(grey: np.ndarray) -> bytes:
+    """The pad as ``pad.toDataURL("image/png")`` sends it: an opaque RGBA PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(grey).convert("RGBA").save(buffer, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return json.dumps({"image": url}).encode()
+
+
+def grey_body(grey: np.ndarray) -> bytes:
+    """The pad as ``greyPicture`` sends it: its grey bytes, deflated, in base64."""
+    data = base64.b64encode(zlib.compress(grey.tobytes())).decode()
+    picture = {"width": grey.shape[1], "height": grey.shape[0], "data": data}
+    return json.dumps({"grey": picture}).encode()
+
+
+BODIES = {"png": png_body, "grey": grey_body}
+
+
+def render(strokes: list[list[tuple[float, float]]], width: int) -> list[list[np.ndarray]]:
+    """Every state of the pad (uint8 (280, 280), black ink on white) as the strokes
+    grow point by point: [stroke][k] is the pad once point k of that stroke is down.
+    Drawn at 4x and averaged down: antialiased, as the canvas draws."""
+    big = Image.new("L", (4 * PAD, 4 * PAD), 255)
+    draw = ImageDraw.Draw(big)
+    r = 2 * width
+    out = []
+    for points in strokes:
+        frames, last = [], None
+        for x, y in points:
+            x, y = 4 * x, 4 * y
+            if last is not None:
+                draw.line([last, (x, y)], fill=0, width=4 * width)
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=0)  # round caps and joins
+            last = (x, y)
+            frames.append(np.asarray(big.resize((PAD, PAD), Image.Resampling.BOX)))
+        out.append(frames)
+    return out
+
+
+@dataclass
+class Drawing:
+    """One drawing as the page sends it: ``frames[s][k]`` the request body once point
+    k of stroke s is down."""
+
+    digit: int
+    frames: list[list[bytes]]
+
+
+def drawings(n: int, send: str, seed: int = 0) -> list[Drawing]:
+    """n drawings (every digit in turn), each a student's variant with its own pen."""
+    rng = np.random.default_rng(seed)
+    pens = rng.choice(list(PENS.values()), n, p=[0.2, 0.6, 0.2])
+    out = []
+    for i in range(n):
+        strokes = [hand(s, rng) for s in variant(i % 10, rng)]
+        pads = render(strokes, int(pens[i]))
+        out.append(Drawing(i % 10, [[BODIES[send](p) for p in frames] for frames in pads]))
+    return out
+
+
+# -- the class --------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What the students saw, shared between their threads (under ``lock``)."""
+
+    start: float
+    end: float
+    predict: list[float] = field(default_factory=list)
+    neuron: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    runs: list[float] = field(default_factory=list)
+    busy: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def counts(self, at: float) -> bool:
+        """Whether something that began at ``at`` falls in the measured window."""
+        return self.start <= at < self.end
+
+
+class Student:
+    """One student's page: a connection, the throttle's clock, and what it recorded."""
+
+    def __init__(self, host: str, port: int, tally: Tally, rng: np.random.Generator) -> None:
+        self.host, self.port, self.tally, self.rng = host, port, tally, rng
+        self.connection = connect(host, port)
+        self.last_sent = -1.0
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes, float]:
+        """One request on the keep-alive connection: status (0: no answer), body, seconds."""
+        began = time.perf_counter()
+        try:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
+            status, answer = response.status, response.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.connection.close()
+            self.connection = connect(self.host, self.port)
+            status, answer = 0, str(e).encode()
+        return status, answer, time.perf_counter() - began
+
+    def predict(self, body: bytes) -> None:
+        began = time.perf_counter()
+        self.last_sent = began
+        status, answer, seconds = self.call("POST", "/api/predict", body)
+        if self.tally.counts(began):
+            with self.tally.lock:
+                self.tally.predict.append(seconds)
+                if status != 200:
+                    self.tally.errors.append(f"predict {status}: {answer[:120]!r}")
+
+    def stroke(self, frames: list[bytes]) -> None:
+        """Draw one stroke, a point a frame; send as the page does: when the throttle
+        allows and nothing is in flight, the pad as it is then; at the end, the whole
+        stroke at once."""
+        began = time.perf_counter()
+        drawn = len(frames) * POINT_EVERY
+        while True:
+            now = time.perf_counter()
+            if now - began >= drawn:
+                self.predict(frames[-1])
+                return
+            wait = self.last_sent + THROTTLE - now
+            if wait > 0:
+                time.sleep(min(wait, began + drawn - now))
+                continue
+            self.predict(frames[min(int((now - began) / POINT_EVERY), len(frames) - 1)])
+
+    def explore(self, sizes: list[int]) -> None:
+        """Open one to three neurons of the explorer, as a curious student does."""
+        for _ in range(int(self.rng.integers(1, 4))):
+            layer = int(self.rng.integers(1, len(sizes)))
+            index = int(self.rng.integers(sizes[layer]))
+            began = time.perf_counter()
+            status, answer, seconds = self.call("GET", f"/api/neuron?layer={layer}&index={index}")
+            if self.tally.counts(began):
+                with self.tally.lock:
+                    self.tally.neuron.append(seconds)
+                    if status != 200:
+                        self.tally.errors.append(f"neuron {status}: {answer[:120]!r}")
+            time.sleep(self.rng.uniform(0.5, 1.5))
+
+    def draw(self, pictures: list[Drawing], sizes: list[int], curious: bool) -> None:
+        """Digits one after another until the window closes."""
+        time.sleep(self.rng.uniform(0, RAMP))
+        while time.perf_counter() < self.tally.end:
+            drawing = pictures[int(self.rng.integers(len(pictures)))]
+            for frames in drawing.frames:
+                self.stroke(frames)
+                time.sleep(self.rng.uniform(*PEN_UP))
+            if curious:
+                self.explore(sizes)
+            time.sleep(self.rng.uniform(*LOOK))
+        self.connection.close()
+
+    def train(self) -> None:
+        """Small training runs one after another (409: another run trains; wait)."""
+        time.sleep(self.rng.uniform(0, RAMP))
+        body = json.dumps({"epochs": TRAIN_EPOCHS}).encode()
+        while time.perf_counter() < self.tally.end:
+            began = time.perf_counter()
+            status, answer, _ = self.call("POST", "/api/train", body)
+            if status == 409:
+                with self.tally.lock:
+                    self.tally.busy += 1
+                time.sleep(self.rng.uniform(*LOOK))
+                continue
+            if status != 202:
+                with self.tally.lock:
+                    self.tally.errors.append(f"train {status}: {answer[:120]!r}")
+                return
+            job = json.loads(answer)["id"]
+            status, answer, _ = self.call("GET", f"/api/train/{job}/events")
+            if status != 200 or b"event: done" not in answer:
+                with self.tally.lock:
+                    self.tally.errors.append(f"train events {status}: {answer[-120:]!r}")
+                return
+            with self.tally.lock:
+                self.tally.runs.append(time.perf_counter() - began)
+            time.sleep(self.rng.uniform(*LOOK))
+        self.connection.close()
+
+
+def lesson(
+    host: str, port: int, pictures: list[Drawing], sizes: list[int], n: int, trainers: int,
+    seconds: float, seed: int = 0,
+) -> dict:
+    """n students drawing (one in ``EXPLORERS`` exploring) and ``trainers`` training for
+    ``RAMP`` + ``seconds``; what /api/predict did in the last ``seconds``."""
+    now = time.perf_counter()
+    tally = Tally(start=now + RAMP, end=now + RAMP + seconds)
+    rngs = np.random.default_rng(seed).spawn(n + trainers)
+    threads = []
+    for i in range(n + trainers):
+        student = Student(host, port, tally, rngs[i])
+        work = (lambda s=student, i=i: s.draw(pictures, sizes, i % EXPLORERS == 0)) if i < n \
+            else student.train  # fmt: skip
+        threads.append(threading.Thread(target=work, daemon=True))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=RAMP + seconds + 600)
+    ms = np.array(tally.predict) * 1000 if tally.predict else np.array([np.nan])
+    explorer = np.array(tally.neuron) * 1000 if tally.neuron else np.array([np.nan])
+    return {
+        "students": n,
+        "answers_per_s": len(tally.predict) / seconds,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "errors": len(tally.errors),
+        "first_error": tally.errors[0] if tally.errors else "",
+        "neuron_p50": float(np.percentile(explorer, 50)),
+        "neuron_p99": float(np.percentile(explorer, 99)),
+        "runs": len(tally.runs),
+        "run_s": float(np.median(tally.runs)) if tally.runs else float("nan"),
+        "busy": tally.busy,
+    }
+
+
+# -- what one request costs ---------------------------------------------------------------
+
+
+def timed(work, repeat: int) -> float:
+    """Median milliseconds of ``work()`` over ``repeat`` calls (after one)."""
+    work()
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - began)
+    return 1000 * float(np.median(times))
+
+
+def costs(model: Path, pad: np.ndarray, repeat: int = 200) -> dict[str, dict[str, float]]:
+    """Milliseconds of each part of /api/predict's work, in this process, for the pad
+    (uint8 (280, 280)) sent each way: the request's JSON read, the picture decoded,
+    preprocessed, the network's forward pass, and the answer's JSON."""
+    from pydantic import TypeAdapter
+
+    from digitnet.files.modelfile import load
+    from digitnet.server.pictures import decode_grey, decode_png_data_url
+    from digitnet.server.routes.predict import answer
+    from digitnet.server.schemas import PredictRequest, PredictResponse
+    from digitnet.vision.preprocess import open_picture, to_mnist
+    from digitnet.vision.recognise import predict_pixels
+
+    net = load(model).network
+    adapter = TypeAdapter(PredictResponse)
+
+    def parts(body: bytes, decode) -> dict[str, float]:
+        request = PredictRequest.model_validate_json(body)
+        picture = decode(request)
+        x = to_mnist(picture)
+        full = answer(net, x)
+        forward = timed(lambda: predict_pixels(net, x), repeat)
+        return {
+            "body (KB)": len(body) / 1024,
+            "request JSON": timed(lambda: PredictRequest.model_validate_json(body), repeat),
+            "decode": timed(lambda: decode(request), repeat),
+            "preprocess": timed(lambda: to_mnist(picture), repeat),
+            "forward": forward,
+            "answer JSON": timed(lambda: answer(net, x), repeat) - forward
+            + timed(lambda: adapter.dump_json(adapter.validate_python(full)), repeat),
+        }
+
+    out = {
+        "png": parts(png_body(pad), lambda r: open_picture(decode_png_data_url(r.image))),
+        "grey": parts(grey_body(pad), lambda r: Image.fromarray(decode_grey(r.grey))),
+    }
+    return out
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def quick_model(folder: Path) -> Path:
+    """A model trained for two epochs (``digitnet train``), for runs without --model."""
+    path = folder / "model.safetensors"
+    command = [sys.executable, "-m", "digitnet", "train", "--epochs", "2", "--quiet"]
+    subprocess.run([*command, "--out", str(path)], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def report(rows: list[dict], parts: dict[str, dict[str, float]], trainers: int,
+           seconds: float, load: tuple[float, float]) -> str:  # fmt: skip
+    """The Markdown results: the machine, a row per class size, the largest N, the costs."""
+    lines = [
+        f"A class against `digitnet serve` on loopback, {date.today().isoformat()}: "
+        f"{machine()}, {os.cpu_count()} cores, {blas()}; load average "
+        f"{load[0]:.2f} before, {load[1]:.2f} after. Each row: {seconds:g} s of N students "
+        f"drawing (one in {EXPLORERS} also opening the explorer) and {trainers} training "
+        f"{TRAIN_EPOCHS}-epoch runs, client and server on the same cores.",
+        "",
+        "| sends | students | answers/s | p50 (ms) | p99 (ms) | errors | explorer p99 (ms) "
+        "| training runs (409 busy) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['send']} | {r['students']} | {r['answers_per_s']:.0f} | {r['p50']:.1f} | "
+            f"{r['p99']:.1f} | {r['errors']} | {r['neuron_p99']:.0f} | "
+            f"{r['runs']} ({r['busy']}) |"
+        )
+    lines.append("")
+    for send in dict.fromkeys(r["send"] for r in rows):
+        held = [r["students"] for r in rows if r["send"] == send and r["errors"] == 0
+                and r["p99"] < P99_LIMIT_MS]  # fmt: skip
+        best = f"**{max(held)}**" if held else "none of those tried"
+        lines.append(f"Largest class with p99 < {P99_LIMIT_MS:g} ms and no error, "
+                     f"sending {send}: {best}.  ")  # fmt: skip
+    names = list(next(iter(parts.values())))
+    lines += [
+        "",
+        "What one request costs in process (median ms; a 280x280 pad of a digit):",
+        "",
+        "| sends | " + " | ".join(names) + " |",
+        "| --- |" + " ---: |" * len(names),
+    ]
+    for send, part in parts.items():
+        lines.append(f"| {send} | " + " | ".join(f"{part[k]:.2f}" for k in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="model file (default: train a quick one)")
+    parser.add_argument("--students", default="20,40,60,80", help="class sizes to play")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured time per size")
+    parser.add_argument("--send", default="grey,png", help="what the page sends: grey, png")
+    parser.add_argument("--trainers", type=int, default=2, help="students training")
+    parser.add_argument("--drawings", type=int, default=30, help="different drawings")
+    parser.add_argument("--out", type=Path, help="write the Markdown results here")
+    args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.students.split(",")]
+    sends = args.send.split(",")
+    if not set(sends) <= set(BODIES) or min(sizes) < 1 or args.seconds <= 0:
+        parser.error(f"expected --send from {sorted(BODIES)}, --students >= 1 and --seconds > 0, "
+                     f"got {args.send!r}, {args.students!r}, {args.seconds}")  # fmt: skip
+    before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or quick_model(Path(tmp))
+        process, host, port = start_server(model)
+        try:
+            warm = Student(host, port, Tally(0.0, 0.0), np.random.default_rng(0))
+            shape = json.loads(warm.call("GET", "/api/model")[1])["sizes"]
+            warm.call("GET", "/api/neuron?layer=1&index=0")  # builds the explorer's atlas
+            rows = []
+            for send in sends:
+                pictures = drawings(args.drawings, send)
+                for frames in pictures[0].frames * 10:
+                    warm.predict(frames[-1])
+                for n in sizes:
+                    result = {"send": send, **lesson(host, port, pictures, shape, n,
+                                                     args.trainers, args.seconds)}  # fmt: skip
+                    rows.append(result)
+                    print(f"{send:5s} N={n:<4d} {result['answers_per_s']:6.0f} answers/s  "
+                          f"p50 {result['p50']:7.1f} ms  p99 {result['p99']:7.1f} ms  "
+                          f"errors {result['errors']}  runs {result['runs']} "
+                          f"{result['first_error']}", flush=True)  # fmt: skip
+        finally:
+            process.terminate()
+            process.communicate(timeout=10)
+        pad = render(variant(7, np.random.default_rng(0)), PENS["normal"])[-1][-1]
+        parts = costs(model, pad)
+    text = report(rows, parts, args.trainers, args.seconds, (before, os.getloadavg()[0]))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    print(text)
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
