@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
-from ..vision.preprocess import PictureError, open_picture
+from ..vision.preprocess import PictureError, PictureTooLarge, open_picture
 from .memory import release_memory
 from .schemas import GreyPicture
 
@@ -86,7 +86,8 @@ def decode_grey(grey: GreyPicture) -> np.ndarray:
     if len(data) != n or not inflate.eof or inflate.unused_data:
         got = f"{len(data)}" if len(data) <= n else f"more than {n}"
         whole = "" if inflate.eof or len(data) > n else " (the stream is cut short)"
-        raise PictureError(f"grey: expected {grey.width}x{grey.height} = {n} bytes, got {got}{whole}")
+        size = f"{grey.width}x{grey.height} = {n}"
+        raise PictureError(f"grey: expected {size} bytes, got {got}{whole}")
     return np.frombuffer(data, np.uint8).reshape(grey.height, grey.width)
 
 
