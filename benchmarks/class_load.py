@@ -63,7 +63,8 @@ EXPLORERS = 5
 TRAIN_EPOCHS = 2
 #: The goal: /api/predict's p99 under this, with no error.
 P99_LIMIT_MS = 100.0
-#: Seconds over which the students join, so they do not start in step.
+#: Seconds over which the students join, so they do not start in step (at most the
+#: measured time).
 RAMP = 2.0
 
 #: Each digit as strokes through points on the 280x280 pad, as people draw them.
@@ -217,6 +218,13 @@ class Student:
             status, answer = 0, str(e).encode()
         return status, answer, time.perf_counter() - began
 
+    def pause(self, low: float, high: float) -> bool:
+        """Wait a while (uniform in [low, high] s), at most until the window closes;
+        whether it is still open."""
+        left = self.tally.end - time.perf_counter()
+        time.sleep(max(0.0, min(self.rng.uniform(low, high), left)))
+        return time.perf_counter() < self.tally.end
+
     def predict(self, body: bytes) -> None:
         began = time.perf_counter()
         self.last_sent = began
@@ -256,24 +264,26 @@ class Student:
                     self.tally.neuron.append(seconds)
                     if status != 200:
                         self.tally.errors.append(f"neuron {status}: {answer[:120]!r}")
-            time.sleep(self.rng.uniform(0.5, 1.5))
+            if not self.pause(0.5, 1.5):
+                return
 
     def draw(self, pictures: list[Drawing], sizes: list[int], curious: bool) -> None:
         """Digits one after another until the window closes."""
-        time.sleep(self.rng.uniform(0, RAMP))
+        self.pause(0, self.tally.start - time.perf_counter())
         while time.perf_counter() < self.tally.end:
             drawing = pictures[int(self.rng.integers(len(pictures)))]
             for frames in drawing.frames:
                 self.stroke(frames)
-                time.sleep(self.rng.uniform(*PEN_UP))
+                if not self.pause(*PEN_UP):
+                    break
             if curious:
                 self.explore(sizes)
-            time.sleep(self.rng.uniform(*LOOK))
+            self.pause(*LOOK)
         self.connection.close()
 
     def train(self) -> None:
         """Small training runs one after another (409: another run trains; wait)."""
-        time.sleep(self.rng.uniform(0, RAMP))
+        self.pause(0, self.tally.start - time.perf_counter())
         body = json.dumps({"epochs": TRAIN_EPOCHS}).encode()
         while time.perf_counter() < self.tally.end:
             began = time.perf_counter()
@@ -281,7 +291,7 @@ class Student:
             if status == 409:
                 with self.tally.lock:
                     self.tally.busy += 1
-                time.sleep(self.rng.uniform(*LOOK))
+                self.pause(*LOOK)
                 continue
             if status != 202:
                 with self.tally.lock:
@@ -295,7 +305,7 @@ class Student:
                 return
             with self.tally.lock:
                 self.tally.runs.append(time.perf_counter() - began)
-            time.sleep(self.rng.uniform(*LOOK))
+            self.pause(*LOOK)
         self.connection.close()
 
 
@@ -304,9 +314,9 @@ def lesson(
     seconds: float, seed: int = 0,
 ) -> dict:
     """n students drawing (one in ``EXPLORERS`` exploring) and ``trainers`` training for
-    ``RAMP`` + ``seconds``; what /api/predict did in the last ``seconds``."""
-    now = time.perf_counter()
-    tally = Tally(start=now + RAMP, end=now + RAMP + seconds)
+    a ramp + ``seconds``; what /api/predict did in the last ``seconds``."""
+    now, ramp = time.perf_counter(), min(RAMP, seconds)
+    tally = Tally(start=now + ramp, end=now + ramp + seconds)
     rngs = np.random.default_rng(seed).spawn(n + trainers)
     threads = []
     for i in range(n + trainers):
@@ -317,7 +327,7 @@ def lesson(
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=RAMP + seconds + 600)
+        t.join(timeout=ramp + seconds + 600)
     ms = np.array(tally.predict) * 1000 if tally.predict else np.array([np.nan])
     explorer = np.array(tally.neuron) * 1000 if tally.neuron else np.array([np.nan])
     return {
@@ -349,7 +359,7 @@ def timed(work, repeat: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def costs(model: Path, pad: np.ndarray, repeat: int = 200) -> dict[str, dict[str, float]]:
+def costs(model: Path, pad: np.ndarray, repeat: int) -> dict[str, dict[str, float]]:
     """Milliseconds of each part of /api/predict's work, in this process, for the pad
     (uint8 (280, 280)) sent each way: the request's JSON read, the picture decoded,
     preprocessed, the network's forward pass, and the answer's JSON."""
@@ -447,13 +457,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--send", default="grey,png", help="what the page sends: grey, png")
     parser.add_argument("--trainers", type=int, default=2, help="students training")
     parser.add_argument("--drawings", type=int, default=30, help="different drawings")
+    parser.add_argument("--repeat", type=int, default=200, help="timings of each cost")
     parser.add_argument("--out", type=Path, help="write the Markdown results here")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.students.split(",")]
     sends = args.send.split(",")
-    if not set(sends) <= set(BODIES) or min(sizes) < 1 or args.seconds <= 0:
-        parser.error(f"expected --send from {sorted(BODIES)}, --students >= 1 and --seconds > 0, "
-                     f"got {args.send!r}, {args.students!r}, {args.seconds}")  # fmt: skip
+    if not set(sends) <= set(BODIES) or min(sizes) < 1 or args.seconds <= 0 or args.repeat < 1:
+        parser.error(f"expected --send from {sorted(BODIES)}, --students >= 1, --seconds > 0 "
+                     f"and --repeat >= 1, got {args.send!r}, {args.students!r}, "
+                     f"{args.seconds}, {args.repeat}")  # fmt: skip
     before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or quick_model(Path(tmp))
@@ -479,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             process.terminate()
             process.communicate(timeout=10)
         pad = render(variant(7, np.random.default_rng(0)), PENS["normal"])[-1][-1]
-        parts = costs(model, pad)
+        parts = costs(model, pad, args.repeat)
     text = report(rows, parts, args.trainers, args.seconds, (before, os.getloadavg()[0]))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
