@@ -189,6 +189,7 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     runs: list[float] = field(default_factory=list)
     busy: int = 0
+    answered: int = 0  # /api/predict answers in the whole lesson, ramp included
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def counts(self, at: float) -> bool:
@@ -229,6 +230,8 @@ class Student:
         began = time.perf_counter()
         self.last_sent = began
         status, answer, seconds = self.call("POST", "/api/predict", body)
+        with self.tally.lock:
+            self.tally.answered += 1
         if self.tally.counts(began):
             with self.tally.lock:
                 self.tally.predict.append(seconds)
@@ -309,12 +312,24 @@ class Student:
         self.connection.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process ``pid`` has used so far (Linux; else nan)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def lesson(
-    host: str, port: int, pictures: list[Drawing], sizes: list[int], n: int, trainers: int,
-    seconds: float, seed: int = 0,
+    server: tuple[int, str, int], pictures: list[Drawing], sizes: list[int], n: int,
+    trainers: int, seconds: float, seed: int = 0,
 ) -> dict:
     """n students drawing (one in ``EXPLORERS`` exploring) and ``trainers`` training for
-    a ramp + ``seconds``; what /api/predict did in the last ``seconds``."""
+    a ramp + ``seconds`` against ``server`` (pid, host, port); what /api/predict did in
+    the last ``seconds``, and the server's CPU time per answer over the whole lesson."""
+    pid, host, port = server
+    cpu = cpu_seconds(pid)
     now, ramp = time.perf_counter(), min(RAMP, seconds)
     tally = Tally(start=now + ramp, end=now + ramp + seconds)
     rngs = np.random.default_rng(seed).spawn(n + trainers)
@@ -328,6 +343,7 @@ def lesson(
         t.start()
     for t in threads:
         t.join(timeout=ramp + seconds + 600)
+    cpu, answered = cpu_seconds(pid) - cpu, tally.answered
     ms = np.array(tally.predict) * 1000 if tally.predict else np.array([np.nan])
     explorer = np.array(tally.neuron) * 1000 if tally.neuron else np.array([np.nan])
     return {
@@ -342,6 +358,7 @@ def lesson(
         "runs": len(tally.runs),
         "run_s": float(np.median(tally.runs)) if tally.runs else float("nan"),
         "busy": tally.busy,
+        "cpu_ms": 1000 * cpu / max(answered, 1),
     }
 
 
@@ -420,14 +437,14 @@ def report(rows: list[dict], parts: dict[str, dict[str, float]], trainers: int,
         f"{TRAIN_EPOCHS}-epoch runs, client and server on the same cores.",
         "",
         "| sends | students | answers/s | p50 (ms) | p99 (ms) | errors | explorer p99 (ms) "
-        "| training runs (409 busy) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| training runs (409 busy) | server CPU per answer (ms) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['send']} | {r['students']} | {r['answers_per_s']:.0f} | {r['p50']:.1f} | "
             f"{r['p99']:.1f} | {r['errors']} | {r['neuron_p99']:.0f} | "
-            f"{r['runs']} ({r['busy']}) |"
+            f"{r['runs']} ({r['busy']}) | {r['cpu_ms']:.2f} |"
         )
     lines.append("")
     for send in dict.fromkeys(r["send"] for r in rows):
@@ -445,7 +462,7 @@ def report(rows: list[dict], parts: dict[str, dict[str, float]], trainers: int,
         "| --- |" + " ---: |" * len(names),
     ]
     for send, part in parts.items():
-        lines.append(f"| {send} | " + " | ".join(f"{part[k]:.2f}" for k in names) + " |")
+        lines.append(f"| {send} | " + " | ".join(f"{part[k]:.3f}" for k in names) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -480,12 +497,14 @@ def main(argv: list[str] | None = None) -> int:
                 for frames in pictures[0].frames * 10:
                     warm.predict(frames[-1])
                 for n in sizes:
-                    result = {"send": send, **lesson(host, port, pictures, shape, n,
-                                                     args.trainers, args.seconds)}  # fmt: skip
+                    server = (process.pid, host, port)
+                    played = lesson(server, pictures, shape, n, args.trainers, args.seconds)
+                    result = {"send": send, **played}
                     rows.append(result)
                     print(f"{send:5s} N={n:<4d} {result['answers_per_s']:6.0f} answers/s  "
                           f"p50 {result['p50']:7.1f} ms  p99 {result['p99']:7.1f} ms  "
-                          f"errors {result['errors']}  runs {result['runs']} "
+                          f"errors {result['errors']}  runs {result['runs']}  "
+                          f"server CPU {result['cpu_ms']:.2f} ms/answer "
                           f"{result['first_error']}", flush=True)  # fmt: skip
         finally:
             process.terminate()

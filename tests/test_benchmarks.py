@@ -68,10 +68,10 @@ def test_class_load_smoke(trained, tmp_path):
     assert "cores" in text and "load average" in text  # the machine it ran on
     rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| grey")
             or line.startswith("| png")]  # fmt: skip
-    sizes = [(r[0].strip(), r[1].strip()) for r in rows if len(r) == 8]
+    sizes = [(r[0].strip(), r[1].strip()) for r in rows if len(r) == 9]
     assert sizes == [("grey", "2"), ("png", "2")]
-    assert all(r[5].strip() == "0" for r in rows if len(r) == 8)  # no errors
-    assert all(float(r[2]) > 0 for r in rows if len(r) == 8)  # answers came back
+    assert all(r[5].strip() == "0" for r in rows if len(r) == 9)  # no errors
+    assert all(float(r[2]) > 0 for r in rows if len(r) == 9)  # answers came back
     assert text.count("Largest class with p99 < 100 ms") == 2
     costs = [r for r in rows if len(r) == 7]  # sends, body, request, decode, ..., JSON
     assert [r[0].strip() for r in costs] == ["png", "grey"]

@@ -135,7 +135,7 @@ async def predict(request: PredictRequest, state: State) -> dict:
     if request.pixels is not None:
         return answer(net, np.array(request.pixels, dtype=np.float32), knockout)
     return await state.pictures.read(
-        request.picture, lambda picture: answer(net, to_mnist(picture), knockout)
+        request.picture, lambda picture: answer(net, to_mnist(picture), knockout), quick=True
     )
 
 
