@@ -50,3 +50,29 @@ def test_load_smoke(trained, tmp_path):
     ]
     assert len(rows) == 4
     assert all(line.rstrip(" |").endswith("| 0") for line in rows)  # no errors
+
+
+def test_class_load_smoke(trained, tmp_path):
+    _, model = trained
+    out = tmp_path / "class.md"
+    command = [sys.executable, str(BENCHMARKS / "class_load.py"), "--model", str(model)]
+    tiny = ["--students", "2", "--seconds", "0.3", "--drawings", "1", "--trainers", "0"]
+    result = subprocess.run(
+        [*command, *tiny, "--repeat", "2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "cores" in text and "load average" in text  # the machine it ran on
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| grey")
+            or line.startswith("| png")]  # fmt: skip
+    sizes = [(r[0].strip(), r[1].strip()) for r in rows if len(r) == 9]
+    assert sizes == [("grey", "2"), ("png", "2")]
+    assert all(r[5].strip() == "0" for r in rows if len(r) == 9)  # no errors
+    assert all(float(r[2]) > 0 for r in rows if len(r) == 9)  # answers came back
+    assert text.count("Largest class with p99 < 100 ms") == 2
+    costs = [r for r in rows if len(r) == 7]  # sends, body, request, decode, ..., JSON
+    assert [r[0].strip() for r in costs] == ["png", "grey"]
+    assert all(float(v) >= 0 for r in costs for v in r[1:])

@@ -18,6 +18,11 @@ MAX_KNOCKOUTS = 1000
 MAX_LR, MAX_SPAN = 100.0, 100.0
 #: What a request's "image" holds.
 PNG_URL = "a PNG as a data URL: data:image/png;base64,..."
+#: What a request's "grey" picture's "data" holds.
+GREY_DATA = (
+    "base64 of the zlib stream (deflate) of width x height bytes, row by row, "
+    "0 black to 255 white"
+)
 KnockoutField = Annotated[
     list[Annotated[list[Annotated[int, Field(strict=True)]], Field(min_length=2, max_length=2)]]
     | None,
@@ -29,11 +34,23 @@ KnockoutField = Annotated[
 ]
 
 
+class GreyPicture(BaseModel):
+    """A picture as grey bytes: what the page's pad sends instead of a PNG (the same
+    pixels, without the PNG's decoding and colour channels)."""
+
+    model_config = ConfigDict(extra="forbid")
+    width: int = Field(strict=True, ge=1, description="pixels per row")
+    height: int = Field(strict=True, ge=1, description="rows")
+    data: str = Field(description=GREY_DATA)
+
+
 class PredictRequest(BaseModel):
-    """Exactly one of ``image`` (a PNG data URL) or ``pixels`` (784 numbers)."""
+    """Exactly one of ``image`` (a PNG data URL), ``grey`` (the same picture as grey
+    bytes) or ``pixels`` (784 numbers)."""
 
     model_config = ConfigDict(extra="forbid")
     image: str | None = Field(None, description=PNG_URL, examples=[])
+    grey: GreyPicture | None = Field(None, description="a picture as grey bytes")
     pixels: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]] | None = (
         Field(None, min_length=784, max_length=784, description="784 pixels in [0, 1]")
     )
@@ -41,6 +58,11 @@ class PredictRequest(BaseModel):
         None, description="a model id from /api/models; the served one if left out"
     )
     knockout: KnockoutField = None
+
+    @property
+    def picture(self) -> str | GreyPicture | None:
+        """The request's picture, a PNG data URL or grey bytes (None: it sent pixels)."""
+        return self.image if self.image is not None else self.grey
 
 
 class PredictResponse(BaseModel):

@@ -7,7 +7,7 @@ import { Explorer } from "./explorer.js";
 import { buildBars as makeBars, caveat, paintGrey, setBars as fillBars } from "./guess.js";
 import { paintMini } from "./mini.js";
 import { Learn } from "./learn.js";
-import { listen, PENS, redraw as drawPad } from "./pad.js";
+import { greyPicture, listen, PENS, redraw as drawPad } from "./pad.js";
 import { modelId, readAddress, shareable, writeAddress } from "./share.js";
 import { setupSections } from "./sections.js";
 import { showSteps } from "./steps.js";
@@ -130,11 +130,11 @@ async function sendPredict(final) {
   if (!state.strokes.length && !state.base) return;
   const seq = ++state.sent;
   const version = state.version;
-  const body = drawing();
-  if (explorer.knockouts.size) body.knockout = explorer.knockoutList();
   state.inFlight = true;
   state.lastSent = performance.now();
   try {
+    const body = await predictBody();
+    if (explorer.knockouts.size) body.knockout = explorer.knockoutList();
     const response = await fetch("/api/predict", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -169,6 +169,16 @@ function drawing() {
     ? { image: pad.toDataURL("image/png") }
     : { pixels: state.base.pixels };
   return state.pageModel ? { ...body, model: state.pageModel } : body;
+}
+
+async function predictBody() {
+  // drawing(), the pad as grey bytes where the browser can make them (pad.js greyPicture).
+  const body = drawing();
+  const grey = body.image ? await greyPicture(pad) : null;
+  if (!grey) return body;
+  const sent = { ...body, grey };
+  delete sent.image;
+  return sent;
 }
 
 function settled(answer) {

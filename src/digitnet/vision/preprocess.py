@@ -180,7 +180,12 @@ def _paper(grey: Array, marked: Array) -> Array:
     """
     h, w = grey.shape
     cells = max(4, min(16, min(h, w) // 8))
-    paper = (~_grow(marked, 2)).astype(np.float32)
+    clear = ~_grow(marked, 2)
+    if clear.any() and not grey[clear].any():
+        # Paper of exactly 0 everywhere it shows (a drawing pad's): every cell's mean,
+        # every fill and every smoothing below would give exactly 0 too.
+        return np.zeros_like(grey)
+    paper = clear.astype(np.float32)
 
     def coarse(a: Array) -> Array:
         image = Image.fromarray(a.astype(np.float32))

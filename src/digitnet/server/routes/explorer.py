@@ -123,6 +123,6 @@ async def nudge(request: NudgeRequest, state: State, http: Request) -> dict:
     if request.pixels is not None:
         pixels = np.array(request.pixels, dtype=np.float32)
     else:  # the picture decoded on its pool, the nudge made on the explorer's
-        pixels = await state.pictures.read(request.image, to_mnist)
+        pixels = await state.pictures.read(request.picture, to_mnist)
     work = lambda: nudge_answer(net, pixels, request.target, knockout)  # noqa: E731
     return await state.work.run(http, work, cold=True)

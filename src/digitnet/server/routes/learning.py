@@ -77,7 +77,7 @@ async def _on_pixels(state: ServerState, request: GradientRequest, http: Request
         pixels = np.array(request.pixels, dtype=np.float32)
     else:  # decoded on the picture pool, then worked on as pixels
         pixels = await state.pictures.read(
-            request.image, lambda picture: to_mnist(picture).reshape(-1)
+            request.picture, lambda picture: to_mnist(picture).reshape(-1)
         )
     return await state.work.run(http, lambda: _refused(lambda: work(pixels)), cold=False)
 

@@ -1,4 +1,4 @@
-"""Reading digits: ``POST /api/predict`` (a canvas PNG or 784 pixels -> digit,
+"""Reading digits: ``POST /api/predict`` (a canvas PNG, its grey bytes or 784 pixels -> digit,
 probabilities, the input the network saw and every layer's activations; optional
 ``"model"`` and ``"knockout"``), ``POST /api/preprocess`` (every step from the canvas
 to the network's input), ``GET /api/sample[?digit=7]`` (a random MNIST test digit) and
@@ -64,10 +64,13 @@ def named_model(state: ServerState, model_id: str | None) -> Model:
 
 def requested_model(state: ServerState, request: PredictRequest) -> Model:
     """The model a request with a picture names, once the request is whole: exactly one
-    of image and pixels, a known model, and a model that reads 784 pixels
+    of image, grey and pixels, a known model, and a model that reads 784 pixels
     (HTTPException 422 saying which is not so)."""
-    if (request.image is None) == (request.pixels is None):
-        raise HTTPException(422, "send exactly one of 'image' (a PNG data URL) or 'pixels'")
+    sent = [request.image, request.grey, request.pixels]
+    if sum(part is not None for part in sent) != 1:
+        raise HTTPException(
+            422, "send exactly one of 'image' (a PNG data URL), 'grey' (grey bytes) or 'pixels'"
+        )
     model = named_model(state, request.model)
     n = model.network.sizes[0]
     if n != 784:
@@ -144,7 +147,7 @@ def encoded(answer: dict) -> bytes:
 
 @router.post("/api/predict", response_model=PredictResponse, responses=ERRORS)
 async def predict(request: PredictRequest, state: State) -> dict:
-    """Read a digit from a canvas PNG or from 784 pixels."""
+    """Read a digit from a canvas PNG, its grey bytes or 784 pixels."""
     net = requested_network(state, request)
     knockout = distinct(request.knockout)
     try:
@@ -154,7 +157,7 @@ async def predict(request: PredictRequest, state: State) -> dict:
     if request.pixels is not None:
         return answer(net, np.array(request.pixels, dtype=np.float32), knockout)
     return await state.pictures.read(
-        request.image, lambda picture: answer(net, to_mnist(picture), knockout)
+        request.picture, lambda picture: answer(net, to_mnist(picture), knockout), quick=True
     )
 
 
