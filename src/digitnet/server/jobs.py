@@ -172,8 +172,9 @@ class Trainer:
         self.on_warning = on_warning or logging.getLogger("uvicorn.error").warning
         self._tasks: set[asyncio.Task] = set()
 
-    async def start(self, config: TrainConfig) -> Job:
-        """A new run of ``config`` in a worker process; Busy while another runs."""
+    async def start(self, config: TrainConfig, pace: float = 0.0) -> Job:
+        """A new run of ``config`` in a worker process, at least ``pace`` seconds from
+        one epoch to the next; Busy while another runs."""
         if self.running is not None:
             raise Busy(
                 f"a training is already running ({self.running.id}); wait for it to end or "
@@ -183,7 +184,8 @@ class Trainer:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         try:
             job.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "digitnet.server.worker", json.dumps(config.to_dict()),
+                sys.executable, "-m", "digitnet.server.worker",
+                json.dumps({**config.to_dict(), "pace": pace}),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

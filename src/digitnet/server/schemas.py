@@ -16,6 +16,8 @@ MAX_KNOCKOUTS = 1000
 #: ``/api/landscape``: past these the weights leave any range that means something
 #: (and float32 costs may overflow).
 MAX_LR, MAX_SPAN = 100.0, 100.0
+#: The longest wait ``POST /api/train``'s "pace" may ask for between epochs, in seconds.
+MAX_PACE = 10.0
 #: What a request's "image" holds.
 PNG_URL = "a PNG as a data URL: data:image/png;base64,..."
 KnockoutField = Annotated[
@@ -225,6 +227,16 @@ class ModelSummary(BaseModel):
     step: StepRecord | None = Field(None, description="for a model made by /api/step")
 
 
+class TrainPace(BaseModel):
+    """The one field of ``POST /api/train`` that is not a training setting: how slowly
+    to go, so that each epoch can be watched.  It changes no weight."""
+
+    pace: float = Field(
+        0.0, ge=0, le=MAX_PACE, strict=True, allow_inf_nan=False,
+        description=f"seconds at least from one epoch to the next, 0-{MAX_PACE:g}; 0: no wait",
+    )  # fmt: skip
+
+
 class TrainStarted(BaseModel):
     id: str = Field(description="the run's id, also the id of the model it makes")
 
@@ -238,7 +250,10 @@ class TrainOptions(BaseModel):
     defaults: dict = Field(description="the value of each setting a request may give")
     limits: dict = Field(description="the most each bounded setting may be")
     choices: dict = Field(description="the names each named setting may take")
+    help: dict = Field(description="one line of help for each setting, as `digitnet train` has")
     running: dict | None = Field(description="the run in progress, if any: its id and epochs")
+
+
 ERRORS = {
     400: {"model": ErrorResponse},
     413: {"model": ErrorResponse},

@@ -10,9 +10,19 @@ import json
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 
+from ...settings import page_settings, short
 from .. import jobs
-from ..schemas import ERRORS, ErrorResponse, TrainOptions, TrainStarted, TrainStopped
+from ..schemas import (
+    ERRORS,
+    MAX_PACE,
+    ErrorResponse,
+    TrainOptions,
+    TrainPace,
+    TrainStarted,
+    TrainStopped,
+)
 from ..state import State
 
 #: Seconds between comments on an idle event stream, which keep its connection open.
@@ -26,11 +36,25 @@ async def train_options(state: State) -> dict:
     """What a training request may ask for, and the run in progress."""
     job = state.trainer.running
     return {
-        "defaults": jobs.defaults(),
-        "limits": jobs.limits(),
+        "defaults": {**jobs.defaults(), "pace": 0.0},
+        "limits": {**jobs.limits(), "pace": MAX_PACE},
         "choices": jobs.choices(),
+        "help": {name: s.help for name, s in page_settings().items()},
         "running": None if job is None else {"id": job.id, "epochs": job.config.epochs},
     }
+
+
+def pace_of(body: object) -> float:
+    """A training request's "pace" (``TrainPace``), taken out of the object so that
+    what is left holds training settings only; RequestError naming it if it is bad."""
+    if not isinstance(body, dict) or "pace" not in body:
+        return 0.0
+    value = body.pop("pace")
+    try:
+        return TrainPace(pace=value).pace
+    except ValidationError:
+        expected = f"expected seconds between epochs, a number 0-{MAX_PACE:g}"
+        raise jobs.RequestError("pace", f"{expected}, got {short(value)}") from None
 
 
 @router.post(
@@ -41,7 +65,8 @@ async def train_options(state: State) -> dict:
     openapi_extra={
         "requestBody": {
             "content": {"application/json": {"schema": {"type": "object"}}},
-            "description": "any of: " + ", ".join(jobs.FIELDS) + " (as in TrainConfig)",
+            "description": "any of: " + ", ".join(jobs.FIELDS) + " (as in TrainConfig), "
+            "and pace (seconds at least between epochs, 0-" + f"{MAX_PACE:g})",
         }
     },
 )
@@ -52,11 +77,12 @@ async def start_training(request: Request, state: State) -> JSONResponse:
     except (ValueError, UnicodeDecodeError):
         raise HTTPException(400, "malformed JSON body") from None
     try:
+        pace = pace_of(body)
         config = jobs.train_config(body)
     except jobs.RequestError as e:  # the answer names the field, for the page to mark
         return JSONResponse({"error": str(e), "field": e.field}, status_code=422)
     try:
-        job = await state.trainer.start(config)
+        job = await state.trainer.start(config, pace=pace)
     except jobs.Busy as e:
         raise HTTPException(409, str(e)) from None
     return JSONResponse({"id": job.id}, status_code=202)
