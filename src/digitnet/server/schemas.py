@@ -250,7 +250,7 @@ class TrainOptions(BaseModel):
     defaults: dict = Field(description="the value of each setting a request may give")
     limits: dict = Field(description="the most each bounded setting may be")
     choices: dict = Field(description="the names each named setting may take")
-    help: dict = Field(description="one line of help for each setting, as `digitnet train` has")
+    help: dict = Field(description="one line of help for each field, as `digitnet train` has")
     running: dict | None = Field(description="the run in progress, if any: its id and epochs")
 
 

@@ -39,7 +39,10 @@ async def train_options(state: State) -> dict:
         "defaults": {**jobs.defaults(), "pace": 0.0},
         "limits": {**jobs.limits(), "pace": MAX_PACE},
         "choices": jobs.choices(),
-        "help": {name: s.help for name, s in page_settings().items()},
+        "help": {
+            **{name: s.help for name, s in page_settings().items()},
+            "pace": TrainPace.model_fields["pace"].description,
+        },
         "running": None if job is None else {"id": job.id, "epochs": job.config.epochs},
     }
 
