@@ -240,3 +240,42 @@ def test_preprocess_steps(client, mnist):
     answer = client.post("/api/preprocess", json={"image": blank})
     assert answer.status_code == 422 and "no ink" in answer.json()["error"]
     assert client.post("/api/preprocess", json={"pixels": [0] * 784}).status_code == 422
+
+
+def test_training_options_serve_each_settings_help_and_the_pace(client):
+    from digitnet.settings import SETTINGS
+
+    options = client.get("/api/train").json()
+    assert options["help"]["loss"] == SETTINGS["loss"].help
+    assert set(options["help"]) == set(options["defaults"])
+    assert options["defaults"]["pace"] == 0 and options["limits"]["pace"] == 10
+
+
+@pytest.mark.parametrize("pace", [-1, 10.5, "1", True, None])
+def test_a_bad_pace_is_refused_by_name_before_any_training(client, pace):
+    response = client.post("/api/train", json={"epochs": 1, "pace": pace})
+    assert response.status_code == 422 and response.json()["field"] == "pace"
+    expected = "pace: expected seconds between epochs, a number 0-10, got "
+    assert response.json()["error"].startswith(expected)
+    assert client.get("/api/train").json()["running"] is None
+
+
+def test_the_worker_keeps_the_pace_between_epochs():
+    """Two epochs of a 784-10 network at a pace of 0.6 s: the second epoch's line comes
+    at least 0.6 s after the first, however fast the machine trains."""
+    import subprocess
+    import sys
+    import time
+
+    request = {"sizes": [784, 10], "epochs": 2, "validation": 0, "kernel": "numpy", "pace": 0.6}
+    arrivals = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "digitnet.server.worker", json.dumps(request)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    ) as process:  # fmt: skip
+        for line in process.stdout:
+            arrivals.append((json.loads(line)["event"], time.monotonic()))
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    assert [name for name, _ in arrivals] == ["epoch", "epoch", "done"]
+    assert arrivals[1][1] - arrivals[0][1] >= 0.6 - 0.05  # the pipe's own delay aside

@@ -260,27 +260,45 @@ class TrainConfig:
         page=PageSizes(inputs=784, outputs=10, hidden_layers=4, hidden_width=256),
     )
     activation: str = setting(
-        "sigmoid", "hidden-layer squashing function", choices=ACTIVATIONS, page=Page(),
+        "sigmoid",
+        "hidden-layer squashing function: sigmoid (the video's, any sum into 0 to 1), relu "
+        "(keeps a positive sum, turns a negative one into 0) or tanh (any sum into -1 to 1)",
+        choices=ACTIVATIONS, page=Page(),
     )
     # softmax gives probabilities; sigmoid is the video's
-    output: str = setting("softmax", "output layer", choices=OUTPUTS, page=Page())
+    output: str = setting(
+        "softmax",
+        "output layer: softmax (ten probabilities that add up to 1) or sigmoid (the "
+        "video's: each output squashed into 0 to 1 on its own)",
+        choices=OUTPUTS, page=Page(),
+    )
     # quadratic is the video's cost ½‖a - y‖²
-    loss: str = setting("cross-entropy", "cost function", choices=LOSS_NAMES, page=Page())
+    loss: str = setting(
+        "cross-entropy",
+        "cost function: cross-entropy (minus the log of the right digit's output) or "
+        "quadratic (the video's: the sum of the squared differences from the right answer)",
+        choices=LOSS_NAMES, page=Page(),
+    )
     optimizer: str = setting(
-        "adam", "how each step moves the weights", choices=OPTIMIZERS, page=Page(),
+        "adam",
+        "how each step moves the weights: sgd (plain steps downhill, learning rate times "
+        "the gradient, as in the video), momentum (each step keeps part of the last one's "
+        "speed) or adam (a step size of its own for each weight)",
+        choices=OPTIMIZERS, page=Page(),
     )
     # the measured best of 0.001-0.03 for the default network
     lr: float = setting(
-        0.02, "peak learning rate", low=0, above=True, high=MAX_SETTING, page=Page(),
+        0.02, "peak learning rate: how far each step goes downhill",
+        low=0, above=True, high=MAX_SETTING, page=Page(),
     )
     momentum: float = setting(0.9, "momentum, or Adam's beta1", low=0, high=1, below=True)
     batch_size: int = setting(
-        32, "images per step", low=1, high=MAX_INT,
+        32, "images per step: each step follows their average gradient", low=1, high=MAX_INT,
         page=Page(high=1024, limit="batch_size"),  # a batch of 55,000 takes gigabytes
     )
     # with augment=1: 96.5-96.8% for seeds 0-2 (30 epochs: 96.5%)
     epochs: int = setting(
-        40, "passes over the training images", low=1, high=MAX_EPOCHS,
+        40, "passes over the training images (one pass: an epoch)", low=1, high=MAX_EPOCHS,
         page=Page(high=100, limit="epochs"),
     )
     # adds λ W to ∂C/∂W (not to the biases' gradient)
@@ -290,7 +308,10 @@ class TrainConfig:
     # η decays to 0 along a half cosine, or stays constant
     schedule: str = setting("cosine", "learning-rate schedule", choices=SCHEDULES)
     augment: int = setting(
-        1, "shift each batch by up to this many pixels; 0 turns it off", low=0, high=MAX_INT,
+        1,
+        "shift each batch by up to this many pixels up, down, left or right, new pictures "
+        "of the same digits; 0 turns it off",
+        low=0, high=MAX_INT,
         page=Page(high=4, limit="augment"),
     )
     # measured 0.5-1 point worse on the test set for the default network, so off

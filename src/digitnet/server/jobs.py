@@ -171,6 +171,7 @@ class Job:
     owner: str = ""
     name: str = ""
     estimate: float = 0.0
+    pace: float = 0.0  # seconds at least from one epoch to the next
     events: list[str] = field(default_factory=list)
     state: str = "queued"  # queued, running, stopping, done, error
     stopped_by: str | None = None  # owner, teacher or budget, when stopped
@@ -236,9 +237,12 @@ class Trainer:
         jobs = ([self.running] if self.running else []) + self.waiting
         return [job.public(client, self.position(job)) for job in jobs]
 
-    async def start(self, config: TrainConfig, owner: str = "", name: str | None = None) -> Job:
+    async def start(
+        self, config: TrainConfig, owner: str = "", name: str | None = None, pace: float = 0.0
+    ) -> Job:
         """Queue a run of ``config`` for the client ``owner`` (it trains at once when
-        none does); Refused, before any work, when it cannot be queued."""
+        none does), at least ``pace`` seconds from one epoch to the next; Refused,
+        before any work, when it cannot be queued."""
         if not self.enabled:
             raise Refused(403, "training is switched off for now by the teacher")
         estimate = check_budget(config, self.budget)
@@ -251,7 +255,8 @@ class Trainer:
         if len(self.waiting) >= QUEUE_LIMIT:
             raise Refused(503, f"the queue is full ({QUEUE_LIMIT} runs waiting); try again later")
         name = name or f"{'-'.join(map(str, config.sizes))} by {tag(owner)}"
-        job = Job(self.models.new_id(taken=self.jobs, claim=True), config, owner, name, estimate)
+        job_id = self.models.new_id(taken=self.jobs, claim=True)
+        job = Job(job_id, config, owner, name, estimate, pace)
         self.models.owners[job.id], self.models.names[job.id] = owner, name
         self.jobs[job.id] = job
         ended = [i for i, j in self.jobs.items() if j.finished]
@@ -366,8 +371,8 @@ class Trainer:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         try:
             job.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "digitnet.server.worker", json.dumps(job.config.to_dict()),
-                str(os.getpid()),
+                sys.executable, "-m", "digitnet.server.worker",
+                json.dumps({**job.config.to_dict(), "pace": job.pace}), str(os.getpid()),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -16,6 +16,8 @@ MAX_KNOCKOUTS = 1000
 #: ``/api/landscape``: past these the weights leave any range that means something
 #: (and float32 costs may overflow).
 MAX_LR, MAX_SPAN = 100.0, 100.0
+#: The longest wait ``POST /api/train``'s "pace" may ask for between epochs, in seconds.
+MAX_PACE = 10.0
 #: What a request's "image" holds.
 PNG_URL = "a PNG as a data URL: data:image/png;base64,..."
 #: What a request's "grey" picture's "data" holds.
@@ -249,6 +251,16 @@ class ModelSummary(BaseModel):
     mine: bool = Field(False, description="whether the caller's browser trained it")
 
 
+class TrainPace(BaseModel):
+    """The one field of ``POST /api/train`` that is not a training setting: how slowly
+    to go, so that each epoch can be watched.  It changes no weight."""
+
+    pace: float = Field(
+        0.0, ge=0, le=MAX_PACE, strict=True, allow_inf_nan=False,
+        description=f"seconds at least from one epoch to the next, 0-{MAX_PACE:g}; 0: no wait",
+    )  # fmt: skip
+
+
 class TrainStarted(BaseModel):
     id: str = Field(description="the run's id, also the id of the model it makes")
     name: str = Field(description="the run's name (the request's, or one made up)")
@@ -270,6 +282,9 @@ class TrainOptions(BaseModel):
     )
     queue: list[dict] = Field(description="the run in progress, then those waiting, in order")
     enabled: bool = Field(description="whether new runs are taken (the teacher's switch)")
+    help: dict = Field(description="one line of help for each field, as `digitnet train` has")
+
+
 ERRORS = {
     400: {"model": ErrorResponse},
     413: {"model": ErrorResponse},

@@ -2,7 +2,9 @@
 
     python -m digitnet.server.worker '{"sizes": [784, 16, 16, 10], "epochs": 40, ...}'
 
-The argument is a ``TrainConfig`` as JSON.  It trains with ``service.train`` on the
+The argument is a ``TrainConfig`` as JSON, with an optional ``"pace"``: the seconds at
+least from one epoch event to the next, so that a person can watch each one (0: no
+wait; a stop ends the wait at once).  It trains with ``service.train`` on the
 MNIST that ships with digitnet, with one BLAS thread and at a lower priority than
 the server, and writes one JSON object a line to stdout:
 
@@ -29,6 +31,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -89,14 +92,15 @@ def emit(message: dict) -> None:
     sys.stdout.flush()
 
 
-def run(config: TrainConfig, stop: threading.Event) -> dict:
-    """Train as ``config`` says (``service.train``); the last message (done or error)."""
+def run(config: TrainConfig, stop: threading.Event, pace: float = 0.0) -> dict:
+    """Train as ``config`` says (``service.train``), each epoch's event at least ``pace``
+    seconds after the one before; the last message (done or error)."""
     nothing = {"event": "error", "message": "stopped before the first epoch ended: nothing kept"}
     config = replace(config, kernel=resolve_kernel(config))  # compiled only if already built
     data = load_mnist()
     if stop.is_set():
         return nothing
-    newest: dict = {}
+    newest: dict = {"at": time.monotonic()}
 
     def on_batch(done: int, total: int) -> None:
         if stop.is_set():
@@ -106,6 +110,8 @@ def run(config: TrainConfig, stop: threading.Event) -> dict:
         newest["params"] = state.params
 
     def on_epoch(epoch) -> None:
+        stop.wait(max(0.0, newest["at"] + pace - time.monotonic()))  # the pace; a stop ends it
+        newest["at"] = time.monotonic()
         emit({"event": "epoch", "record": asdict(epoch), "params": encode(newest["params"])})
 
     run = service.train(config, data, on_batch=on_batch, on_epoch=on_epoch, on_state=on_state)
@@ -125,9 +131,10 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=watch_for_stop, args=(stop,), daemon=True).start()
     try:
         try:
-            config = TrainConfig.from_dict(json.loads(argv[1]))
+            request = json.loads(argv[1])
+            config = TrainConfig.from_dict(request)
             with threadpool_limits(1), np.errstate(over="ignore", invalid="ignore"):
-                last = run(config, stop)
+                last = run(config, stop, float(request.get("pace", 0.0)))
         except (ValueError, MemoryError) as e:  # TrainingDiverged, SizeError, ...
             last = {"event": "error", "message": str(e) or type(e).__name__}
         emit(last)

@@ -14,11 +14,20 @@ import json
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 
-from ...settings import short
+from ...settings import page_settings, short
 from .. import jobs
 from ..classroom import Class, Client
-from ..schemas import ERRORS, ErrorResponse, TrainOptions, TrainStarted, TrainStopped
+from ..schemas import (
+    ERRORS,
+    MAX_PACE,
+    ErrorResponse,
+    TrainOptions,
+    TrainPace,
+    TrainStarted,
+    TrainStopped,
+)
 from ..state import State
 
 #: Seconds between comments on an idle event stream, which keep its connection open.
@@ -33,13 +42,30 @@ async def train_options(state: State, client: Client) -> dict:
     trainer = state.trainer
     job = trainer.running
     return {
-        "defaults": jobs.defaults(),
-        "limits": {**jobs.limits(), **jobs.queue_limits(trainer)},
+        "defaults": {**jobs.defaults(), "pace": 0.0},
+        "limits": {**jobs.limits(), **jobs.queue_limits(trainer), "pace": MAX_PACE},
         "choices": jobs.choices(),
+        "help": {
+            **{name: s.help for name, s in page_settings().items()},
+            "pace": TrainPace.model_fields["pace"].description,
+        },
         "running": None if job is None else job.public(client, 0),
         "queue": trainer.queue(client),
         "enabled": trainer.enabled,
     }
+
+
+def pace_of(body: object) -> float:
+    """A training request's "pace" (``TrainPace``), taken out of the object so that
+    what is left holds training settings only; RequestError naming it if it is bad."""
+    if not isinstance(body, dict) or "pace" not in body:
+        return 0.0
+    value = body.pop("pace")
+    try:
+        return TrainPace(pace=value).pace
+    except ValidationError:
+        expected = f"expected seconds between epochs, a number 0-{MAX_PACE:g}"
+        raise jobs.RequestError("pace", f"{expected}, got {short(value)}") from None
 
 
 @router.post(
@@ -51,7 +77,7 @@ async def train_options(state: State, client: Client) -> dict:
         "requestBody": {
             "content": {"application/json": {"schema": {"type": "object"}}},
             "description": "any of: " + ", ".join(jobs.FIELDS) + " (as in TrainConfig), "
-            "and the run's name",
+            "the run's name, and pace (seconds at least between epochs, 0-" + f"{MAX_PACE:g})",
         }
     },
 )
@@ -65,11 +91,12 @@ async def start_training(request: Request, state: State, client: Client) -> JSON
     try:
         named = isinstance(body, dict) and "name" in body
         name = jobs.check_name(body.pop("name")) if named else None
+        pace = pace_of(body)
         config = jobs.train_config(body)
     except jobs.RequestError as e:  # the answer names the field, for the page to mark
         return JSONResponse({"error": str(e), "field": e.field}, status_code=422)
     try:
-        job = await state.trainer.start(config, client, name)
+        job = await state.trainer.start(config, client, name, pace)
     except jobs.Refused as e:
         raise HTTPException(e.status, str(e)) from None
     answer = {
