@@ -51,6 +51,14 @@ def test_addresses_are_ones_others_can_type():
     assert {"192.168.1.5", "localhost", "127.0.0.1"} <= hosts and "0.0.0.0" not in hosts
 
 
+def test_every_address_is_said_as_one_others_can_type(trained):
+    """``serve --host 0.0.0.0`` once printed "serving at http://0.0.0.0:8131/"."""
+    process, port, line = start_server(trained[1], "--host", "0.0.0.0")
+    stop(process)
+    url = re.search(r"http://(\S+):(\d+)/", line)
+    assert url[1] not in ("0.0.0.0", "[::]") and int(url[2]) == port
+
+
 def test_the_budget_refuses_hours_and_takes_the_default():
     """The issue's run (4 hidden layers of 256, batch 1, 100 epochs: 6.6 hours at the
     measured 230 batches a second) is over the budget; the page's default is not."""

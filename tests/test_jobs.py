@@ -14,6 +14,7 @@ from digitnet.files.modelfile import Model, load, save
 from digitnet.files.paths import OutputError
 from digitnet.learn.network import Network
 from digitnet.server import create_app
+from digitnet.server.budget import WORK_BUDGET
 from digitnet.server.jobs import FIELDS, RequestError, defaults, train_config
 from digitnet.server.models import MAX_MODELS, SERVED, Models, UnknownModel, check_folder
 from digitnet.settings import SETTINGS
@@ -134,6 +135,10 @@ def test_the_api_names_the_bad_field(client, name, value, expected):
         (b'{"epochs": 2, "validation": 0}', 422, "validation: not a training setting"),
         (b'{"lr": NaN}', 422, "lr: expected a positive number"),
         (b'{"lr": Infinity}', 422, "lr: expected a positive number"),
+        (b'{"name": ""}', 422, "name: expected a text of 1-40 characters, got ''"),
+        (b'{"name": 7}', 422, "name: expected a text of 1-40 characters, got 7"),
+        (b'{"name": "' + b"x" * 41 + b'"}', 422, "name: expected a text of 1-40"),
+        (b'{"name": "a\\u0000b"}', 422, "name: expected a text of 1-40 characters"),
     ],
 )
 def test_the_api_refuses_bad_bodies(client, content, status, fragment):
@@ -152,6 +157,7 @@ def test_the_api_says_what_may_be_asked(client):
     assert body["limits"]["hidden_width"] == MAX_HIDDEN_WIDTH
     assert body["choices"]["activation"] == ["relu", "sigmoid", "tanh"]
     assert body["running"] is None
+    assert body["limits"]["work_seconds"] == WORK_BUDGET and body["queue"] == []
 
 
 def test_unknown_ids_are_refused(client):

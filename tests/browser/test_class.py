@@ -71,7 +71,7 @@ def test_two_browsers_queue_and_each_stops_only_its_own(browser, room):
         expect(bob.locator("#train-stop")).to_be_disabled()  # not Bob's to stop
         start(bob, "1", "Bob's")
         expect(bob.locator("#train-status")).to_have_attribute("data-position", "1")
-        expect(bob.locator("#train-status")).to_contain_text("Bob's is next")
+        expect(bob.locator("#train-status")).to_contain_text("Your run Bob's is next")
         ada.click("#train-stop")
         expect(bob.locator("#train-status")).to_have_attribute("data-state", "done", timeout=60_000)
         expect(bob.locator("#page-model option").nth(1)).to_contain_text("Bob's")

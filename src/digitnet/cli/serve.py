@@ -48,8 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, sock, loopback: bool) -> None:
     """Load the model, say where the page is, and serve it on ``sock`` until Ctrl-C."""
-    from ..server import create_app, loopback_names, serve
-    from ..server.classroom import Classroom, class_hosts, class_urls, lan_addresses
+    from ..server import create_app, serve
+    from ..server.classroom import class_urls, lan_addresses
 
     model = load(args.model)
     history = model.info.get("history") or {}
@@ -61,28 +61,39 @@ def _serve(args: argparse.Namespace, sock, loopback: bool) -> None:
             file=sys.stderr,
         )
     host, port = sock.getsockname()[:2]
-    room, hosts = None, loopback_names(args.host) if loopback else None
-    if args.classroom and loopback:
-        room = Classroom(on=True, urls=[f"http://{args.host}:{port}/"])
-    elif args.classroom:
-        addresses = lan_addresses() if host in ("0.0.0.0", "::") else [host]
-        room = Classroom(on=True, urls=class_urls(port, addresses))
-        hosts = class_hosts(addresses)
+    room, hosts = _classroom(args, host, port, loopback)
     app = create_app(model, hosts=hosts, models_dir=args.models, classroom=room)
     for problem in app.state.models.skipped:
         print(f"warning: not offered: {problem}", file=sys.stderr)
-    shown = f"[{host}]" if ":" in host else host
     if room is not None:
         _announce(room, args.model)
-    elif not loopback:
+        return serve(app, sock)
+    if not loopback:
         print(
             f"WARNING: listening on {args.host}, not loopback: other machines on your "
             "network can reach this page and its API.",
             file=sys.stderr,
         )
+    if host in ("0.0.0.0", "::"):  # an address others can type, not "every address"
+        url = (class_urls(port, lan_addresses()) or [f"http://127.0.0.1:{port}/"])[0]
     else:
-        print(f"serving {args.model} at http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    print(f"serving {args.model} at {url}  (Ctrl-C stops)", flush=True)
     serve(app, sock)
+
+
+def _classroom(args: argparse.Namespace, host: str, port: int, loopback: bool):
+    """(the ``Classroom`` of ``--class`` or None, the Host names to answer or None for
+    all): a class answers the machine's own names and addresses, loopback only its own."""
+    from ..server import loopback_names
+    from ..server.classroom import Classroom, class_hosts, class_urls, lan_addresses
+
+    if not args.classroom:
+        return None, loopback_names(args.host) if loopback else None
+    if loopback:
+        return Classroom(on=True, urls=[f"http://{args.host}:{port}/"]), loopback_names(args.host)
+    addresses = lan_addresses() if host in ("0.0.0.0", "::") else [host]
+    return Classroom(on=True, urls=class_urls(port, addresses)), class_hosts(addresses)
 
 
 def _announce(room, model) -> None:

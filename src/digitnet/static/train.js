@@ -93,8 +93,8 @@ function runName() {
 }
 
 function waitingText(position, name) {
-  return position === 1 ? `${name} is next: one run trains before it…`
-    : `${name} is waiting: ${position} runs train before it…`;
+  return position === 1 ? `Your run ${name} is next: one run trains before it…`
+    : `Your run ${name} is waiting: ${position} runs train before it…`;
 }
 
 function setForm(defaults) {
