@@ -136,6 +136,17 @@ def test_a_huge_unknown_model_id_is_not_echoed_whole(server):
     assert status == 404 and len(text) < 1000
 
 
+def test_bad_numbers_are_echoed_as_a_short_prefix(server):
+    big = "1" + "0" * 400
+    status, _, text = request(server, "GET", f"/api/neuron?layer=1&index={big}")
+    message = json.loads(text)["error"]
+    assert status == 422 and message.startswith("index must be") and len(message) < 150
+    body = json.dumps({"sizes": [10**400], "seed": 0}).encode()
+    status, _, text = request(server, "POST", "/api/minibatch", body, **JSON)
+    message = json.loads(text)["error"]
+    assert status == 422 and "each batch size" in message and message.endswith("…")
+
+
 # -- lingering close --------------------------------------------------------------------
 
 
