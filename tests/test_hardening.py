@@ -360,6 +360,22 @@ def test_exploring_every_epoch_of_a_run_keeps_memory_level(mnist):
     assert rss[-1] - rss[9] < 30 * 2**20
 
 
+def test_a_models_answer_is_encoded_once_and_let_go_with_it(mnist):
+    samples = (mnist.test_images[:10], mnist.test_labels[:10])
+    app = create_app(Model(Network((784, 16, 10))), samples=samples)
+    state = app.state.server
+    with TestClient(app) as client:
+        state.models.put("other", Model(Network((784, 32, 10)), {}))
+        first = client.get("/api/model", params={"model": "other"})
+        assert first.status_code == 200 and first.json()["sizes"] == [784, 32, 10]
+        assert client.get("/api/model", params={"model": "other"}).content == first.content
+        assert client.get("/api/model").json()["sizes"] == [784, 16, 10]
+        assert len(state.model_answers) == 2
+        state.models.drop("other")
+        gc.collect()
+        assert len(state.model_answers) == 1
+
+
 def test_atlases_are_bounded_by_bytes(mnist):
     atlases = Atlases(mnist.test_images[:200], mnist.test_labels[:200], max_bytes=300_000)
     nets = [Network((784, 32, 10), rng=np.random.default_rng(i)) for i in range(6)]
