@@ -325,7 +325,7 @@ def test_sigterm_stops_the_server_while_clients_hang_on(trained):
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(
                 b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Length: 5000\r\n\r\n0123456789"
+                b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n0123456789"
             )
             uploads.append(s)
         # A request sent after the uploads and answered: the server's event loop read

@@ -36,6 +36,8 @@ Array = np.ndarray
 TOP = 9
 #: "Wants": L2 penalty λ in J(x) = g(x) - ½ λ ‖x‖², step size and steps of the ascent.
 WANTS_L2, WANTS_RATE, WANTS_STEPS = 0.2, 1.0, 300
+#: Images per forward pass over a set: between two passes, work can be stopped.
+CHUNK = 2_000
 #: Nudges: the L2 length of one step (pixels in [0, 1]) and the most steps taken.
 NUDGE_STEP, NUDGE_STEPS = 0.02, 1000
 
@@ -133,7 +135,7 @@ def _rank_keys(net: Network, run: Pass) -> list[Array]:
     return keys
 
 
-def top_images(net: Network, images: Array, k: int = TOP, batch: int = 10_000) -> list[tuple]:
+def top_images(net: Network, images: Array, k: int = TOP, batch: int = CHUNK) -> list[tuple]:
     """For every layer l = 1..L: (indices (n_l, k), activations (n_l, k)), each neuron's
     k images (rows of ``images``, (N, 784)) with the highest activation, highest first
     (ties: the lower index first)."""
@@ -223,6 +225,20 @@ def guesses(net: Network, images: Array, knockout: Knockout = (), batch: int = 1
     return np.concatenate(parts).argmax(axis=1)
 
 
+def chunked_forward(net: Network, images: Array, batch: int = CHUNK) -> Pass:
+    """``forward(net, images)`` ``batch`` rows at a time (a ``checkpoint`` between
+    them), the parts joined: the same a[l] (N, n_l) and z[l]."""
+    parts = []
+    for s in range(0, len(images), batch):
+        checkpoint()
+        parts.append(forward(net, images[s : s + batch]))
+    join = lambda arrays: None if arrays[0] is None else np.concatenate(arrays)  # noqa: E731
+    return Pass(
+        [join([p.a[l] for p in parts]) for l in range(len(parts[0].a))],
+        [join([p.z[l] for p in parts]) for l in range(len(parts[0].z))],
+    )
+
+
 def knockout_table(net: Network, images: Array, labels: Array, on_neuron=None) -> KnockoutTable:
     """``KnockoutTable`` for every hidden neuron on images (N, 784) (all in one batch:
     4 bytes a pixel) with labels (N,);
@@ -233,7 +249,7 @@ def knockout_table(net: Network, images: Array, labels: Array, on_neuron=None) -
         )
     k = net.sizes[-1]
     neurons = [(l, j) for l in range(1, len(net.W)) for j in range(net.sizes[l])]
-    whole = forward(net, images)  # then each knock-out reruns only the layers after it
+    whole = chunked_forward(net, images)  # each knock-out reruns only the layers after it
     base = whole.a[-1].argmax(axis=1)
     accuracy, per_digit = np.zeros(len(neurons)), np.zeros((len(neurons), k))
     for r, (l, j) in enumerate(neurons):

@@ -10,6 +10,7 @@ request check refuses with ``HTTPException(status, message)``.
 from __future__ import annotations
 
 import json
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,14 +33,18 @@ STATUS: dict[type[Exception], int] = {
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 503: "Service Unavailable"}
 
 
-#: Longest error message sent: a message that echoes a bad value is cut there.
-MAX_MESSAGE = 500
+#: Longest error message sent, and longest run of characters without a space in it:
+#: a bad value echoed back (a 401-digit number, a 1.5 MB model id) is cut to that
+#: prefix and "…" (the longest word of a message, a model id, is 64).
+MAX_MESSAGE, MAX_ECHO = 500, 64
+_LONG_WORD = re.compile(rf"\S{{{MAX_ECHO + 1},}}")
 
 
 def error(status: int, message: str, *, close: bool = False) -> JSONResponse:
-    """``{"error": message}`` with ``status`` (the message cut to ``MAX_MESSAGE``
-    characters); ``close`` ends the connection after it."""
+    """``{"error": message}`` with ``status``, each word cut to ``MAX_ECHO`` characters
+    and the whole to ``MAX_MESSAGE``; ``close`` ends the connection after it."""
     headers = {"connection": "close"} if close else None
+    message = _LONG_WORD.sub(lambda m: m.group()[:MAX_ECHO] + "…", message)
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 1] + "…"
     return JSONResponse({"error": message}, status_code=status, headers=headers)

@@ -239,14 +239,18 @@ class SameOrigin:
             headers = dict(scope["headers"])
             why = foreign_origin(headers)
             if why is not None:
-                refuse = error(403, f"{scope['method']} from another site refused: {why}")
+                refuse = error(
+                    403, f"{scope['method']} from another site refused: {why}", close=True
+                )
                 return await refuse(scope, receive, send)
             has_body = headers.get(b"content-length", b"0") != b"0" or (
                 b"transfer-encoding" in headers
             )
             if has_body and not is_json(headers.get(b"content-type")):
                 kind = headers.get(b"content-type", b"none").decode("latin-1")[:60]
-                refuse = error(415, f"expected Content-Type: application/json, got {kind!r}")
+                refuse = error(
+                    415, f"expected Content-Type: application/json, got {kind!r}", close=True
+                )
                 return await refuse(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -276,7 +280,8 @@ class HeadAsGet:
 
 class JSONErrors:
     """ASGI wrapper: if the app fails before it has answered, the client still gets
-    JSON (500, or 503 when the server is stopping), not the HTTP layer's plain text."""
+    JSON (500, or 503 when the server is stopping), not the HTTP layer's plain text.
+    A request cancelled by the server's stop ends there, answered, not as an error."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -301,4 +306,6 @@ class JSONErrors:
                     await error(status, text, close=True)(scope, receive, send)
                 except Exception:
                     pass
+                if stopping:  # answered: the server cancelled it at its deadline; no
+                    return  # traceback in the log for a stop that went as planned
             raise

@@ -114,6 +114,9 @@ class ServerState:
     training: Callable[[], tuple[np.ndarray, np.ndarray]] = mnist_train
     steps_made: int = 0  # models made by /api/step: step-1, step-2, ..., never reused
     work: Work = field(default_factory=Work)  # the explorer's bounded pools
+    # ``GET /api/model``'s encoded answer per network, let go with the network
+    model_answers: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary)
+    answers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cache: learning.Cache | None = field(default=None, init=False, repr=False)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 

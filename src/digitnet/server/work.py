@@ -12,9 +12,6 @@
   starts, and one running stops at its next ``explore.checkpoint`` (every batch of
   images, every knocked-out neuron, every gradient step).  At server shutdown every
   piece of work stops the same way, so a SIGTERM is never held up by it.
-- Work runs with one BLAS thread (``learning.one_blas_thread``): on a busy 2-core
-  machine OpenBLAS's threads made a first neuron table of 784-64-64-10 take 94 s
-  against 6 s on one thread (load average 11-15).
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from typing import TypeVar
 from fastapi import HTTPException, Request
 
 from ..inspect.explore import Stopped, stoppable
-from ..inspect.learning import one_blas_thread
 from .middleware import client_key
 
 T = TypeVar("T")
@@ -80,7 +76,7 @@ class Work:
 
     async def _until_gone(self, request: Request, work, stop: threading.Event, pool) -> T:
         def guarded():
-            with stoppable(stop, self.stopping), one_blas_thread():
+            with stoppable(stop, self.stopping):
                 return work()
 
         future = asyncio.get_running_loop().run_in_executor(pool, guarded)

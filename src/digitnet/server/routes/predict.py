@@ -125,13 +125,26 @@ async def get_model(
 ) -> dict:
     """The network: its shape, accuracy, and every weight and bias (built and encoded
     off the event loop: for 784-256-256-256-256-10 it is 3.4 MB of JSON)."""
-    if model is None:
-        return JSONResponse(await asyncio.to_thread(encoded, state.served_answer))
     try:
         chosen = state.models.lookup(model)
     except UnknownModel as e:
         raise HTTPException(404, str(e)) from None
-    return JSONResponse(await asyncio.to_thread(lambda: encoded(describe(chosen))))
+    net = chosen.network
+    body = state.model_answers.get(net)  # encoded once per network: json.dumps holds
+    if body is None:  # the GIL, so 50 encodings at once would stall every request
+        made = state.served_answer if model is None else None
+        body = await asyncio.to_thread(_encode_once, state, chosen, made)
+    return JSONResponse(body)
+
+
+def _encode_once(state: ServerState, model: Model, made: dict | None) -> bytes:
+    """``GET /api/model``'s answer for ``model`` as JSON bytes, made once per network
+    (under a lock: requests arriving together wait for the first) and kept with it."""
+    with state.answers_lock:
+        body = state.model_answers.get(model.network)
+        if body is None:
+            body = state.model_answers[model.network] = encoded(made or describe(model))
+        return body
 
 
 class JSONResponse(Response):
