@@ -232,6 +232,37 @@ def test_python_warnings_are_one_line_like_every_other_message(tmp_path):
         assert ".py" not in line
 
 
+def test_serve_skips_links_in_its_models_folder_and_explores_any_width(tmp_path):
+    """``serve --models DIR`` with a dangling link and a link loop in DIR starts, says
+    what it skipped in one line each, and explores a 100-input model found there."""
+    import urllib.request
+
+    from conftest import start_server, stop
+    from digitnet.files.modelfile import save
+    from digitnet.learn.network import Network
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    save(tmp_path / "served.safetensors", Network((784, 8, 10)), {})
+    save(folder / "wide.safetensors", Network((100, 8, 10)), {})
+    (folder / "dangling.safetensors").symlink_to(folder / "gone.safetensors")
+    (folder / "loop.safetensors").symlink_to(folder / "loop.safetensors")
+    process, port, _ = start_server(tmp_path / "served.safetensors", "--models", folder)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/api/models", timeout=60) as answer:
+            assert [m["id"] for m in json.load(answer)] == ["served", "wide"]
+        for layer in (1, 2):
+            url = f"{base}/api/neuron?layer={layer}&index=0&model=wide"
+            with urllib.request.urlopen(url, timeout=120) as answer:
+                assert len(json.load(answer)["wants"]) == 100
+    finally:
+        stderr = stop(process)
+    for name in ("dangling", "loop"):
+        assert f"warning: not offered: {folder / name}.safetensors: is a symbolic link" in stderr
+    assert "Traceback" not in stderr
+
+
 def test_python_dash_m_and_console_script_agree():
     """The `digitnet` script pip installed beside this Python, and `python -m digitnet`."""
     script = Path(sys.executable).parent / "digitnet"

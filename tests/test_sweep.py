@@ -108,8 +108,8 @@ def test_each_queued_trial_is_claimed_once():
 
 def test_racing_workers_on_sqlite_claim_each_trial_once(tmp_path):
     """Four workers, each with its own connection to one SQLite file, claim a queue
-    of 20 trials at once: every trial is claimed by exactly one of them."""
-    url, sweep = f"sqlite:///{tmp_path / 'race.db'}", Sweep(((784, 4, 10),), seeds=20)
+    of 24 trials at once: every trial is claimed by exactly one of them."""
+    url, sweep = f"sqlite:///{tmp_path / 'race.db'}", Sweep(((784, 4, 10),), seeds=24)
     queue_grid(open_study(open_storage(url, tmp_path), "race", sweep), sweep)
     claimed, start = [], threading.Barrier(4)
 
@@ -125,7 +125,7 @@ def test_racing_workers_on_sqlite_claim_each_trial_once(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(claimed) == list(range(20))
+    assert sorted(claimed) == list(range(24))
 
 
 def test_a_trial_whose_worker_was_killed_is_trained_again():
@@ -295,6 +295,17 @@ def test_workers_end_with_their_sweep_even_when_it_is_killed(tmp_path):
         time.sleep(0.05)
     study = journal_study(tmp_path / "runs")
     assert not study.get_trials(states=(TrialState.RUNNING,))  # each marked its trial failed
+
+
+def test_sigterm_stops_the_sweep_non_zero_saying_what_finished(tmp_path):
+    process, workers = start_long_sweep(tmp_path / "runs")
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "0 of 3 trials finished" in stdout and "Traceback" not in stderr
+    assert not any(running_process(pid) for pid in workers)
+    study = journal_study(tmp_path / "runs")
+    assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
 def test_a_worker_stopped_from_outside_ends_the_sweep_non_zero(tmp_path):

@@ -79,6 +79,14 @@ def save(path: str | os.PathLike, network: Network, info: dict | None = None) ->
     atomic_write(path, to_bytes(network, info))
 
 
+def input_description(n_inputs: int) -> str:
+    """What a network of ``n_inputs`` inputs reads, for the records of model files and
+    exports: 784 are MNIST's 28x28 pixels; any other width is the network's own."""
+    if n_inputs == 784:
+        return "pixels in [0, 1], row by row; 0 is background, 1 is ink"
+    return f"{n_inputs} values, the network's own inputs (not a 28x28 picture)"
+
+
 def to_bytes(network: Network, info: dict | None = None) -> bytes:
     """The bytes of the model file ``save`` writes, e.g. for a download."""
     record = {
@@ -87,7 +95,7 @@ def to_bytes(network: Network, info: dict | None = None) -> bytes:
         "sizes": list(network.sizes),
         "activation": network.activation_name,
         "output": network.output_name,
-        "input": "pixels in [0, 1], row by row; 0 is background, 1 is ink",
+        "input": input_description(network.sizes[0]),
     }
     tensors = {}
     for i, (W, b) in enumerate(zip(network.W, network.b, strict=True)):

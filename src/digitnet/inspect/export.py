@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 from .. import __version__
+from ..files.modelfile import input_description
 from ..files.paths import atomic_write, check_output
 from ..learn.network import Network
 
@@ -46,14 +47,6 @@ def _onnx():
     return onnx
 
 
-def input_description(n_inputs: int) -> str:
-    """What the graph's input holds, for a network of ``n_inputs`` inputs: 784 are a
-    28x28 picture; any other width is the network's own inputs, whatever they mean."""
-    if n_inputs == 784:
-        return "pixels: float32 (N, 784) in [0, 1], row by row; 0 is background, 1 is ink"
-    return f"pixels: float32 (N, {n_inputs}), the network's {n_inputs} inputs"
-
-
 def metadata(net: Network, info: dict | None = None) -> dict[str, str]:
     """The key/value strings stored with the graph: sizes, activations, input, and
     the test accuracy and training record a model file carries, where known."""
@@ -63,7 +56,7 @@ def metadata(net: Network, info: dict | None = None) -> dict[str, str]:
         "activation": net.activation_name,
         "output": net.output_name,
         "n_parameters": str(net.n_parameters),
-        "input": input_description(net.sizes[0]),
+        "input": f"pixels: float32 (N, {net.sizes[0]}): {input_description(net.sizes[0])}",
         "digitnet_version": __version__,
     }
     if info.get("test_accuracy") is not None:
