@@ -202,9 +202,10 @@ def test_is_compiled_knows_what_this_process_compiled(mnist):
 
 
 def test_the_compiled_primitives_give_what_the_plain_ones_give():
-    """Each of the nine loops ``kernel`` gives numba (one per function of
-    ``primitives``) computes what its plain NumPy definition does, and prefetching (a
-    hint to the cache, nothing in plain NumPy) changes nothing."""
+    """Each of the loops ``kernel`` gives numba (one per function of ``primitives``)
+    computes what its plain NumPy definition does, and prefetching (a hint to the
+    cache, nothing in plain NumPy) changes nothing.  The products take more rows than
+    one block (``block_rows``), so the blocks are joined up too."""
     import numba
 
     from digitnet.learn import optimizers, primitives
@@ -229,12 +230,17 @@ def test_the_compiled_primitives_give_what_the_plain_ones_give():
     guesses_for = np.array([3, 0, 3, 1, 0, 2])
     params, grad = rng.normal(0, 1, (2, 50)).astype(np.float32)
     decay = np.where(np.arange(50) % 2, np.float32(1e-3), np.float32(0))
+    wide = rng.random((150, 784), dtype=np.float32)  # 150 rows: three blocks of 64
+    weights = rng.normal(0, 1, (16, 784)).astype(np.float32)
+    errors = rng.normal(0, 1, (150, 16)).astype(np.float32)
     adam = optimizers.adam_constants(0.01, 3, (np.float32(0.9), np.float32(0.999),
                                                np.float32(1e-8)))  # fmt: skip
 
     def primitives_of(images, rows, targets, labels, scale, shift, out, z, b, params, grad,
-                      decay, m, v, adam, guesses_for):  # fmt: skip
+                      decay, m, v, adam, guesses_for, wide, weights, errors):  # fmt: skip
         primitives.prefetch_rows(images, rows)
+        gradient = np.empty((errors.shape[1], wide.shape[1]), np.float32)
+        primitives.transposed_times(errors, wide, gradient)
         primitives.scaled_rows(images, rows, 2, 11, scale, shift, out, 1)
         a = primitives.each(activations.sigmoid, z, b)
         back = primitives.times_each(z, activations.sigmoid_prime, a)
@@ -243,6 +249,8 @@ def test_the_compiled_primitives_give_what_the_plain_ones_give():
             primitives.rows_of(targets, rows), primitives.rows_of(labels, rows), a, back,
             primitives.row_max(z), primitives.row_sum(z),
             primitives.correct_guesses(z, guesses_for),
+            primitives.times_transposed(wide, weights), gradient,
+            primitives.block_rows(wide.shape[1], weights.shape[0]),
         )  # fmt: skip
 
     results = []
@@ -250,14 +258,15 @@ def test_the_compiled_primitives_give_what_the_plain_ones_give():
         out = np.full((5, 10), 9, np.float32)
         p, m, v = params.copy(), np.full(50, 0.1, np.float32), np.full(50, 0.2, np.float32)
         computed = f(images, rows, targets, labels, scale, shift, out, z, b, p, grad, decay,
-                     m, v, adam, guesses_for)  # fmt: skip
+                     m, v, adam, guesses_for, wide, weights, errors)  # fmt: skip
         results.append((*computed, out, p, m, v))
     # float32 arithmetic in another order (NumPy's whole arrays against one element at a
     # time): at most a few roundings apart, 8 · EPS relative
     for ours, theirs in zip(*results, strict=True):
         np.testing.assert_allclose(theirs, ours, rtol=8 * np.finfo(np.float32).eps)
-    plain = dict(zip(["targets", "labels", "a", "back", "max", "sum", "right", "out", "params"],
-                     results[0], strict=False))  # fmt: skip
+    names = ["targets", "labels", "a", "back", "max", "sum", "right", "z", "dW", "rows", "out",
+             "params"]  # fmt: skip
+    plain = dict(zip(names, results[0], strict=False))
     np.testing.assert_array_equal(plain["out"][:, 0], 9)  # left alone
     np.testing.assert_array_equal(plain["out"][1, 1:], images[0, 2:11] * scale + shift)
     assert plain["labels"].tolist() == [390, 0, 70, 70, 210]
@@ -268,3 +277,8 @@ def test_the_compiled_primitives_give_what_the_plain_ones_give():
     assert plain["right"] == np.count_nonzero(z.argmax(axis=1) == guesses_for)
     assert plain["right"] >= 2  # row 2's winner and row 4's first of equals are counted
     assert not np.array_equal(plain["params"], params)  # Adam moved every parameter
+    assert plain["rows"] == 64 and primitives.block_rows(784, 16) == 64
+    assert primitives.block_rows(16, 16) == 4096
+    exact = wide.astype(np.float64)  # products in float64, one call: near enough
+    np.testing.assert_allclose(plain["z"], exact @ weights.T, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(plain["dW"], errors.T @ exact, rtol=1e-4, atol=1e-4)
