@@ -15,8 +15,9 @@ import pytest
 
 from digitnet.config import TrainConfig
 from digitnet.learn import activations, kernel
-from digitnet.learn.activations import ACTIVATIONS, Activation
+from digitnet.learn.activations import ACTIVATIONS, LOSSES, Activation
 from digitnet.learn.network import Network
+from digitnet.learn.optimizers import OPTIMIZERS
 from digitnet.train import fit, is_compiled, seeded_generators, train_network
 
 pytestmark = pytest.mark.skipif(
@@ -41,22 +42,28 @@ def assert_same_epoch(images, labels, **settings):
     assert theirs.accuracy == pytest.approx(ours.accuracy, abs=2 / len(images))
 
 
-# Each configuration compiles once per run, shared by every test that trains it: these
-# use between them every activation, output, cost and optimiser, and are among those
-# test_train.py's every-optimiser and every-combination tests train on both loops.
-CONFIGURATIONS = [
-    dict(lr=0.003, augment=1, weight_decay=1e-4),
-    dict(optimizer="sgd", lr=0.1),
-    dict(optimizer="momentum", lr=0.02),
-    dict(activation="relu", output="sigmoid", loss="quadratic", lr=0.003),
-    dict(activation="tanh", output="softmax", loss="quadratic", lr=0.003),
-    dict(activation="relu", output="sigmoid", loss="cross-entropy", lr=0.003),
-]
+# Every combination the registries make, each compiled once per run and shared by every
+# test that trains it (test_train.py's every-combination test trains the same ones on
+# both loops): each activation with each output and cost under Adam, and each other
+# optimiser once.  Tiny data: 700 training images, 22 batches.
+COMBINATIONS = [
+    dict(activation=activation, loss=loss, output=output, lr=0.003, augment=1, weight_decay=1e-4)
+    for activation in sorted(ACTIVATIONS)
+    for loss, output in sorted(LOSSES)
+] + [dict(optimizer=name, lr=0.1 if name == "sgd" else 0.02) for name in sorted(OPTIMIZERS)
+     if name != "adam"]  # fmt: skip
 
 
-@pytest.mark.parametrize("settings", CONFIGURATIONS, ids=lambda s: "-".join(map(str, s.values())))
-def test_compiled_epoch_matches_numpy(mnist, settings):
-    assert_same_epoch(mnist.train_images[:3000], mnist.train_labels[:3000], **settings)
+def test_the_combinations_cover_every_registry_entry():
+    used = {key: {c.get(key) for c in COMBINATIONS} for key in ("activation", "output", "loss")}
+    assert used["activation"] == set(ACTIVATIONS)
+    assert {(c["loss"], c["output"]) for c in COMBINATIONS if "loss" in c} == set(LOSSES)
+    assert {c.get("optimizer", "adam") for c in COMBINATIONS} == set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("settings", COMBINATIONS, ids=lambda s: "-".join(map(str, s.values())))
+def test_every_combination_runs_compiled_and_matches_numpy(mnist, settings):
+    assert_same_epoch(mnist.train_images[:1000], mnist.train_labels[:1000], **settings)
 
 
 @pytest.mark.parametrize("batch_size, normalize, augment", [(1, False, 1), (100, True, 2)])
