@@ -459,10 +459,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rivals = [p for p in peers if not p.startswith("digitnet")]
     lines = [
-        f"Machine: {machine()}, {os.cpu_count()} cores; BLAS: {blas()}; float32 GEMM "
-        f"{rate1:.0f} GFLOP/s on one core ({rate2:.0f} on two).",
-        "",
-        f"Measured {date.today().isoformat()}, "
+        f"Measured {date.today().isoformat()} on {machine()}, {os.cpu_count()} cores "
+        f"(BLAS: {blas()}; float32 GEMM {rate1:.0f} GFLOP/s on one core, {rate2:.0f} on two; "
+        f"load average {os.getloadavg()[0]:.1f} at the end), "
         f"Python {platform.python_version()}, NumPy {np.__version__}"
         + (f", PyTorch {__import__('torch').__version__}" if "PyTorch" in peers else "")
         + (f", scikit-learn {__import__('sklearn').__version__}" if "scikit-learn" in peers else "")

@@ -147,6 +147,8 @@ def _times_transposed(a, W):
     from .primitives import block_rows
 
     def impl(a, W):
+        if a.shape[0] <= 64:
+            return a @ W.T
         out = np.empty((a.shape[0], W.shape[0]), a.dtype)
         rows = block_rows(W.shape[1], W.shape[0])
         for s in range(0, a.shape[0], rows):

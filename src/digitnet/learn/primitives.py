@@ -38,6 +38,8 @@ def block_rows(n_in: int, n_out: int) -> int:
 def times_transposed(a: Array, W: Array) -> Array:
     """z = a Wᵀ (B, n_out) for a (B, n_in) and W (n_out, n_in): a layer's weighted
     input, the row form of W a, ``block_rows`` rows at a time."""
+    if a.shape[0] <= 64:  # one block, whatever the layer: one call
+        return a @ W.T
     out = np.empty((a.shape[0], W.shape[0]), np.result_type(a, W))
     rows = block_rows(W.shape[1], W.shape[0])
     for s in range(0, a.shape[0], rows):
