@@ -24,8 +24,6 @@ Array = np.ndarray
 #: Constants as float32, so that float32 arrays stay float32 in compiled code too
 #: (compiled code would promote them to float64 next to a Python float).
 ZERO, HALF, ONE, CAP = np.float32(0), np.float32(0.5), np.float32(1), np.float32(80)
-#: The smallest normal float32: log a is floored here.
-TINY = np.float32(np.finfo(np.float32).tiny)
 
 
 def sigmoid(z: Array) -> Array:
@@ -135,12 +133,14 @@ def quadratic_delta_softmax(z: Array, a: Array, y: Array) -> Array:
 
 
 def cross_entropy_value_softmax(z: Array, a: Array, y: Array) -> float:
-    """C = -Σ_j y_j log a_j with a = softmax(z).
+    """C = -Σ_j y_j log a_j with a = softmax(z), averaged over the batch.
 
-    a comes from the max-shifted softmax, so it is exact wherever it is above the
-    smallest normal float32; below that (a neuron wrong by more than about 87 in z)
-    log a is floored there, giving a large finite cost instead of inf."""
-    return -float(np.sum(y * np.log(np.maximum(a, TINY)))) / len(a)
+    log a_j = z_j - log Σ_k e^(z_k), taken as (z_j - max z) + log(max a): the softmax's
+    largest entry is e⁰ / Σ_k e^(z_k - max z), so one logarithm a row gives every
+    entry's, exact however small a_j is (no floor, no underflow to log 0) and finite
+    wherever z is.  (The logarithm of each a_j cost a batch-32 step 3 µs compiled.)"""
+    log_a = (z - row_max(z)) + np.log(row_max(a))
+    return -float(np.sum(y * log_a)) / len(a)
 
 
 def cross_entropy_value_sigmoid(z: Array, a: Array, y: Array) -> float:
