@@ -38,6 +38,7 @@ from threadpoolctl import threadpool_limits
 
 from digitnet.files.data import load_mnist
 from digitnet.files.modelfile import load
+from digitnet.learn.activations import ACTIVATIONS
 from digitnet.learn.kernel import AVAILABLE as KERNEL_AVAILABLE
 from digitnet.learn.network import Network
 from digitnet.train import TrainConfig, evaluate, train_network
@@ -58,8 +59,11 @@ def have(module: str) -> bool:
 # -- seconds per epoch --------------------------------------------------------------------
 
 
-def digitnet_epochs(images, labels, batch: int, epochs: int, kernel: str = "numpy") -> list[float]:
+def digitnet_epochs(
+    images, labels, batch: int, epochs: int, kernel: str = "numpy", activation: str = "sigmoid"
+) -> list[float]:
     config = TrainConfig(
+        activation=activation,
         batch_size=batch,
         epochs=epochs,
         validation=0,
@@ -73,9 +77,30 @@ def digitnet_epochs(images, labels, batch: int, epochs: int, kernel: str = "nump
     return [e.seconds for e in history.epochs]
 
 
-def compiled_epochs(images, labels, batch: int, epochs: int) -> list[float]:
-    digitnet_epochs(images[:64], labels[:64], batch, 1, "compiled")  # compile (or load) first
-    return digitnet_epochs(images, labels, batch, epochs, "compiled")
+def compiled_epochs(
+    images, labels, batch: int, epochs: int, activation: str = "sigmoid"
+) -> list[float]:
+    digitnet_epochs(images[:64], labels[:64], batch, 1, "compiled", activation)  # compile first
+    return digitnet_epochs(images, labels, batch, epochs, "compiled", activation)
+
+
+def activation_epochs(images, labels, epochs: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Median seconds per epoch at batch 32 for each activation of the registry, on
+    each loop: NumPy, compiled, and ``auto`` once the compiled loop is built (which it
+    then takes); the loops take turns, as the contenders do."""
+    loops = {
+        "numpy": lambda a: digitnet_epochs(images, labels, 32, epochs, "numpy", a),
+        "compiled": lambda a: compiled_epochs(images, labels, 32, epochs, a),
+        "auto": lambda a: digitnet_epochs(images, labels, 32, epochs, "auto", a),
+    }
+    counted = {a: {loop: [] for loop in loops} for a in ACTIVATIONS}
+    for turn in range(rounds):
+        for activation in ACTIVATIONS:
+            for loop, run in loops.items():
+                counted[activation][loop] += run(activation)[1:]
+                print(f"round {turn + 1}/{rounds} {activation} {loop}: "
+                      f"{counted[activation][loop][-1]:.3f} s/epoch", flush=True)  # fmt: skip
+    return {a: {loop: float(np.median(t)) for loop, t in c.items()} for a, c in counted.items()}
 
 
 def torch_model():
@@ -274,17 +299,27 @@ def prediction_times(net: Network, images: np.ndarray, single: int) -> dict:
     return out
 
 
-def gemm_rate(threads: int, n: int = 2048) -> float:
-    """float32 GEMM, GFLOP/s, with this many BLAS threads."""
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    with threadpool_limits(limits=threads, user_api="blas"):
-        a @ a
-        seconds = median_time(lambda: a @ a, 5)
-    return 2 * n**3 / seconds / 1e9
+def gemm_rate(threads: int, sizes: tuple[int, ...] = (512, 1024, 2048)) -> float:
+    """float32 GEMM, GFLOP/s, with this many BLAS threads: the best of square products
+    of these sizes (median of 5 each), so the floor it gives is the lowest."""
+    rates = []
+    for n in sizes:
+        a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+        with threadpool_limits(limits=threads, user_api="blas"):
+            a @ a
+            rates.append(2 * n**3 / median_time(lambda a=a: a @ a, 5) / 1e9)
+    return max(rates)
 
 
 def machine() -> str:
-    """The processor's name, as /proc/cpuinfo gives it."""
+    """The processor's name, as ``lscpu`` gives it (else /proc/cpuinfo)."""
+    try:
+        listing = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=30).stdout
+        for line in listing.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -295,12 +330,13 @@ def machine() -> str:
 
 
 def blas() -> str:
-    """NumPy's BLAS and the kernel it chose for this processor."""
+    """NumPy's BLAS and the kernels it chose for this processor (threadpoolctl)."""
     from threadpoolctl import threadpool_info
 
     for pool in threadpool_info():
         if pool.get("user_api") == "blas":
-            return f"{pool.get('internal_api')} {pool.get('version')}, {pool.get('architecture')}"
+            return (f"{pool.get('internal_api')} {pool.get('version')}, "
+                    f"{pool.get('architecture')} kernels")  # fmt: skip
     return "unknown BLAS"
 
 
@@ -361,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     per_epoch = {name: {b: float(np.median(counted[name][b])) for b in batches} for name in peers}
     measured = len(counted[next(iter(peers))][batches[0]])
+    by_activation = activation_epochs(images, labels, epochs, rounds) if KERNEL_AVAILABLE else {}
 
     runs, seeds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -417,12 +454,14 @@ def main(argv: list[str] | None = None) -> int:
     rate1, rate2 = gemm_rate(1), gemm_rate(2)
     print(f"{machine()}, {blas()}: GEMM {rate1:.0f} / {rate2:.0f} GFLOP/s", flush=True)
     flops = flops_per_epoch(len(images))
-    floor = flops / (rate2 * 1e9)
+    floor = flops / (rate1 * 1e9)  # every loop here runs on one core
     check = evaluate(net, data.test_images, data.test_labels).accuracy
 
+    rivals = [p for p in peers if not p.startswith("digitnet")]
     lines = [
         f"Measured {date.today().isoformat()} on {machine()}, {os.cpu_count()} cores "
-        f"({blas()}; float32 GEMM {rate1:.0f} GFLOP/s on one core, {rate2:.0f} on two), "
+        f"(BLAS: {blas()}; float32 GEMM {rate1:.0f} GFLOP/s on one core, {rate2:.0f} on two; "
+        f"load average {os.getloadavg()[0]:.1f} at the end), "
         f"Python {platform.python_version()}, NumPy {np.__version__}"
         + (f", PyTorch {__import__('torch').__version__}" if "PyTorch" in peers else "")
         + (f", scikit-learn {__import__('sklearn').__version__}" if "scikit-learn" in peers else "")
@@ -437,9 +476,9 @@ def main(argv: list[str] | None = None) -> int:
         "| batch | "
         + " | ".join(peers)
         + " | "
-        + " | ".join(f"fastest digitnet vs {p}" for p in peers if not p.startswith("digitnet"))
-        + " |",
-        "| ---: |" + " ---: |" * (len(peers) + sum(not p.startswith("digitnet") for p in peers)),
+        + " | ".join(f"fastest digitnet vs {p}" for p in rivals)
+        + " | fastest digitnet x floor |",
+        "| ---: |" + " ---: |" * (len(peers) + len(rivals) + 1),
     ]
     for batch in batches:
         ours = min(t[batch] for p, t in per_epoch.items() if p.startswith("digitnet"))
@@ -452,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
                 for p in peers
                 if not p.startswith("digitnet")
             )
-            + " |"
+            + f" | {ours / floor:.2f}x |"
         )
     lines += [
         "",
@@ -500,13 +539,22 @@ def main(argv: list[str] | None = None) -> int:
             f"| PyTorch | {predict['torch_batch'] * 1e3:.2f} ms | "
             f"{predict['torch_one'] * 1e6:.1f} µs |"
         )
-    b128 = min(t.get(128, t[batches[-1]]) for p, t in per_epoch.items() if p.startswith("digitnet"))
+        lines.append(
+            f"| digitnet vs PyTorch | {predict['torch_batch'] / predict['digitnet_batch']:.2f}x "
+            f"faster | {predict['torch_one'] / predict['digitnet_one']:.2f}x faster |"
+        )
+    lines += activation_lines(by_activation, floor)
     lines += [
         "",
-        f"The floor: an epoch is {flops / 1e9:.2f} GFLOP; float32 GEMM runs at "
-        f"{rate1:.0f} GFLOP/s on one core and {rate2:.0f} GFLOP/s on two, so an epoch "
-        f"cannot take less than {floor * 1e3:.1f} ms. The fastest digitnet at batch 128: "
-        f"{b128 * 1e3:.0f} ms, {b128 / floor:.1f}x the floor.",
+        f"The floor: an epoch is {flops / 1e9:.2f} GFLOP of matrix products; float32 GEMM "
+        f"runs at {rate1:.0f} GFLOP/s on one core (the best of 512², 1024² and 2048²), so "
+        f"an epoch on one core cannot take less than {floor * 1e3:.1f} ms. "
+        + " ".join(
+            f"The fastest digitnet at batch {b}: {_fastest(per_epoch, b) * 1e3:.0f} ms, "
+            f"{_fastest(per_epoch, b) / floor:.2f}x the floor."
+            for b in batches
+            if b >= 32
+        ),
         f"(The model timed for prediction scored {check:.2%} on the test set.)",
     ]
     text = "\n".join(lines) + "\n"
@@ -516,6 +564,35 @@ def main(argv: list[str] | None = None) -> int:
     plot(per_epoch, batches, args.out / f"{name}.png")
     print(text)
     return 0
+
+
+def _fastest(per_epoch: dict, batch: int) -> float:
+    """The fastest digitnet loop's seconds per epoch at this batch size."""
+    return min(t[batch] for p, t in per_epoch.items() if p.startswith("digitnet"))
+
+
+def activation_lines(by_activation: dict, floor: float) -> list[str]:
+    """The table of seconds per epoch for each activation, on each loop."""
+    if not by_activation:
+        return []
+    base = by_activation["sigmoid"]["compiled"]
+    lines = [
+        "",
+        "Every activation, one epoch at batch 32 (softmax, cross-entropy, Adam; median, the "
+        "loops taking turns; `auto` with the compiled loop built, which it then takes):",
+        "",
+        "| activation | NumPy | compiled | auto | compiled vs sigmoid compiled "
+        "| auto vs the faster loop | compiled x floor |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, t in by_activation.items():
+        faster = min(t["numpy"], t["compiled"])
+        lines.append(
+            f"| {name} | {t['numpy']:.3f} s | {t['compiled']:.3f} s | {t['auto']:.3f} s | "
+            f"{t['compiled'] / base:.2f}x | {t['auto'] / faster:.2f}x | "
+            f"{t['compiled'] / floor:.2f}x |"
+        )
+    return lines
 
 
 def plot(per_epoch: dict, batches, path: Path) -> None:

@@ -15,8 +15,9 @@ import pytest
 
 from digitnet.config import TrainConfig
 from digitnet.learn import activations, kernel
-from digitnet.learn.activations import ACTIVATIONS, Activation
+from digitnet.learn.activations import ACTIVATIONS, LOSSES, Activation
 from digitnet.learn.network import Network
+from digitnet.learn.optimizers import OPTIMIZERS
 from digitnet.train import fit, is_compiled, seeded_generators, train_network
 
 pytestmark = pytest.mark.skipif(
@@ -41,22 +42,27 @@ def assert_same_epoch(images, labels, **settings):
     assert theirs.accuracy == pytest.approx(ours.accuracy, abs=2 / len(images))
 
 
-# Each configuration compiles once per run, shared by every test that trains it: these
-# use between them every activation, output, cost and optimiser, and are among those
-# test_train.py's every-optimiser and every-combination tests train on both loops.
-CONFIGURATIONS = [
-    dict(lr=0.003, augment=1, weight_decay=1e-4),
-    dict(optimizer="sgd", lr=0.1),
-    dict(optimizer="momentum", lr=0.02),
-    dict(activation="relu", output="sigmoid", loss="quadratic", lr=0.003),
-    dict(activation="tanh", output="softmax", loss="quadratic", lr=0.003),
-    dict(activation="relu", output="sigmoid", loss="cross-entropy", lr=0.003),
-]
+# Every combination the registries make, each compiled once per run and shared by every
+# test that trains it (test_train.py's every-combination test trains the same ones on
+# both loops): each activation with each output and cost under Adam, and each other
+# optimiser once.  Tiny data: 700 training images, 22 batches.
+COMBINATIONS = [
+    dict(activation=activation, loss=loss, output=output, lr=0.003, augment=1, weight_decay=1e-4)
+    for activation in sorted(ACTIVATIONS)
+    for loss, output in sorted(LOSSES)
+] + [dict(optimizer=name, lr=0.1 if name == "sgd" else 0.02) for name in sorted(OPTIMIZERS)
+     if name != "adam"]  # fmt: skip
 
 
-@pytest.mark.parametrize("settings", CONFIGURATIONS, ids=lambda s: "-".join(map(str, s.values())))
-def test_compiled_epoch_matches_numpy(mnist, settings):
-    assert_same_epoch(mnist.train_images[:3000], mnist.train_labels[:3000], **settings)
+def test_the_combinations_cover_every_registry_entry():
+    assert {c.get("activation", "sigmoid") for c in COMBINATIONS} == set(ACTIVATIONS)
+    assert {(c["loss"], c["output"]) for c in COMBINATIONS if "loss" in c} == set(LOSSES)
+    assert {c.get("optimizer", "adam") for c in COMBINATIONS} == set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("settings", COMBINATIONS, ids=lambda s: "-".join(map(str, s.values())))
+def test_every_combination_runs_compiled_and_matches_numpy(mnist, settings):
+    assert_same_epoch(mnist.train_images[:1000], mnist.train_labels[:1000], **settings)
 
 
 @pytest.mark.parametrize("batch_size, normalize, augment", [(1, False, 1), (100, True, 2)])
@@ -202,9 +208,10 @@ def test_is_compiled_knows_what_this_process_compiled(mnist):
 
 
 def test_the_compiled_primitives_give_what_the_plain_ones_give():
-    """Each of the nine loops ``kernel`` gives numba (one per function of
-    ``primitives``) computes what its plain NumPy definition does, and prefetching (a
-    hint to the cache, nothing in plain NumPy) changes nothing."""
+    """Each of the loops ``kernel`` gives numba (one per function of ``primitives``)
+    computes what its plain NumPy definition does, and prefetching (a hint to the
+    cache, nothing in plain NumPy) changes nothing.  The products take more rows than
+    one block (``block_rows``), so the blocks are joined up too."""
     import numba
 
     from digitnet.learn import optimizers, primitives
@@ -229,12 +236,17 @@ def test_the_compiled_primitives_give_what_the_plain_ones_give():
     guesses_for = np.array([3, 0, 3, 1, 0, 2])
     params, grad = rng.normal(0, 1, (2, 50)).astype(np.float32)
     decay = np.where(np.arange(50) % 2, np.float32(1e-3), np.float32(0))
+    wide = rng.random((150, 784), dtype=np.float32)  # 150 rows: three blocks of 64
+    weights = rng.normal(0, 1, (16, 784)).astype(np.float32)
+    errors = rng.normal(0, 1, (150, 16)).astype(np.float32)
     adam = optimizers.adam_constants(0.01, 3, (np.float32(0.9), np.float32(0.999),
                                                np.float32(1e-8)))  # fmt: skip
 
     def primitives_of(images, rows, targets, labels, scale, shift, out, z, b, params, grad,
-                      decay, m, v, adam, guesses_for):  # fmt: skip
+                      decay, m, v, adam, guesses_for, wide, weights, errors):  # fmt: skip
         primitives.prefetch_rows(images, rows)
+        gradient = np.empty((errors.shape[1], wide.shape[1]), np.float32)
+        primitives.transposed_times(errors, wide, gradient)
         primitives.scaled_rows(images, rows, 2, 11, scale, shift, out, 1)
         a = primitives.each(activations.sigmoid, z, b)
         back = primitives.times_each(z, activations.sigmoid_prime, a)
@@ -243,6 +255,8 @@ def test_the_compiled_primitives_give_what_the_plain_ones_give():
             primitives.rows_of(targets, rows), primitives.rows_of(labels, rows), a, back,
             primitives.row_max(z), primitives.row_sum(z),
             primitives.correct_guesses(z, guesses_for),
+            primitives.times_transposed(wide, weights), gradient,
+            primitives.block_rows(wide.shape[1], weights.shape[0]),
         )  # fmt: skip
 
     results = []
@@ -250,14 +264,15 @@ def test_the_compiled_primitives_give_what_the_plain_ones_give():
         out = np.full((5, 10), 9, np.float32)
         p, m, v = params.copy(), np.full(50, 0.1, np.float32), np.full(50, 0.2, np.float32)
         computed = f(images, rows, targets, labels, scale, shift, out, z, b, p, grad, decay,
-                     m, v, adam, guesses_for)  # fmt: skip
+                     m, v, adam, guesses_for, wide, weights, errors)  # fmt: skip
         results.append((*computed, out, p, m, v))
     # float32 arithmetic in another order (NumPy's whole arrays against one element at a
     # time): at most a few roundings apart, 8 · EPS relative
     for ours, theirs in zip(*results, strict=True):
         np.testing.assert_allclose(theirs, ours, rtol=8 * np.finfo(np.float32).eps)
-    plain = dict(zip(["targets", "labels", "a", "back", "max", "sum", "right", "out", "params"],
-                     results[0], strict=False))  # fmt: skip
+    names = ["targets", "labels", "a", "back", "max", "sum", "right", "z", "dW", "rows", "out",
+             "params"]  # fmt: skip
+    plain = dict(zip(names, results[0], strict=False))
     np.testing.assert_array_equal(plain["out"][:, 0], 9)  # left alone
     np.testing.assert_array_equal(plain["out"][1, 1:], images[0, 2:11] * scale + shift)
     assert plain["labels"].tolist() == [390, 0, 70, 70, 210]
@@ -268,3 +283,8 @@ def test_the_compiled_primitives_give_what_the_plain_ones_give():
     assert plain["right"] == np.count_nonzero(z.argmax(axis=1) == guesses_for)
     assert plain["right"] >= 2  # row 2's winner and row 4's first of equals are counted
     assert not np.array_equal(plain["params"], params)  # Adam moved every parameter
+    assert plain["rows"] == 64 and primitives.block_rows(784, 16) == 64
+    assert primitives.block_rows(16, 16) == 4096
+    exact = wide.astype(np.float64)  # products in float64, one call: near enough
+    np.testing.assert_allclose(plain["z"], exact @ weights.T, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(plain["dW"], errors.T @ exact, rtol=1e-4, atol=1e-4)

@@ -141,6 +141,28 @@ def _scaled_rows(images, rows, start, stop, scale, shift, out, at):
     return impl
 
 
+def _times_transposed(a, W):
+    """numba's loop for ``primitives.times_transposed`` (float32 throughout: the
+    compiled loop's one type)."""
+    from .primitives import block_rows
+
+    def impl(a, W):
+        if a.shape[0] <= 64:
+            return a @ W.T
+        out = np.empty((a.shape[0], W.shape[0]), a.dtype)
+        rows = block_rows(W.shape[1], W.shape[0])
+        for s in range(0, a.shape[0], rows):
+            np.dot(a[s : s + rows], W.T, out[s : s + rows])
+        return out
+
+    return impl
+
+
+def _as_written(primitive: Callable) -> Callable:
+    """numba's version of a primitive it compiles from the primitive's own source."""
+    return lambda *args: primitive
+
+
 def _row_max(z):
     """numba's loop for ``primitives.row_max``."""
 
@@ -233,6 +255,9 @@ def _compiled_primitives() -> tuple:
         primitives.rows_of: _rows_of,
         primitives.scaled_rows: _scaled_rows,
         primitives.row_max: _row_max,
+        primitives.times_transposed: _times_transposed,
+        primitives.block_rows: _as_written(primitives.block_rows),
+        primitives.transposed_times: _as_written(primitives.transposed_times),
         primitives.each: _each,
         primitives.times_each: _times_each,
         primitives.each_parameter: _each_parameter,
@@ -240,7 +265,7 @@ def _compiled_primitives() -> tuple:
         primitives.correct_guesses: _correct_guesses,
     }
     for primitive, loop in loops.items():
-        overload(primitive)(loop)
+        overload(primitive, strict=False)(loop)  # not strict: _as_written takes *args
     return tuple(loops)
 
 

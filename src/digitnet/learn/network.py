@@ -20,7 +20,7 @@ from itertools import pairwise
 import numpy as np
 
 from .activations import ACTIVATIONS, LOSSES, OUTPUTS, Activation, Loss, lookup
-from .primitives import each, times_each
+from .primitives import each, times_each, times_transposed, transposed_times
 
 Array = np.ndarray
 
@@ -74,8 +74,8 @@ def feedforward(W, b, x: Array, f, output) -> tuple[list[Array], Array]:
     ``W`` and ``b`` are sequences of W[l] (n_out, n_in) and b[l] (n_out,)."""
     activations = [x]
     for l in range(len(W) - 1):
-        activations.append(each(f, activations[l] @ W[l].T, b[l]))  # the row form of W a + b
-    z = activations[-1] @ W[-1].T + b[-1]
+        activations.append(each(f, times_transposed(activations[l], W[l]), b[l]))  # W a + b
+    z = times_transposed(activations[-1], W[-1]) + b[-1]
     activations.append(output(z))
     return activations, z
 
@@ -92,7 +92,7 @@ def backprop(W, b, dW, db, x: Array, y: Array, f, f_prime, output, cost, cost_de
     a = activations[-1]
     delta = cost_delta(z, a, y) / np.float32(len(x))  # (B, n_L), for the mean cost
     for l in range(len(W) - 1, -1, -1):
-        np.dot(delta.T, activations[l], dW[l])  # (n_out, n_in)
+        transposed_times(delta, activations[l], dW[l])  # δᵀ a_prev: (n_out, n_in)
         np.dot(np.ones(len(x), delta.dtype), delta, db[l])  # Σ over the batch: (n_out,)
         if l:
             delta = times_each(delta @ W[l], f_prime, activations[l])  # (B, n_in)
