@@ -137,3 +137,18 @@ def test_recipe_flags_that_would_change_it_exit_2(args, message):
     result = cli("train", *args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_recipe_on_too_few_images_exits_2_before_training(small_mnist, tmp_path):
+    out = tmp_path / "best.safetensors"
+    result = cli("train", "--recipe", "best", "--data", small_mnist, "--out", out)
+    assert result.returncode == 2
+    assert "expected 0 <= validation < 1000 training images, got 5000" in result.stderr
+    assert "distorting" not in result.stdout and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_a_recipe_without_held_out_images_scores_nothing_on_them(mnist, tiny_recipe):
+    recipe = replace(tiny_recipe, teacher=None, distortion=None, validation=0)
+    run = run_recipe(recipe, mnist.train_images[:500], mnist.train_labels[:500], seed=0)
+    assert run.validation == {} and set(run.seconds) == {"distort", "student"}

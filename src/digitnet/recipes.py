@@ -165,7 +165,8 @@ def soft_targets(teacher: Network, images: Array, labels: Array, temperature: fl
 @dataclass
 class RecipeRun:
     """What a recipe did: the student (its kept weights), its history, the accuracy of
-    the teacher and the student on the held-out images, each stage's seconds."""
+    the teacher and the student on the held-out images (none without any), each
+    stage's seconds."""
 
     net: Network
     history: History
@@ -225,7 +226,7 @@ def run_recipe(
                      on_epoch=report(t.epochs))
         if taught.stopped == "interrupted":
             raise KeyboardInterrupt
-        scores["teacher"] = _score(teacher, images, labels, held_rows)
+        _score(scores, "teacher", teacher, images[held_rows], labels[held_rows])
         targets = soft_targets(teacher, x, y, recipe.temperature, recipe.soft_weight)
         seconds["teacher"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -236,14 +237,16 @@ def run_recipe(
     net = Network(s.sizes, s.activation, s.output, rng=init_rng)
     history = fit(net, x, y, replace(s, validation=0, seed=seed), data_rng,
                   on_epoch=report(s.epochs), targets=targets)
-    scores["student"] = _score(net, images, labels, held_rows)
+    _score(scores, "student", net, images[held_rows], labels[held_rows])
     seconds["student"] = time.perf_counter() - start
     return RecipeRun(net, history, scores, {k: round(v, 1) for k, v in seconds.items()})
 
 
-def _score(net: Network, images: Array, labels: Array, rows: Array) -> float:
-    """Accuracy on the held-out rows (NaN without any)."""
-    return evaluate(net, images[rows], labels[rows]).accuracy if len(rows) else float("nan")
+def _score(scores: dict[str, float], name: str, net: Network, images: Array,
+           labels: Array) -> None:
+    """scores[name] = the accuracy on the held-out images, where there are any."""
+    if len(images):
+        scores[name] = evaluate(net, images, labels).accuracy
 
 
 # -- the named recipes and the run to a model file -----------------------------------------
