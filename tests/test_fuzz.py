@@ -14,6 +14,7 @@ import io
 import json
 import os
 import struct
+import zlib
 from urllib.parse import quote
 
 import numpy as np
@@ -260,7 +261,7 @@ def png_data_url(content: bytes) -> str:
 
 @st.composite
 def predict_bodies(draw):
-    kind = draw(st.sampled_from(["json", "pixels", "image", "raw"]))
+    kind = draw(st.sampled_from(["json", "pixels", "image", "grey", "raw"]))
     if kind == "json":
         return json.dumps(draw(json_values())).encode()
     if kind == "pixels":
@@ -275,7 +276,20 @@ def predict_bodies(draw):
         return json.dumps({"pixels": values}).encode()  # NaN and Infinity as JSON allows
     if kind == "image":
         return json.dumps({"image": png_data_url(draw(picture_files()))}).encode()
+    if kind == "grey":
+        return json.dumps({"grey": draw(grey_pictures())}).encode()
     return draw(st.binary(max_size=200))
+
+
+@st.composite
+def grey_pictures(draw):
+    """A "grey" picture: any size, bytes of that many or not, deflated or not."""
+    width, height = draw(st.integers(-1, 40)), draw(st.integers(-1, 40))
+    exact = draw(st.booleans()) and width > 0 and height > 0
+    n = width * height if exact else None
+    raw = draw(st.binary(min_size=n or 0, max_size=n or 2000))
+    data = zlib.compress(raw) if draw(st.booleans()) else raw
+    return {"width": width, "height": height, "data": base64.b64encode(data).decode()}
 
 
 @pytest.mark.slow
