@@ -54,9 +54,14 @@ def test_addresses_are_ones_others_can_type():
 def test_every_address_is_said_as_one_others_can_type(trained):
     """``serve --host 0.0.0.0`` once printed "serving at http://0.0.0.0:8131/"."""
     process, port, line = start_server(trained[1], "--host", "0.0.0.0")
-    stop(process)
+    try:
+        status, info = Browser(port).call("GET", "/api/class")
+    finally:
+        stop(process)
     url = re.search(r"http://(\S+):(\d+)/", line)
     assert url[1] not in ("0.0.0.0", "[::]") and int(url[2]) == port
+    assert status == 200 and info["network"] and not info["class"]  # no teacher here
+    assert info["addresses"][0] == url[0]
 
 
 def test_the_budget_refuses_hours_and_takes_the_default():
@@ -112,7 +117,8 @@ def test_serve_class_prints_addresses_a_qr_code_and_the_teacher_link(room):
     assert decode_terminal(qr) == first[0]
     key = re.search(r"/teacher\?key=(\S+)", printed)[1]
     status, info = Browser(port).call("GET", "/api/class")
-    assert status == 200 and info["class"] and info["addresses"][0] == first[0]
+    assert status == 200 and info["class"] and info["network"]
+    assert info["addresses"][0] == first[0]
     # the machine's own address and name are answered; another name is not
     for name in (first[1], "localhost"):
         assert Browser(port, host=f"{name}:{port}").call("GET", "/api/class")[0] == 200

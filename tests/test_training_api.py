@@ -252,7 +252,8 @@ def test_every_optimizer_and_cost_trains_from_the_page(port, mnist, optimizer, l
 
 
 def test_the_folder_is_read_at_the_next_start(port, trained, folder):
-    status, before = call(port, "GET", "/api/models")
+    # a browser that trained nothing: the models oldest to newest, none its own first
+    status, before = call(port, "GET", "/api/models", browser="reader")
     process, other, _ = start_server(trained[1], "--models", folder)
     try:
         status, after = call(other, "GET", "/api/models")

@@ -49,7 +49,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, sock, loopback: bool) -> None:
     """Load the model, say where the page is, and serve it on ``sock`` until Ctrl-C."""
     from ..server import create_app, serve
-    from ..server.classroom import class_urls, lan_addresses
 
     model = load(args.model)
     history = model.info.get("history") or {}
@@ -65,8 +64,10 @@ def _serve(args: argparse.Namespace, sock, loopback: bool) -> None:
     app = create_app(model, hosts=hosts, models_dir=args.models, classroom=room)
     for problem in app.state.models.skipped:
         print(f"warning: not offered: {problem}", file=sys.stderr)
-    if room is not None:
-        _announce(room, args.model)
+    shown = f"[{host}]" if ":" in host else host
+    url = room.urls[0] if room is not None and room.urls else f"http://{shown}:{port}/"
+    if room is not None and room.on:
+        _announce(room, url, args.model)
         return serve(app, sock)
     if not loopback:
         print(
@@ -74,35 +75,33 @@ def _serve(args: argparse.Namespace, sock, loopback: bool) -> None:
             "network can reach this page and its API.",
             file=sys.stderr,
         )
-    if host in ("0.0.0.0", "::"):  # an address others can type, not "every address"
-        url = (class_urls(port, lan_addresses()) or [f"http://127.0.0.1:{port}/"])[0]
-    else:
-        url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     print(f"serving {args.model} at {url}  (Ctrl-C stops)", flush=True)
     serve(app, sock)
 
 
 def _classroom(args: argparse.Namespace, host: str, port: int, loopback: bool):
-    """(the ``Classroom`` of ``--class`` or None, the Host names to answer or None for
-    all): a class answers the machine's own names and addresses, loopback only its own."""
+    """(the ``Classroom``, or None on loopback without ``--class``; the Host names to
+    answer, or None for all).  On the network its ``urls`` are addresses others can
+    type (never 0.0.0.0); a class answers only the machine's own names and addresses."""
     from ..server import loopback_names
     from ..server.classroom import Classroom, class_hosts, class_urls, lan_addresses
 
-    if not args.classroom:
-        return None, loopback_names(args.host) if loopback else None
     if loopback:
-        return Classroom(on=True, urls=[f"http://{args.host}:{port}/"]), loopback_names(args.host)
+        return (Classroom(on=True) if args.classroom else None), loopback_names(args.host)
     addresses = lan_addresses() if host in ("0.0.0.0", "::") else [host]
-    return Classroom(on=True, urls=class_urls(port, addresses)), class_hosts(addresses)
+    room = Classroom(on=args.classroom, urls=class_urls(port, addresses))
+    return room, class_hosts(addresses) if args.classroom else None
 
 
-def _announce(room, model) -> None:
-    """Say where students open the page (a QR code of the first address) and the
+def _announce(room, url: str, model) -> None:
+    """Say where students open the page (``url`` first, with a QR code of it) and the
     teacher's link."""
     from ..server.classroom import qr_text
 
-    print(f"serving {model} to a class at {room.urls[0]}  (Ctrl-C stops)", flush=True)
+    print(f"serving {model} to a class at {url}  (Ctrl-C stops)", flush=True)
+    if not room.urls:
+        print("listening on loopback: only this machine can open the page", file=sys.stderr)
     if room.urls[1:]:
         print("or at: " + "  ".join(room.urls[1:]))
-    print(qr_text(room.urls[0]), end="")
-    print(f"Teacher (keep this link to yourself): {room.teacher_url()}", flush=True)
+    print(qr_text(url), end="")
+    print(f"Teacher (keep this link to yourself): {url}teacher?key={room.key}", flush=True)

@@ -157,8 +157,9 @@ def qr_svg(text: str, title: str) -> str:
 
 @dataclass
 class Classroom:
-    """A server's class settings: whether it serves a class (``serve --class``), the
-    page's addresses for students (``urls``) and the teacher's ``key``."""
+    """A server's class settings: whether it serves a class (``serve --class``: the
+    teacher's view and ``key``), and the page's addresses others can open (``urls``;
+    none on loopback without a class)."""
 
     on: bool = False
     urls: list[str] = field(default_factory=list)
@@ -167,10 +168,6 @@ class Classroom:
     def is_teacher(self, key: object) -> bool:
         """Whether ``key`` is the teacher's (constant time; only in class mode)."""
         return self.on and isinstance(key, str) and hmac.compare_digest(key, self.key)
-
-    def teacher_url(self) -> str:
-        base = self.urls[0] if self.urls else "/"
-        return f"{base}teacher?key={self.key}"
 
 
 async def classroom_of(request: Request) -> Classroom:

@@ -1,6 +1,6 @@
 // The "Join" dialog: where others open this page (GET /api/class: the addresses and a
 // QR code of the first), and the address "Copy link" uses when the page was opened
-// as localhost on the machine that serves a class.
+// as localhost on a machine that serves it to the network.
 "use strict";
 
 import { setJoinAddress } from "./share.js";
@@ -15,8 +15,8 @@ async function classInfo() {
 }
 
 function show(info) {
-  $("join-note").textContent = info.class
-    ? "Students type one of these addresses, or scan the code, on the same network:"
+  $("join-note").textContent = info.network
+    ? "On the same network, type one of these addresses or scan the code:"
     : "This server listens on this machine only; start it with `digitnet serve --class` "
       + "to let others on the network open it.";
   const list = $("join-addresses");
@@ -37,7 +37,7 @@ function show(info) {
 }
 
 const ready = classInfo().then((info) => {
-  if (info.class) setJoinAddress(info.addresses[0]);
+  if (info.network) setJoinAddress(info.addresses[0]);
   show(info);
   return info;
 });

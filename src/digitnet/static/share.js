@@ -12,12 +12,12 @@
 // m: 8 hex digits, FNV-1a of the /api/model answer, to tell a link made with
 //    another network.
 //
-// A link copied on the machine that serves a class (``digitnet serve --class``),
-// where the page was opened as localhost, uses the address students can open
-// instead (``setJoinAddress``, from GET /api/class).
+// A link copied on a machine that serves the page to its network (``digitnet serve
+// --class``), where the page was opened as localhost, uses an address others can
+// open instead (``setJoinAddress``, from GET /api/class).
 "use strict";
 
-let joinAddress = null;  // "http://192.168.1.5:8000/" when the server serves a class
+let joinAddress = null;  // "http://192.168.1.5:8000/" when the server is on the network
 
 export function setJoinAddress(url) {
   joinAddress = url;

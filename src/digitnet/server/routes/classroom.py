@@ -30,11 +30,13 @@ def body_of(*fields: str) -> dict:
 
 @router.get("/api/class")
 async def class_info(request: Request, room: Class) -> dict:
-    """Where students open the page: ``addresses`` (the first the one to give), a QR
-    code of it (``qr``, an SVG document), and whether the server serves a class
-    (``class``: false when it listens on this machine only)."""
-    urls = room.urls if room.on and room.urls else [str(request.base_url)]
-    return {"class": room.on, "addresses": urls, "qr": qr_svg(urls[0], f"QR code: {urls[0]}")}
+    """Where others open the page: ``addresses`` (the first the one to give), a QR code
+    of it (``qr``, an SVG document), whether the server listens on the network
+    (``network``: false, and this page's own address, on this machine only) and
+    whether it serves a class (``class``)."""
+    urls = room.urls or [str(request.base_url)]
+    qr = qr_svg(urls[0], f"QR code: {urls[0]}")
+    return {"class": room.on, "network": bool(room.urls), "addresses": urls, "qr": qr}
 
 
 def check_key(room: Classroom, key: object) -> None:
