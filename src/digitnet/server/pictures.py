@@ -42,9 +42,9 @@ PNG_DATA_URL = "data:image/png;base64,"
 #: Small pictures: their float32 arrays are at most 1 MiB, under the size glibc maps
 #: on its own and hands back when freed (``memory.map_large_blocks``).  They are not
 #: followed by ``release_memory`` (the little they leave in a heap is what the next
-#: picture reuses, and malloc_trim costs more than reading one: 280x280, 1.2 ms to
-#: read, 2-7 ms to trim), and grey bytes this small with quick work are read on the
-#: event loop itself (``Pictures.read``).
+#: picture reuses, and malloc_trim costs more than reading one: on a loaded 2-core
+#: machine a 280x280 pad took 3.3 ms to read and 4-7 ms to trim), and pictures this
+#: small with quick work are read on the event loop itself (``Pictures.read``).
 SMALL_PIXELS = 512 * 512
 
 T = TypeVar("T")
