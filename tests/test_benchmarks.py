@@ -73,6 +73,6 @@ def test_class_load_smoke(trained, tmp_path):
     assert all(r[5].strip() == "0" for r in rows if len(r) == 9)  # no errors
     assert all(float(r[2]) > 0 for r in rows if len(r) == 9)  # answers came back
     assert text.count("Largest class with p99 < 100 ms") == 2
-    costs = [r for r in rows if len(r) == 7]  # sends, body, request, decode, ..., JSON
+    costs = [r for r in rows if len(r) == 8]  # sends, body, request, decode, ..., in all
     assert [r[0].strip() for r in costs] == ["png", "grey"]
     assert all(float(v) >= 0 for r in costs for v in r[1:])

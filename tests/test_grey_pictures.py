@@ -121,3 +121,13 @@ def test_bad_grey_bytes_are_refused_in_one_line(client, body, status, message):
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert "\n" not in error and re.search(message, error), error
+
+
+def test_a_picture_declares_its_pixels_before_it_is_decoded(pads):
+    from digitnet.server.pictures import declared_pixels
+    from digitnet.server.schemas import GreyPicture
+
+    assert declared_pixels(as_png(pads[0])["image"]) == 280 * 280
+    assert declared_pixels(GreyPicture(**as_grey(pads[0][:100, :30])["grey"])) == 3000
+    for junk in ["data:image/png;base64,@@@", "data:image/png;base64,AAAA", "hello", ""]:
+        assert declared_pixels(junk) is None

@@ -214,7 +214,8 @@ def test_transfer_encoding_and_content_length_together_are_refused_and_closed(se
 
 
 def test_event_streams_never_lock_out_requests_or_the_stop(server):
-    status, _, body = request(server, "POST", "/api/train", b'{"epochs": 100}', **JSON)
+    me = {"Cookie": "digitnet_client=streams-and-stop"}  # the run's owner may stop it
+    status, _, body = request(server, "POST", "/api/train", b'{"epochs": 100}', **JSON, **me)
     assert status == 202, body
     run = json.loads(body)["id"]
     streams, refused = [], 0
@@ -229,7 +230,7 @@ def test_event_streams_never_lock_out_requests_or_the_stop(server):
         assert refused == 20
         status, _, _ = request(server, "POST", "/api/predict", PIXELS, **JSON)
         assert status == 200
-        status, _, body = request(server, "DELETE", f"/api/train/{run}")
+        status, _, body = request(server, "DELETE", f"/api/train/{run}", **me)
         assert status in (200, 202), body
     finally:
         for s in streams:

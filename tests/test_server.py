@@ -197,7 +197,8 @@ def test_a_router_answers_alone_over_a_state_of_its_own(trained, mnist):
         assert sample["label"] == 7 and sample["index"] < 50
         answer = alone.post("/api/predict", json={"pixels": sample["pixels"]})
         assert answer.status_code == 200 and len(answer.json()["probabilities"]) == 10
-        canvas = data_url(canvas_of(mnist.test_images[0]))
+        # (a picture over SMALL_PIXELS: a smaller one is read without the pool)
+        canvas = data_url(canvas_of(mnist.test_images[0]).resize((600, 600)))
         refused = alone.post("/api/predict", json={"image": canvas})
         assert refused.status_code == 503 and "too many pictures" in refused.json()["error"]
         assert alone.get("/api/model").json()["n_parameters"] == 13_002

@@ -7,8 +7,9 @@ it on uvicorn.  Endpoints (each router in ``routes/`` says more of its own):
   from a CDN).
 - ``GET /api/model``: sizes, activations, accuracy, and every weight and bias, which
   the page needs to draw connections and weight pictures.
-- ``POST /api/predict``: ``{"image": "data:image/png;base64,..."}`` (a canvas) or
-  ``{"pixels": [784 numbers in [0, 1]]}`` -> digit, probabilities, the 784 inputs
+- ``POST /api/predict``: ``{"image": "data:image/png;base64,..."}`` (a canvas), the
+  same canvas as grey bytes (``{"grey": {"width", "height", "data"}}``, what the page
+  sends) or ``{"pixels": [784 numbers in [0, 1]]}`` -> digit, probabilities, the 784 inputs
   the network saw and every layer's activations.
 - ``GET /api/sample[?digit=7]``: a random MNIST test digit.
 - ``POST /api/preprocess``: ``{"image": ...}`` as for predict -> every step from the
@@ -38,7 +39,8 @@ middleware, or the HTTP layer; ``errors``).  Against hostile and unlucky clients
 - pictures over ``MAX_IMAGE_PIXELS`` are refused before they are decoded, and at
   most ``PICTURE_WORKERS`` are decoded at once (``PICTURE_QUEUE`` more wait; beyond
   that, 503), which bounds the memory pictures take to about
-  ``PICTURE_WORKERS`` x ``PICTURE_BYTES``;
+  ``PICTURE_WORKERS`` x ``PICTURE_BYTES`` (and one picture of at most ``SMALL_PIXELS``,
+  which a prediction reads on the event loop itself);
 - a connection must send its request line and headers within ``HEADER_TIMEOUT``
   seconds, and an idle keep-alive connection is closed after ``KEEP_ALIVE_TIMEOUT``;
 - up to ``MAX_CONNECTIONS`` are held; when one more arrives, the connection idle
@@ -70,7 +72,8 @@ Where each part lives:
   ``training``, ``learning``, ``classroom``);
 - ``schemas``: every request and response model;
 - ``errors``: the JSON error body, and the HTTP status of each exception type;
-- ``pictures``: PNG data URLs in and out, and the bounded pool pictures are decoded on;
+- ``pictures``: PNG data URLs in and out, grey bytes in, and the bounded pool pictures
+  are decoded on;
 - ``classroom``: ``ClientCookie`` (each browser's id), the class's addresses, Host
   names and QR codes, and ``Classroom`` (the teacher's key);
 - ``budget``: a training's estimated seconds from its FLOPs, against ``WORK_BUDGET``;

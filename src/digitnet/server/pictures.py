@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import io
+import struct
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,9 +42,9 @@ PNG_DATA_URL = "data:image/png;base64,"
 #: Small pictures: their float32 arrays are at most 1 MiB, under the size glibc maps
 #: on its own and hands back when freed (``memory.map_large_blocks``).  They are not
 #: followed by ``release_memory`` (the little they leave in a heap is what the next
-#: picture reuses, and malloc_trim costs more than reading one: 280x280, 1.2 ms to
-#: read, 2-7 ms to trim), and grey bytes this small with quick work are read on the
-#: event loop itself (``Pictures.read``).
+#: picture reuses, and malloc_trim costs more than reading one: on a loaded 2-core
+#: machine a 280x280 pad took 3.3 ms to read and 4-7 ms to trim), and pictures this
+#: small with quick work are read on the event loop itself (``Pictures.read``).
 SMALL_PIXELS = 512 * 512
 
 T = TypeVar("T")
@@ -98,6 +99,23 @@ def decode_grey(grey: GreyPicture) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(grey.height, grey.width)
 
 
+def declared_pixels(source: str | GreyPicture) -> int | None:
+    """The pixels a picture says it has before it is decoded: grey bytes' width x
+    height, a PNG's from its header (IHDR, bytes 16-24); None for anything else."""
+    if isinstance(source, GreyPicture):
+        return source.width * source.height
+    if not source.startswith(PNG_DATA_URL):
+        return None
+    try:  # 32 base64 characters: the PNG's first 24 bytes
+        head = base64.b64decode(source[len(PNG_DATA_URL) : len(PNG_DATA_URL) + 32], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(head) < 24 or not head.startswith(b"\x89PNG\r\n\x1a\n") or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return width * height
+
+
 def png_data_url(values: np.ndarray) -> str:
     """A uint8 (h, w) array as a grey PNG data URL."""
     png = io.BytesIO()
@@ -138,13 +156,12 @@ class Pictures:
     ) -> T:
         """``work(picture)`` for ``source``, a PNG data URL or grey bytes, on the pool
         (``from_image``).  With ``quick`` (work of a millisecond or so, as a forward
-        pass), grey bytes of at most ``SMALL_PIXELS`` are read right here instead: the
-        hop to a thread and back, and the threads' contention for the interpreter,
-        cost more than the picture (measured: 2.4 ms of the server's CPU a pad picture
-        read here, 4.7 ms on the pool)."""
-        if quick and isinstance(source, GreyPicture):
-            if source.width * source.height <= SMALL_PIXELS:
-                return from_image(source, work)
+        pass), a picture that declares at most ``SMALL_PIXELS`` is read right here
+        instead: the hop to a thread and back, and the threads' contention for the
+        interpreter, cost more than the picture (measured: 2.4 ms of the server's CPU
+        a pad's grey bytes read here, 4.7 ms on the pool)."""
+        if quick and (declared_pixels(source) or SMALL_PIXELS + 1) <= SMALL_PIXELS:
+            return from_image(source, work)
         if self.waiting >= self.queue:
             raise TooManyPictures("too many pictures at once; try again in a moment")
         if self.pool is None:

@@ -90,7 +90,7 @@ export async function greyPicture(canvas) {
   // The pad as /api/predict's "grey" takes it: {width, height, data}, data the base64 of
   // the deflated (zlib) grey bytes, row by row, 0 black to 255 white.  Each byte is the
   // luma Pillow's "L" gives a pixel, so the server reads the very pixels of the PNG
-  // (toDataURL) without decoding one: about half the bytes, a fifth of the server's work.
+  // (toDataURL) without decoding one: under half the bytes and of the server's CPU time.
   // null where the browser cannot deflate (no CompressionStream): send the PNG then.
   if (typeof CompressionStream === "undefined") return null;
   const { width, height } = canvas;
