@@ -41,24 +41,26 @@ class Refused(RuntimeError):
         self.status = status
 
 
-def estimate_seconds(config: TrainConfig) -> float:
+def estimate_seconds(config: TrainConfig, pace: float = 0.0) -> float:
     """Seconds ``config`` should take on this machine, from its work: per epoch,
     ⌈N/B⌉ batches of (BATCH_SECONDS + P·PARAM_SECONDS + 6·P·B / GEMM_RATE), and the
-    validation's 2·P·V / GEMM_RATE, N = 60,000 − V training images; plus STARTUP_SECONDS."""
+    validation's 2·P·V / GEMM_RATE, N = 60,000 − V training images, or ``pace`` if
+    longer (a paced run waits that long between epochs); plus STARTUP_SECONDS."""
     p, b, v = count_parameters(config.sizes), config.batch_size, min(config.validation, MNIST_TRAIN)
     batches = -(-(MNIST_TRAIN - v) // b)
     batch = BATCH_SECONDS + p * PARAM_SECONDS + 6 * p * b / GEMM_RATE
     epoch = batches * batch + 2 * p * v / GEMM_RATE
-    return STARTUP_SECONDS + config.epochs * epoch
+    return STARTUP_SECONDS + config.epochs * max(epoch, pace)
 
 
-def check_budget(config: TrainConfig, budget: float = WORK_BUDGET) -> float:
-    """``estimate_seconds(config)``, or Refused (413) naming the estimate and the budget."""
-    seconds = estimate_seconds(config)
+def check_budget(config: TrainConfig, budget: float = WORK_BUDGET, pace: float = 0.0) -> float:
+    """``estimate_seconds(config, pace)``, or Refused (413) naming the estimate and the
+    budget."""
+    seconds = estimate_seconds(config, pace)
     if seconds > budget:
         raise Refused(
             413,
             f"this training would take about {seconds:,.0f} s here, over the budget of "
-            f"{budget:g} s a run; ask for fewer epochs, fewer or smaller layers, or larger batches",
+            f"{budget:g} s a run; ask for fewer epochs, fewer or smaller layers, larger batches or a shorter pace",
         )
     return seconds

@@ -245,7 +245,7 @@ class Trainer:
         before any work, when it cannot be queued."""
         if not self.enabled:
             raise Refused(403, "training is switched off for now by the teacher")
-        estimate = check_budget(config, self.budget)
+        estimate = check_budget(config, self.budget, pace)
         mine = [j for j in self.jobs.values() if owner and j.owner == owner and not j.finished]
         if len(mine) >= PER_CLIENT:
             raise Refused(
