@@ -61,6 +61,7 @@ def check_budget(config: TrainConfig, budget: float = WORK_BUDGET, pace: float =
         raise Refused(
             413,
             f"this training would take about {seconds:,.0f} s here, over the budget of "
-            f"{budget:g} s a run; ask for fewer epochs, fewer or smaller layers, larger batches or a shorter pace",
+            f"{budget:g} s a run; ask for fewer epochs, fewer or smaller layers, larger "
+            "batches or a shorter pace",
         )
     return seconds
