@@ -33,8 +33,10 @@ from .state import ServerState
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    """Nothing to start (the picture pool starts with the first picture); at shutdown,
-    stop any training and the pool."""
+    """Nothing to start but the explorer's work, which may have been stopped before
+    (the pools start with their first use); at shutdown, stop any training and the
+    pools."""
+    app.state.server.work.open()
     yield
     await app.state.server.close()
 
