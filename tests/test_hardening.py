@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from conftest import start_server, stop
 from digitnet.files.modelfile import Model, save
+from digitnet.inspect import learning
 from digitnet.learn.network import Network
 from digitnet.server import SHUTDOWN_TIMEOUT, create_app
 from digitnet.server.middleware import MAX_NESTING, STREAMS_PER_CLIENT, nesting
@@ -375,6 +376,18 @@ def test_a_models_answer_is_encoded_once_and_let_go_with_it(mnist):
         state.models.drop("other")
         gc.collect()
         assert len(state.model_answers) == 1
+
+
+def test_the_learning_cache_is_bounded_by_bytes_and_let_go_with_its_networks(mnist):
+    cache = learning.Cache(mnist.train_images[:100], mnist.train_labels[:100], max_bytes=250_000)
+    nets = [Network((784, 32, 10), rng=np.random.default_rng(i)) for i in range(4)]
+    for net in nets:  # the full gradient: 25,450 float64 parameters, 204 KB each
+        cache.full(net, "cross-entropy")
+    assert cache.nbytes <= 250_000  # only the newest fits
+    assert cache.full(nets[-1], "cross-entropy") is cache.full(nets[-1], "cross-entropy")
+    del nets[-1], net
+    gc.collect()
+    assert cache.nbytes == 0
 
 
 def test_atlases_are_bounded_by_bytes(mnist):

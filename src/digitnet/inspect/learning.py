@@ -349,10 +349,13 @@ class Cache:
             with self._lock:
                 if key in self._kept:
                     return self._kept[key][0]
-            value = compute()
+            try:
+                value = compute()
+            finally:
+                with self._lock:
+                    self._making.pop(key, None)
             with self._lock:
                 self._kept[key] = (value, nbytes(value))
-                self._making.pop(key, None)
                 if owner is not None:
                     weakref.finalize(owner, self._gone.append, key)
                 self._trim(key)

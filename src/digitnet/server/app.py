@@ -34,9 +34,11 @@ from .state import ServerState
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    """At start, let a stop signal stop training at once (the picture pool starts
-    with the first picture); at shutdown, stop any training and the pool."""
+    """At start, let a stop signal stop training at once, and open the explorer's
+    work, which may have been stopped before (the picture pool and the explorer's
+    pools start with their first use); at shutdown, stop any training and the pools."""
     app.state.server.trainer.stop_on_signals()
+    app.state.server.work.open()
     yield
     await app.state.server.close()
 

@@ -46,15 +46,14 @@ class Work:
         self.by_client: dict[str, int] = {}
         self.cold_waiting = 0
         self.stopping = threading.Event()
-        self.warm = ThreadPoolExecutor(WARM_WORKERS, thread_name_prefix="warm")
-        self.cold = ThreadPoolExecutor(COLD_WORKERS, thread_name_prefix="cold")
+        self.pools: dict[bool, ThreadPoolExecutor] = {}  # cold or not -> pool, made on use
 
     async def run(self, request: Request, work: Callable[[], T], *, cold: bool) -> T:
         """``work()`` on the warm or cold pool for this request's client; cancelled if
         the client disconnects first (its result is then dropped)."""
         stop = threading.Event()
         if not cold:
-            return await self._until_gone(request, work, stop, self.warm)
+            return await self._until_gone(request, work, stop, self._pool(False))
         who = client_key(request.scope)
         if self.by_client.get(who, 0) >= self.per_client:
             raise HTTPException(
@@ -66,7 +65,7 @@ class Work:
         self.by_client[who] = self.by_client.get(who, 0) + 1
         self.cold_waiting += 1
         try:
-            return await self._until_gone(request, work, stop, self.cold)
+            return await self._until_gone(request, work, stop, self._pool(True))
         finally:
             stop.set()  # a disconnect, or the server stopping, cancelled the request
             self.cold_waiting -= 1
@@ -91,11 +90,22 @@ class Work:
             raise Stopped("the client left")
         return future.result()
 
+    def _pool(self, cold: bool) -> ThreadPoolExecutor:
+        if cold not in self.pools:
+            workers, name = (COLD_WORKERS, "cold") if cold else (WARM_WORKERS, "warm")
+            self.pools[cold] = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        return self.pools[cold]
+
+    def open(self) -> None:
+        """Accept work again (an app started after it was stopped, as tests do)."""
+        self.stopping.clear()
+
     def close(self) -> None:
         """Stop all work at its next checkpoint and let the threads go (at shutdown;
         ``protocol.serve`` sets ``stopping`` as soon as the server is told to stop)."""
         self.stopping.set()
-        for pool in (self.warm, self.cold):
+        pools, self.pools = self.pools, {}
+        for pool in pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
 
 
