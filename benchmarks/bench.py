@@ -13,8 +13,11 @@ Measures, for the 784-16-16-10 sigmoid network on MNIST (cross-entropy, Adam):
 - wall time from process start to a saved model for the default ``digitnet train``,
   and for the same recipe in PyTorch and (as close as it allows) scikit-learn, with
   the test accuracy each reached and the peak memory of each process;
+- seconds per epoch at batch 32 for every activation of the registry on each loop
+  (NumPy, compiled, and ``auto`` once the compiled loop is built);
 - predicting the 10,000 test images in one call, and one image;
-- the arithmetic floor: FLOPs per epoch over this machine's float32 GEMM rate.
+- the arithmetic floor: an epoch's matrix-product FLOPs over this machine's one-core
+  float32 GEMM rate, and each loop's distance from it ("x floor").
 
 Writes ``bench.md`` (a Markdown table) and ``bench.png`` to ``--out``.  Nothing here
 is a test: it asserts nothing about time.
