@@ -336,10 +336,10 @@ def blas() -> str:
     """NumPy's BLAS and the kernels it chose for this processor (threadpoolctl)."""
     from threadpoolctl import threadpool_info
 
-    for pool in threadpool_info():
-        if pool.get("user_api") == "blas":
-            return (f"{pool.get('internal_api')} {pool.get('version')}, "
-                    f"{pool.get('architecture')} kernels")  # fmt: skip
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    pools.sort(key=lambda p: "numpy" not in p.get("filepath", ""))  # NumPy's own first
+    for p in pools:
+        return f"{p.get('internal_api')} {p.get('version')}, {p.get('architecture')} kernels"
     return "unknown BLAS"
 
 
@@ -512,8 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "",
         "A compile cache that is empty, as on a fresh install, and then warm: `auto` never "
-        "waits for the compiler (it trains with NumPy until the loop is built; a terminal "
-        "session builds it in the background); `--kernel compiled` compiles first.",
+        "waits for the compiler (it trains with NumPy until the loop is built, and starts "
+        "building it in the background for the runs after); `--kernel compiled` compiles first.",
         "",
         f"Test accuracy of the default `digitnet train` over seeds 0-{args.seeds - 1} "
         "(the loops agree to float32 rounding per step; after 40 epochs different "
