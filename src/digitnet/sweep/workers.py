@@ -229,8 +229,10 @@ def prepare(job: Job, workers: int):
 def die_with_parent(parent: int, poll: float = 0.5) -> None:
     """Have SIGINT sent to this process when ``parent`` (its parent's id) ends, however
     it ends, SIGKILL included: so a worker stops, its trial marked failed, instead of
-    training on for nobody.  On Linux the kernel sends it (``prctl(PR_SET_PDEATHSIG)``);
-    elsewhere a daemon thread sees the parent's id change within ``poll`` seconds."""
+    training on for nobody.  On Linux the kernel sends it (``prctl(PR_SET_PDEATHSIG)``,
+    which counts the parent's thread that started this process: ``start_workers`` runs
+    on the thread that watches the sweep); elsewhere a daemon thread sees the parent's
+    id change within ``poll`` seconds."""
     import ctypes
     import threading
 
