@@ -279,3 +279,14 @@ def test_the_worker_keeps_the_pace_between_epochs():
         assert process.wait(timeout=60) == 0
     assert [name for name, _ in arrivals] == ["epoch", "epoch", "done"]
     assert arrivals[1][1] - arrivals[0][1] >= 0.6 - 0.05  # the pipe's own delay aside
+
+
+def test_predict_says_when_it_is_probably_not_a_digit(client, mnist):
+    seven = (mnist.test_images[0] / 255).tolist()
+    digit = client.post("/api/predict", json={"pixels": seven}).json()
+    assert digit["not_a_digit"] is False and digit["reason"] is None
+    dot = np.zeros((28, 28))
+    dot[13:16, 13:16] = 1
+    answer = client.post("/api/predict", json={"pixels": dot.reshape(-1).tolist()}).json()
+    assert answer["not_a_digit"] is True and answer["reason"].startswith("it is a dot")
+    assert answer["digit"] in range(10)  # the network still picks one

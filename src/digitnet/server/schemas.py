@@ -50,6 +50,11 @@ class PredictResponse(BaseModel):
     probabilities: list[float] = Field(description="the ten outputs, summing to 1")
     input: list[float] = Field(description="the 784 values the network saw, row by row")
     activations: list[list[float]] = Field(description="every layer's activations, a_0 to a_L")
+    not_a_digit: bool = Field(
+        description="whether the picture is probably not a digit (the network must still "
+        "pick one): a dot, more ink than any MNIST digit, or unlike MNIST's pictures of the guess"
+    )
+    reason: str | None = Field(description="why not_a_digit is true, in words; else null")
 
 
 class ModelResponse(BaseModel):

@@ -255,6 +255,7 @@ function show(answer) {
   const doubt = caveat(answer);
   $("caveat").hidden = !doubt;
   $("caveat").textContent = doubt ? doubt.text : "";
+  $("not-digit").hidden = !doubt;
   paintGrey($("seen"), answer.input);
   $("show-steps").disabled = false;
   refresh();
@@ -268,6 +269,7 @@ function showBlank() {
   $("guess").textContent = "?";
   $("confidence").textContent = "nothing drawn";
   $("caveat").hidden = true;
+  $("not-digit").hidden = true;
   $("bars").classList.add("blank");
   $("bars-caption").textContent = "What the network answers for an empty picture:";
   setBars(state.blank ? state.blank.probabilities : null, null);
