@@ -91,6 +91,7 @@ class StepsResponse(BaseModel):
 
 class TopImage(BaseModel):
     index: int = Field(description="its index in the MNIST test set")
+    label: int = Field(description="the digit MNIST says it is")
     activation: float = Field(description="the neuron's activation for it")
     image: str = Field(description="the 28x28 picture as a PNG data URL")
 
@@ -114,6 +115,11 @@ class NudgeRequest(PredictRequest):
     """What ``/api/predict`` takes, and the digit to make the network say."""
 
     target: int = Field(strict=True, description="the digit to make the network answer")
+    until: float | None = Field(
+        None, gt=0, lt=1, allow_inf_nan=False,
+        description="go on until the network gives the target at least this probability "
+        "(such as 0.9); left out: stop as soon as the target is the guess",
+    )  # fmt: skip
 
 
 class NudgeResponse(BaseModel):

@@ -38,6 +38,7 @@ def neuron_answer(atlas: explore.Atlas, layer: int, index: int) -> dict:
         "top": [
             {
                 "index": int(i),
+                "label": int(atlas.labels[i]),
                 "activation": round(float(a), 6),
                 "image": png_data_url(images[i].reshape(side, side)),
             }
@@ -55,10 +56,12 @@ def neuron_answer(atlas: explore.Atlas, layer: int, index: int) -> dict:
     return answer
 
 
-def nudge_answer(net: Network, pixels: np.ndarray, target: int, knockout) -> dict:
+def nudge_answer(
+    net: Network, pixels: np.ndarray, target: int, knockout, until: float | None = None
+) -> dict:
     """``POST /api/nudge``'s answer.  The pixels go out as the exact float32 values, so
     that sent back they are the very input the network answered ``digit`` for."""
-    done = explore.nudge(net, pixels.reshape(-1), target, knockout=knockout)
+    done = explore.nudge(net, pixels.reshape(-1), target, knockout=knockout, until=until)
     return {
         "pixels": done.pixels.astype(np.float64).tolist(),
         "digit": done.digit,
@@ -106,7 +109,7 @@ async def nudge(request: NudgeRequest, state: State) -> dict:
         raise HTTPException(422, str(e)) from None
 
     def work(pixels: np.ndarray) -> dict:
-        return nudge_answer(net, pixels, request.target, knockout)
+        return nudge_answer(net, pixels, request.target, knockout, request.until)
 
     if request.pixels is not None:
         pixels = np.array(request.pixels, dtype=np.float32)
