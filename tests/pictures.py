@@ -1,8 +1,12 @@
 """Pictures of digits made from MNIST test digits, as people make them: big canvases,
-dark ink on white, transparent backgrounds, thick and thin strokes, noisy paper."""
+dark ink on white, transparent backgrounds, thick and thin strokes, noisy paper; and
+digits and letters printed in the fonts the test set-up installs."""
+
+import os
 
 import numpy as np
-from PIL import Image, ImageFilter
+import pytest
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 
 def upscale(digit: np.ndarray, factor: float) -> np.ndarray:
@@ -60,3 +64,37 @@ def variants(digit: np.ndarray, rng: np.random.Generator) -> dict[str, Image.Ima
         ),
         "small-in-corner": Image.fromarray(255 - small),
     }
+
+
+def font(name: str, size: int) -> ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.truetype(name, size)
+    except OSError:
+        if os.environ.get("CI"):
+            raise RuntimeError(f"CI must install the font {name}: {FONT_PACKAGES}") from None
+        pytest.skip(f"font {name} not installed (apt-get install {FONT_PACKAGES})")
+
+
+FONT_PACKAGES = "fonts-dejavu-core fonts-liberation"
+FONTS = [
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "LiberationSans-Regular.ttf",
+    "LiberationSans-Bold.ttf",
+]
+
+
+def printed(name: str, digit: int | str, bold: int = 0) -> Image.Image:
+    """A digit (or any short text: a letter) printed 200 px tall on a 280x280 white
+    card, made ``bold`` px bolder."""
+    card = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(card).text(
+        (140, 140),
+        str(digit),
+        font=font(name, 200),
+        fill=0,
+        anchor="mm",
+        stroke_width=bold,
+        stroke_fill=0,
+    )
+    return card

@@ -2,11 +2,10 @@
 
 import io
 import json
-import os
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from conftest import cli
 from digitnet.vision.preprocess import (
@@ -19,7 +18,7 @@ from digitnet.vision.preprocess import (
     to_mnist,
 )
 from digitnet.vision.recognise import predict_image, predict_pixels
-from pictures import variants
+from pictures import FONTS, printed, variants
 
 N_DIGITS = 200
 
@@ -312,39 +311,6 @@ def test_wide_pens_read_like_narrow_ones(trained):
     assert len(right) >= 8, read
     for width in (40, 60):
         assert [read[width][d] for d in right] == right, read
-
-
-def font(name: str, size: int) -> ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.truetype(name, size)
-    except OSError:
-        if os.environ.get("CI"):
-            raise RuntimeError(f"CI must install the font {name}: {FONT_PACKAGES}") from None
-        pytest.skip(f"font {name} not installed (apt-get install {FONT_PACKAGES})")
-
-
-FONT_PACKAGES = "fonts-dejavu-core fonts-liberation"
-FONTS = [
-    "DejaVuSans.ttf",
-    "DejaVuSans-Bold.ttf",
-    "LiberationSans-Regular.ttf",
-    "LiberationSans-Bold.ttf",
-]
-
-
-def printed(name: str, digit: int, bold: int) -> Image.Image:
-    """A digit printed 200 px tall on a 280x280 white card, made ``bold`` px bolder."""
-    card = Image.new("L", (280, 280), 255)
-    ImageDraw.Draw(card).text(
-        (140, 140),
-        str(digit),
-        font=font(name, 200),
-        fill=0,
-        anchor="mm",
-        stroke_width=bold,
-        stroke_fill=0,
-    )
-    return card
 
 
 def test_bold_print_reads_as_well_as_plain_print(trained):

@@ -280,3 +280,36 @@ def test_the_worker_keeps_the_pace_between_epochs():
         assert process.wait(timeout=60) == 0
     assert [name for name, _ in arrivals] == ["epoch", "epoch", "done"]
     assert arrivals[1][1] - arrivals[0][1] >= 0.6 - 0.05  # the pipe's own delay aside
+
+
+def test_predict_says_when_it_is_probably_not_a_digit(client, mnist):
+    seven = (mnist.test_images[0] / 255).tolist()
+    digit = client.post("/api/predict", json={"pixels": seven}).json()
+    assert digit["not_a_digit"] is False and digit["reason"] is None
+    dot = np.zeros((28, 28))
+    dot[13:16, 13:16] = 1
+    answer = client.post("/api/predict", json={"pixels": dot.reshape(-1).tolist()}).json()
+    assert answer["not_a_digit"] is True and answer["reason"].startswith("it is a dot")
+    assert answer["digit"] in range(10)  # the network still picks one
+
+
+def test_a_nudge_can_go_on_until_the_network_is_sure(client, mnist):
+    """Left out, "until" stops at the first step the target wins (often a near tie);
+    with until 0.9 the nudge goes on until the network gives the target 90%."""
+    pixels = (mnist.test_images[1] / 255).tolist()  # a 2
+    first = client.post("/api/nudge", json={"pixels": pixels, "target": 5}).json()
+    sure = client.post("/api/nudge", json={"pixels": pixels, "target": 5, "until": 0.9}).json()
+    assert first["digit"] == sure["digit"] == 5
+    assert first["probabilities"][5] < 0.9 <= sure["probabilities"][5]
+    assert sure["steps"] > first["steps"] and sure["l2"] > first["l2"]
+    again = client.post("/api/predict", json={"pixels": sure["pixels"]}).json()
+    assert again["probabilities"][5] >= 0.9  # the very input, read again
+    for until in (0, 1, 1.5, "high"):
+        response = client.post("/api/nudge", json={"pixels": pixels, "target": 5, "until": until})
+        assert response.status_code == 422 and "until" in response.json()["error"]
+
+
+def test_a_neurons_top_images_carry_their_digit(client, mnist):
+    top = client.get("/api/neuron", params={"layer": 3, "index": 7}).json()["top"]
+    assert [t["label"] for t in top] == [int(mnist.test_labels[t["index"]]) for t in top]
+    assert sum(t["label"] == 7 for t in top) >= 8  # output 7 answers 7s most

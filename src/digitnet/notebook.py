@@ -37,6 +37,7 @@ except ImportError as e:  # the notebook extra is not installed
 from .files.modelfile import Model, load
 from .learn.network import Network
 from .vision.preprocess import PictureError, read_digit
+from .vision.recognise import doubt as doubt_of
 from .vision.recognise import predict_pixels
 
 Array = np.ndarray
@@ -145,6 +146,8 @@ class DigitWidget(anywidget.AnyWidget):
     probabilities = traitlets.List(traitlets.Float(), read_only=True).tag(sync=True)
     digit = traitlets.Int(None, allow_none=True, read_only=True).tag(sync=True)
     error = traitlets.Unicode("", read_only=True).tag(sync=True)
+    #: Why the input is probably not a digit (``recognise.doubt``), or "".
+    doubt = traitlets.Unicode("", read_only=True).tag(sync=True)
 
     def __init__(self, net: Network, **kwargs) -> None:
         if net.sizes[0] != 784:
@@ -179,6 +182,8 @@ class DigitWidget(anywidget.AnyWidget):
             self.set_trait("activations", prediction.activations)
             self.set_trait("probabilities", prediction.probabilities)
             self.set_trait("digit", prediction.digit if pixels.any() else None)
+            reason = doubt_of(pixels, prediction.digit) if pixels.any() else None
+            self.set_trait("doubt", reason or "")
 
     def _message(self, _widget, content: dict, buffers: list) -> None:
         """A message from the pad: ``{"kind": "drawing", "seq": n}`` with the pad's PNG

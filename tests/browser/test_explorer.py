@@ -100,6 +100,11 @@ def test_choose_a_neuron_of_each_kind(page):
     page.locator("#layer-3 .neuron").nth(7).click()  # an output neuron: no knock-out
     expect(page.locator("#explore-title")).to_have_text("Output 7")
     expect(page.locator("#explore-top img")).to_have_count(9)
+    alts = page.locator("#explore-top img").evaluate_all("imgs => imgs.map(i => i.alt)")
+    told = [re.fullmatch(r"MNIST test digit #\d+, a (\d)", alt) for alt in alts]
+    assert all(told), alts  # each announced with its digit
+    assert sum(m.group(1) == "7" for m in told) >= 8, alts  # output 7 answers 7s most
+    expect(page.locator("#explore-top figcaption").first).to_contain_text("a 7: ")
     expect(page.locator("#knockout-row")).to_be_hidden()
 
 
@@ -156,6 +161,9 @@ def test_nudge_makes_it_say_another_digit(page):
     page.locator("#nudge-target").select_option("3")
     page.locator("#nudge").click()
     expect(page.locator("#nudge-result")).to_contain_text("Now it says 3", timeout=10000)
+    expect(page.locator("#fool")).to_contain_text("at least 90% sure of that digit")
+    sure = re.search(r"Now it says 3, (\d+)% sure", page.locator("#nudge-result").inner_text())
+    assert int(sure.group(1)) >= 90  # on until the confident answer, not the first flip
     expect(page.locator("#guess")).to_have_text("3", timeout=5000)
     expect(page.locator("#status")).to_contain_text("nudged until the network says 3")
     expect(page.locator("#nudge-pictures")).to_be_visible()
@@ -163,8 +171,8 @@ def test_nudge_makes_it_say_another_digit(page):
     linf, l2 = (
         float(v)
         for v in re.search(
-            r"more than ([\d.]+) of the way from black to white \(the largest change, L∞\); "
-            r"all the changes together measure ([\d.]+) \(their length, L2\)",
+            r"more than ([\d.]+) of the way from black to white; "
+            r"all the changes together measure ([\d.]+) \(the square root",
             text,
         ).groups()
     )

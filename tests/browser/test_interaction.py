@@ -309,13 +309,23 @@ def test_a_dot_is_told_it_is_no_digit(page):
     expect(caveat).to_be_hidden()
     draw_seven(page)
     expect(caveat).to_be_hidden()
+    expect(page.locator("#not-digit")).to_be_hidden()
 
 
 def test_a_scribble_is_told_it_is_no_digit(page):
-    zigzag = [(30 + 220 * (i % 2), 30 + 11 * i) for i in range(21)]
-    stroke(page, zigzag)
+    """A five-pointed star: the network still names a digit (often quite sure of it),
+    and the page says it is probably not one, and why."""
+    star = [
+        (140 + 110 * math.sin(4 * math.pi * i / 5), 140 - 110 * math.cos(4 * math.pi * i / 5))
+        for i in range(6)
+    ]
+    stroke(page, star)
     expect(page.locator("#caveat")).to_be_visible(timeout=5000)
+    expect(page.locator("#caveat")).to_contain_text("Probably not a digit: it ")
     expect(page.locator("#caveat")).to_contain_text("no “not a digit” answer")
+    expect(page.locator("#not-digit")).to_be_visible()  # beside the guess
+    expect(page.locator("#not-digit")).to_have_text("probably not a digit")
+    expect(page.locator("#announce")).to_contain_text("Probably not a digit")
 
 
 def style(page, selector, prop):

@@ -3,7 +3,7 @@ explorer, the blank pad's note and the tour describe one hidden layer of 32 ReLU
 neurons, never the video's two layers of 16 sigmoid ones."""
 
 import pytest
-from pagetools import page_at, serving
+from pagetools import DIGITS, page_at, serving, stroke
 from playwright.sync_api import expect
 
 from digitnet.files.modelfile import save
@@ -58,3 +58,19 @@ def test_the_video_network_is_told_as_in_the_video(browser, server):
         )
         expect(page.locator("#lede .math")).to_have_text("a′ = σ(W a + b)")
         expect(page.locator("#explorer-count")).to_have_text("The 16 first-layer neurons")
+
+
+def test_captions_use_words_a_viewer_of_the_video_knows(browser, server):
+    """No norm bars or L-norm names on the page: the explorer's "what it wants" and the
+    nudge's result say in words what they measure."""
+    with page_at(browser, server, viewport={"width": 1366, "height": 768}) as page:
+        stroke(page, DIGITS["7"][0])
+        expect(page.locator("#guess")).to_have_text("7", timeout=5000)
+        page.locator("#layer1-grid .cell").nth(0).click()
+        expect(page.locator("#explore-top img")).to_have_count(9, timeout=10_000)
+        page.locator("#nudge").click()
+        expect(page.locator("#nudge-result")).to_contain_text("Now it says 3", timeout=10_000)
+        words = page.locator("body").text_content()
+        for symbol in ("‖", "L∞", "L2", "gradient ascent"):
+            assert symbol not in words, symbol
+        expect(page.locator("#explore-neuron")).to_contain_text("brightening the pixels")

@@ -311,13 +311,18 @@ def nudge(
     step: float = NUDGE_STEP,
     max_steps: int = NUDGE_STEPS,
     knockout: Knockout = (),
+    until: float | None = None,
 ) -> Nudge:
     """The first input along steepest descent of the cross-entropy C = -log a_target
     that the network reads as ``target``:  x ← clip(x - s ∂C/∂x / ‖∂C/∂x‖, 0, 1), steps
-    of L2 length s = ``step``, stopping at the first step whose guess is the target.
+    of L2 length s = ``step``, stopping at the first step whose guess is the target
+    (and, given ``until`` in (0, 1), whose probability for it is at least ``until``:
+    the network's confident answer, not a near tie).
 
-    x is (784,) in [0, 1].  NudgeFailed if ``max_steps`` steps do not flip the guess."""
+    x is (784,) in [0, 1].  NudgeFailed if ``max_steps`` steps do not get there."""
     check_digit(net, target)
+    if until is not None and not 0 < until < 1:
+        raise ValueError(f"until: expected a probability between 0 and 1, got {until!r}")
     x0 = net.as_input(np.asarray(x)).reshape(1, -1)
     if x0.min() < 0 or x0.max() > 1:
         raise ValueError("the input's pixels must lie in [0, 1]")
@@ -326,13 +331,13 @@ def nudge(
     for n in range(max_steps + 1):
         checkpoint()
         run, _, g = cost_gradient(net, x, target, knockout)
-        if int(run.a[-1][0].argmax()) == target:
+        p = run.a[-1][0] / run.a[-1][0].sum()
+        if int(p.argmax()) == target and (until is None or p[target] >= until):
             change = (x - x0)[0].astype(np.float64)
-            p = run.a[-1][0]
             return Nudge(
                 x[0],
                 target,
-                p / p.sum(),
+                p,
                 float(np.abs(change).max()),
                 float(np.linalg.norm(change)),
                 n,
@@ -343,9 +348,10 @@ def nudge(
         if not norm > 0:
             break
         x = np.clip(x - s * g / norm, 0, 1)
+    sure = "" if until is None else f", {100 * until:g}% sure"
     raise NudgeFailed(
         f"no nudge within the budget of {max_steps} steps of L2 length {step:g} made the "
-        f"network answer {target}"
+        f"network answer {target}{sure}"
     )
 
 

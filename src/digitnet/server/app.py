@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 from fastapi import FastAPI
 
 from ..files.modelfile import Model
+from ..vision.recognise import mnist_shapes
 from . import jobs
 from .classroom import Classroom, ClientCookie
 from .errors import add_handlers
@@ -97,4 +99,6 @@ def create_app(
     app.add_middleware(SameOrigin)  # before the body is read
     if hosts is not None:
         app.add_middleware(HostCheck, hosts=hosts)  # outermost: checked before the body
+    # made now, beside the start, so the first prediction does not wait for it
+    threading.Thread(target=mnist_shapes, name="mnist-shapes", daemon=True).start()
     return app

@@ -72,6 +72,11 @@ class PredictResponse(BaseModel):
     probabilities: list[float] = Field(description="the ten outputs, summing to 1")
     input: list[float] = Field(description="the 784 values the network saw, row by row")
     activations: list[list[float]] = Field(description="every layer's activations, a_0 to a_L")
+    not_a_digit: bool = Field(
+        description="whether the picture is probably not a digit (the network must still "
+        "pick one): a dot, more ink than any MNIST digit, or unlike MNIST's pictures of the guess"
+    )
+    reason: str | None = Field(description="why not_a_digit is true, in words; else null")
 
 
 class ModelResponse(BaseModel):
@@ -108,6 +113,7 @@ class StepsResponse(BaseModel):
 
 class TopImage(BaseModel):
     index: int = Field(description="its index in the MNIST test set")
+    label: int = Field(description="the digit MNIST says it is")
     activation: float = Field(description="the neuron's activation for it")
     image: str = Field(description="the 28x28 picture as a PNG data URL")
 
@@ -131,6 +137,11 @@ class NudgeRequest(PredictRequest):
     """What ``/api/predict`` takes, and the digit to make the network say."""
 
     target: int = Field(strict=True, description="the digit to make the network answer")
+    until: float | None = Field(
+        None, gt=0, lt=1, allow_inf_nan=False,
+        description="go on until the network gives the target at least this probability "
+        "(such as 0.9); left out: stop as soon as the target is the guess",
+    )  # fmt: skip
 
 
 class NudgeResponse(BaseModel):

@@ -265,6 +265,7 @@ function show(answer) {
   const doubt = caveat(answer);
   $("caveat").hidden = !doubt;
   $("caveat").textContent = doubt ? doubt.text : "";
+  $("not-digit").dataset.shown = String(Boolean(doubt));
   paintGrey($("seen"), answer.input);
   $("show-steps").disabled = false;
   refresh();
@@ -278,6 +279,7 @@ function showBlank() {
   $("guess").textContent = "?";
   $("confidence").textContent = "nothing drawn";
   $("caveat").hidden = true;
+  $("not-digit").dataset.shown = "false";
   $("bars").classList.add("blank");
   $("bars-caption").textContent = "What the network answers for an empty picture:";
   setBars(state.blank ? state.blank.probabilities : null, null);

@@ -7,6 +7,8 @@
 import { paintWeights, weightBars } from "./colours.js";
 import { paintGrey } from "./guess.js";
 
+// How sure the network must be of the chosen digit before the nudge stops.
+const CONFIDENT = 0.9;
 const $ = (id) => document.getElementById(id);
 
 export class Explorer {
@@ -14,6 +16,7 @@ export class Explorer {
   // a new guess; applyNudge(pixels, answer) puts the nudged input on the pad;
   // input() is the 784 inputs the network saw last (or null).
   constructor(hooks) {
+    $("nudge-until").textContent = `${100 * CONFIDENT}%`;
     this.hooks = hooks;
     this.model = null;
     this.knockouts = new Set();   // "layer.index" of hidden neurons switched off
@@ -139,10 +142,11 @@ export class Explorer {
     $("explore-status").textContent = "";
     paintGrey($("explore-wants"), answer.wants);
     const top = $("explore-top");
-    for (const { index: i, activation, image } of answer.top) {
+    for (const { index: i, label, activation, image } of answer.top) {
       const figure = document.createElement("figure");
       figure.className = "top-image";
-      figure.innerHTML = `<img alt="MNIST test digit #${i}" src="${image}"><figcaption>${activation.toFixed(3)}</figcaption>`;
+      figure.innerHTML = `<img alt="MNIST test digit #${i}, a ${label}" src="${image}">`
+        + `<figcaption>a ${label}: ${activation.toFixed(3)}</figcaption>`;
       top.appendChild(figure);
     }
     if (answer.knockout) {
@@ -195,7 +199,7 @@ export class Explorer {
     $("nudge").disabled = true;
     result.textContent = `Nudging towards ${target}…`;
     try {
-      const body = { pixels: input, target };
+      const body = { pixels: input, target, until: CONFIDENT };
       if (this.modelKey) body.model = this.modelKey;
       if (this.knockouts.size) body.knockout = this.knockoutList();
       const response = await fetch("/api/nudge", {
@@ -210,12 +214,11 @@ export class Explorer {
       $("nudge-pictures").hidden = false;
       const p = answer.probabilities[answer.digit];
       result.textContent = answer.steps === 0
-        ? `The network already says ${target}: nothing to change.`
+        ? `The network already says ${target}, ${(100 * p).toFixed(0)}% sure: nothing to change.`
         : `Now it says ${answer.digit}, ${(100 * p).toFixed(0)}% sure, after ${answer.steps} small steps. `
-          + `No pixel changed by more than ${answer.linf.toFixed(3)} of the way from black to white `
-          + `(the largest change, L∞); all the changes together measure ${answer.l2.toFixed(2)} `
-          + "(their length, L2). The nudge stops as soon as the guess flips, so the network may "
-          + "still be far from sure.";
+          + `No pixel changed by more than ${answer.linf.toFixed(3)} of the way from black to white; `
+          + `all the changes together measure ${answer.l2.toFixed(2)} (the square root of the sum `
+          + "of every pixel's change squared; a whole pixel from black to white is 1).";
       this.hooks.applyNudge(answer.pixels, answer);
     } catch (err) {
       result.textContent = `No nudge: ${err.message}`;

@@ -1,14 +1,7 @@
 // The network's answer, shared by the page and the notebook widget: the ten outputs as
-// bars, the 28x28 input it saw, and why a drawing may be no digit at all.
+// bars, the 28x28 input it saw, and why a drawing may be no digit at all (the rule is
+// the library's, recognise.doubt, sent with the answer).
 "use strict";
-
-// When to say that the network has no "not a digit" answer, measured on the 10,000
-// MNIST test digits: their ink always spans 20 px (a dot is kept smaller), at most
-// 258 of the 784 pixels are over half inked, and a 10-epoch network is under 60%
-// sure of 3.4% of them.
-const DIGIT_SPAN = 17;
-const MOST_INK = 260;
-const UNSURE = 0.6;
 
 export function buildBars(list) {
   // Ten <li>s in the <ol> list, one per digit.
@@ -29,30 +22,13 @@ export function setBars(list, probabilities, top) {
   });
 }
 
-export function caveat({ input, probabilities, digit }) {
-  // Why this drawing may be no digit at all, or null.
-  let top = 28, bottom = -1, left = 28, right = -1, inked = 0;
-  for (let i = 0; i < input.length; i++) {
-    if (input[i] > 0.5) inked++;
-    if (input[i] > 0.05) {
-      const r = Math.floor(i / 28), c = i % 28;
-      top = Math.min(top, r); bottom = Math.max(bottom, r);
-      left = Math.min(left, c); right = Math.max(right, c);
-    }
-  }
-  const span = Math.max(bottom - top + 1, right - left + 1);
-  const p = probabilities[digit];
-  const rule = "The network has no “not a digit” answer: it must pick one of 0–9.";
-  if (span < DIGIT_SPAN) {
-    return { text: `This looks like a dot, not a digit. ${rule}`, short: "This looks like a dot; the network must still pick a digit" };
-  }
-  if (inked > MOST_INK) {
-    return { text: `This has more ink than any MNIST digit. ${rule}`, short: "More ink than any digit; the network must still pick one" };
-  }
-  if (p < UNSURE) {
-    return { text: `The network is unsure: this is unlike the digits it learned from, or between two of them. ${rule}`, short: "The network is unsure; it must still pick a digit" };
-  }
-  return null;
+export function caveat({ not_a_digit: notADigit, reason }) {
+  // The server's verdict (/api/predict's not_a_digit and reason) in words, or null.
+  if (!notADigit) return null;
+  return {
+    text: `Probably not a digit: ${reason}. The network has no “not a digit” answer: it must pick one of 0–9.`,
+    short: `Probably not a digit: ${reason}`,
+  };
 }
 
 export function paintGrey(canvas, values) {

@@ -134,7 +134,8 @@ function render({ model, el }) {
       : `${(100 * probabilities[digit]).toFixed(1)}% sure`;
     part("bars").classList.toggle("blank", blank);
     setBars(part("bars"), probabilities, blank ? null : digit);
-    const doubt = blank ? null : caveat({ input, probabilities, digit });
+    const reason = model.get("doubt");
+    const doubt = blank ? null : caveat({ not_a_digit: Boolean(reason), reason });
     part("caveat").hidden = !doubt;
     part("caveat").textContent = doubt ? doubt.text : "";
     const error = model.get("error");

@@ -40,6 +40,7 @@ def neuron_answer(atlas: explore.Atlas, layer: int, index: int) -> dict:
         "top": [
             {
                 "index": int(i),
+                "label": int(atlas.labels[i]),
                 "activation": round(float(a), 6),
                 "image": png_data_url(images[i].reshape(side, side)),
             }
@@ -57,10 +58,12 @@ def neuron_answer(atlas: explore.Atlas, layer: int, index: int) -> dict:
     return answer
 
 
-def nudge_answer(net: Network, pixels: np.ndarray, target: int, knockout) -> dict:
+def nudge_answer(
+    net: Network, pixels: np.ndarray, target: int, knockout, until: float | None = None
+) -> dict:
     """``POST /api/nudge``'s answer.  The pixels go out as the exact float32 values, so
     that sent back they are the very input the network answered ``digit`` for."""
-    done = explore.nudge(net, pixels.reshape(-1), target, knockout=knockout)
+    done = explore.nudge(net, pixels.reshape(-1), target, knockout=knockout, until=until)
     return {
         "pixels": done.pixels.astype(np.float64).tolist(),
         "digit": done.digit,
@@ -128,5 +131,5 @@ async def nudge(request: NudgeRequest, state: State, http: Request) -> dict:
         pixels = np.array(request.pixels, dtype=np.float32)
     else:  # the picture decoded on its pool, the nudge made on the explorer's
         pixels = await state.pictures.read(request.picture, to_mnist)
-    work = lambda: nudge_answer(net, pixels, request.target, knockout)  # noqa: E731
+    work = lambda: nudge_answer(net, pixels, request.target, knockout, request.until)  # noqa: E731
     return await state.work.run(http, work, cold=True)

@@ -20,7 +20,7 @@ from ...files.modelfile import Model
 from ...learn.knockout import Knockout, keep_masks
 from ...learn.network import Network
 from ...vision.preprocess import steps, to_mnist
-from ...vision.recognise import predict_pixels
+from ...vision.recognise import doubt, predict_pixels
 from ..models import UnknownModel, about
 from ..pictures import png_data_url
 from ..schemas import (
@@ -90,13 +90,17 @@ def distinct(knockout: Knockout | None) -> list[tuple[int, int]]:
 
 
 def answer(net: Network, pixels: np.ndarray, knockout: Knockout = ()) -> dict:
-    """``POST /api/predict``'s answer for pixels (28, 28) or (784,) in [0, 1]."""
+    """``POST /api/predict``'s answer for pixels (28, 28) or (784,) in [0, 1], with
+    ``recognise.doubt``'s verdict on whether it is a digit at all."""
     prediction = predict_pixels(net, pixels, knockout)
+    reason = doubt(prediction.input, prediction.digit)
     return {
         "digit": prediction.digit,
         "probabilities": rounded(prediction.probabilities, 6),
         "input": rounded(prediction.input.reshape(-1), 4),
         "activations": [rounded(a, 5) for a in prediction.activations],
+        "not_a_digit": reason is not None,
+        "reason": reason,
     }
 
 
@@ -167,8 +171,9 @@ async def predict(request: PredictRequest, state: State) -> dict:
         keep_masks(net, knockout)
     except ValueError as e:
         raise HTTPException(422, f"knockout: {e}") from None
-    if request.pixels is not None:
-        return answer(net, np.array(request.pixels, dtype=np.float32), knockout)
+    if request.pixels is not None:  # off the event loop: the first doubt reads MNIST
+        pixels = np.array(request.pixels, dtype=np.float32)
+        return await asyncio.get_running_loop().run_in_executor(None, answer, net, pixels, knockout)
     return await state.pictures.read(
         request.picture, lambda picture: answer(net, to_mnist(picture), knockout), quick=True
     )
