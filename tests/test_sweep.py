@@ -426,6 +426,7 @@ def postgresql():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow  # four worker processes and a server: 18-30 s on two busy cores
 def test_two_machines_join_one_postgresql_study(postgresql, tmp_path):
     """The README's way past one machine, on a real PostgreSQL server: two sweeps of
     two workers each share one study and train each grid point once."""
