@@ -4,6 +4,7 @@ Ctrl-C keeps what finished, a second run resumes, bad input is one line."""
 import json
 import os
 import pwd
+import select
 import shutil
 import signal
 import socket
@@ -289,7 +290,7 @@ def test_workers_end_with_their_sweep_even_when_it_is_killed(tmp_path):
     assert len(workers) == 2 and all(running_process(pid) for pid in workers)
     process.kill()  # SIGKILL: the sweep cannot tell its workers anything
     process.communicate(timeout=30)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while any(running_process(pid) for pid in workers):
         assert time.monotonic() < deadline, "a worker outlived its sweep"
         time.sleep(0.05)
@@ -306,6 +307,36 @@ def test_sigterm_stops_the_sweep_non_zero_saying_what_finished(tmp_path):
     assert not any(running_process(pid) for pid in workers)
     study = journal_study(tmp_path / "runs")
     assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_a_worker_deaf_to_sigint_is_killed_soon_after_its_parent():
+    """A worker stuck where SIGINT cannot reach it (here: ignoring it) is killed
+    ``grace`` seconds after its parent is gone, instead of living on."""
+    worker = (
+        "import os, signal, time; from digitnet.sweep.workers import die_with_parent; "
+        "signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "die_with_parent(os.getppid(), poll=0.05, grace=0.5); "
+        "print(os.getpid(), flush=True); time.sleep(600)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys, time; "
+         f"subprocess.Popen([sys.executable, '-c', {worker!r}]); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with parent.stdout:  # the worker holds the pipe too: read its line, then let go
+            assert select.select([parent.stdout], [], [], 60)[0], "the worker did not start"
+            pid = int(parent.stdout.readline())
+        assert running_process(pid)
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while running_process(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("a worker deaf to SIGINT outlived its parent")
+        time.sleep(0.05)
 
 
 def test_a_worker_stopped_from_outside_ends_the_sweep_non_zero(tmp_path):
@@ -395,6 +426,7 @@ def postgresql():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow  # four worker processes and a server: 18-30 s on two busy cores
 def test_two_machines_join_one_postgresql_study(postgresql, tmp_path):
     """The README's way past one machine, on a real PostgreSQL server: two sweeps of
     two workers each share one study and train each grid point once."""

@@ -226,13 +226,20 @@ def prepare(job: Job, workers: int):
     return study
 
 
-def die_with_parent(parent: int, poll: float = 0.5) -> None:
+#: Seconds a worker has, once its parent is gone, to stop and mark its trial failed;
+#: past them it is killed (the next run releases its trial: ``release_stale``).
+ORPHAN_GRACE = 30.0
+
+
+def die_with_parent(parent: int, poll: float = 0.5, grace: float = ORPHAN_GRACE) -> None:
     """Have SIGINT sent to this process when ``parent`` (its parent's id) ends, however
     it ends, SIGKILL included: so a worker stops, its trial marked failed, instead of
-    training on for nobody.  On Linux the kernel sends it (``prctl(PR_SET_PDEATHSIG)``,
-    which counts the parent's thread that started this process: ``start_workers`` runs
-    on the thread that watches the sweep); elsewhere a daemon thread sees the parent's
-    id change within ``poll`` seconds."""
+    training on for nobody; and SIGKILL ``grace`` seconds later if it is still there
+    (stuck where SIGINT cannot reach it).  On Linux the kernel sends the SIGINT
+    (``prctl(PR_SET_PDEATHSIG)``, which counts the parent's thread that started this
+    process: ``start_workers`` runs on the thread that watches the sweep); elsewhere,
+    and for the SIGKILL, a daemon thread sees the parent's id change within ``poll``
+    seconds."""
     import ctypes
     import threading
 
@@ -241,16 +248,23 @@ def die_with_parent(parent: int, poll: float = 0.5) -> None:
         pdeathsig = sys.platform.startswith("linux") and libc.prctl(1, signal.SIGINT, 0, 0, 0) == 0
     except (OSError, AttributeError):
         pdeathsig = False
-    if os.getppid() != parent:  # gone before the kernel was asked to tell us
-        os.kill(os.getpid(), signal.SIGINT)
-    elif not pdeathsig:
+    kernel_tells = pdeathsig and os.getppid() == parent  # else gone before it was asked
 
-        def watch_parent() -> None:
-            while os.getppid() == parent:
-                time.sleep(poll)
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        if not kernel_tells:
             os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(grace)
+        os.kill(os.getpid(), signal.SIGKILL)
 
+    # started with SIGINT blocked, so that it never takes a SIGINT meant for the trial
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if _CAN_HOLD else None
+    try:
         threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    finally:
+        if _CAN_HOLD:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def start_workers(job: Job, workers: int) -> list[tuple[subprocess.Popen, object]]:
