@@ -257,14 +257,12 @@ RECIPES: dict[str, Recipe] = {
         "best",
         # 60 passes over the originals and 8 copies each: 540 passes of 55,000 pictures
         student=TrainConfig(epochs=60),
-        # two passes over the same 495,000 pictures
-        teacher=TrainConfig(sizes=(784, 256, 256, 10), activation="relu", lr=0.002,
-                            batch_size=128, epochs=2),
-        temperature=2.0,
-        soft_weight=0.5,
+        # A 784-256-256-10 teacher (2 passes, T = 2, weight 0.5) scored 96.57% on the held-out
+        # images over seeds 0-3 against 96.68% without it: the recipe goes without.
+        teacher=None,
         distortion=Distortion(copies=8),
-        summary="the video's 784-16-16-10 sigmoid network, distilled from a wider teacher on "
-        "elastically distorted copies of the training images",
+        summary="the video's 784-16-16-10 sigmoid network, 60 epochs over the training "
+        "images and 8 elastically distorted copies of each",
     ),
 }
 

@@ -154,8 +154,8 @@ def add_train(parser: ArgumentParser, commands, spec: dict[str, Setting] = SETTI
     from ..recipes import RECIPES
 
     t.add_argument("--recipe", choices=sorted(RECIPES),
-                   help="train the 784-16-16-10 network by a named recipe (best: the most "
-                   "accurate, about 10 minutes); other training settings are the recipe's")
+                   help="train the 784-16-16-10 network by a named recipe (best: 8 distorted "
+                   "copies of every image, 60 epochs); other training settings are the recipe's")
     t.add_argument("--resume", type=Path, metavar="PATH",
                    help="continue the run saved in this checkpoint, with its settings")  # fmt: skip
 
