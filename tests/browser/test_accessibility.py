@@ -3,6 +3,7 @@ any of its states: blank, drawn with a neuron pinned and another previewed, a dr
 that is no digit, the preprocessing steps open, and on a phone."""
 
 import json
+import math
 
 from pagetools import AXE, DIGITS, page_at, stroke
 from playwright.sync_api import expect
@@ -78,4 +79,20 @@ def test_phone(browser, server):
         stroke(page, DIGITS["0"][0])
         expect(page.locator("#guess")).to_have_text("0", timeout=5000)
         page.locator("#layer-2 .neuron").nth(0).tap()
+        check(page)
+
+
+def test_training_controls_and_a_refused_field(browser, server):
+    """The training form with its help, the video's preset and a field the server
+    refused (marked aria-invalid), and a star that is probably not a digit."""
+    with page_at(browser, server, viewport={"width": 1366, "height": 768}) as page:
+        expect(page.locator("#train-help dd")).not_to_have_count(0)
+        page.locator("#train-preset").click()
+        page.fill("#train-lr", "0")
+        page.locator("#train-start").click()
+        expect(page.locator("#train-lr")).to_have_attribute("aria-invalid", "")
+        page.evaluate("scrollTo(0, 0)")  # back up to the pad
+        turn = [4 * math.pi * i / 5 for i in range(6)]
+        stroke(page, [(140 + 110 * math.sin(t), 140 - 110 * math.cos(t)) for t in turn])
+        expect(page.locator("#not-digit")).to_be_visible(timeout=5000)
         check(page)

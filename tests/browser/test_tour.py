@@ -5,7 +5,7 @@ story in its order on the page's live parts: Next, Back, Escape, focus and
 announcements, axe-core clean at every step."""
 
 import pytest
-from pagetools import DIGITS, page_at, stroke
+from pagetools import DIGITS, SCREENSHOTS, page_at, stroke
 from playwright.sync_api import expect
 from test_accessibility import check
 
@@ -186,14 +186,37 @@ def test_the_tour_by_keyboard_back_and_escape(browser, server):
         expect(page.locator("#tour")).to_be_hidden()
 
 
+#: The steps whose screenshots go into docs/ when SCREENSHOTS is set: (size, step) -> name.
+SHOWN = {
+    ("laptop", 1): "a-neuron",
+    ("laptop", 4): "edges-and-loops",
+    ("laptop", 8): "the-formula",
+    ("laptop", 10): "fool-it",
+    ("laptop", 11): "training",
+    ("phone", 2): "the-inputs",
+    ("phone", 7): "the-sigmoid",
+}
+
+
+def keep_screenshot(page, size, step):
+    """The page as it is, into SCREENSHOTS/tour-SIZE-STEP-NAME.png, in 64 colours (small)."""
+    from PIL import Image
+
+    path = f"{SCREENSHOTS}/tour-{size}-{step}-{SHOWN[size, step]}.png"
+    page.screenshot(path=path)
+    Image.open(path).convert("RGB").quantize(colors=64).save(path, optimize=True)
+
+
 @pytest.mark.parametrize("size", ["laptop", "phone"])
 def test_axe_at_every_step_of_the_tour(browser, server, size):
     with page_at(browser, server, **SIZES[size]) as page:
         page.locator("#sample").click()
         expect(page.locator("#guess")).not_to_have_text("?", timeout=5000)
         page.get_by_role("button", name="Tour").click()
-        for title in STEPS:
+        for k, title in enumerate(STEPS):
             expect(step_title(page)).to_have_text(title)
             check(page)
+            if SCREENSHOTS and (size, k + 1) in SHOWN:
+                keep_screenshot(page, size, k + 1)
             page.locator("#tour-next").click()
         check(page)

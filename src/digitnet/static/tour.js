@@ -127,7 +127,8 @@ function lessons() {
       + "random numbers, shows the network thousands of labelled MNIST digits, and changes "
       + "every weight and bias a little to make its mistakes (the cost) smaller: the video's "
       + "next chapter, gradient descent.",
-      "Press Train here and watch the first layer's weights go from noise to strokes." ] },
+      "Press “As in the video” for the video's own setup, then Train, and watch the first "
+      + "layer's weights go from noise to strokes, an epoch a second." ] },
     { title: "How it learns", targets: [".learn-label", "#learn-result"], text: [
       "In “How it learns”, tell the network what your drawing is. It says how wrong it is "
       + "(the cost), what each output wants, and how every weight would be nudged to make "
