@@ -30,6 +30,10 @@ os.environ["NUMBA_CACHE_DIR"] = NUMBA_CACHE
 # reorder float operations without fast-math, which digitnet never asks for), so the
 # same results to the bit; the cold-compile test checks that against -O3.
 NUMBA_OPT = os.environ.setdefault("NUMBA_OPT", "2")
+# ``kernel="auto"`` starts no background compile in the tests (a dozen configurations,
+# minutes of CPU each, would share the two cores with every test); the one test of that
+# build turns it back on for its own script.
+os.environ["DIGITNET_BACKGROUND_BUILD"] = "0"
 
 from digitnet.files.data import load_mnist  # noqa: E402  (after NUMBA_CACHE_DIR is set)
 from digitnet.files.modelfile import save  # noqa: E402

@@ -156,7 +156,7 @@ def test_auto_from_a_script_builds_the_loop_for_the_next_run(tmp_path, mnist):
     The suite's one compile from an empty cache, and at numba's own optimisation level
     (every other test shares the run's cache, built at ``conftest.NUMBA_OPT``): an
     epoch trained with it gives the very weights the run's loop gives."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "DIGITNET_BACKGROUND_BUILD": "1"}
     env.pop("NUMBA_OPT", None)
     ask = (
         "import sys; from digitnet.config import TrainConfig; "

@@ -97,6 +97,9 @@ def _batched_cost(net: Network, images: Array, y: Array, loss_name: str, scale, 
 #: The background compiles this process started (``compile_in_background``), by what
 #: the loop is built for: one each, however many runs ask.
 BACKGROUND: dict[str, subprocess.Popen] = {}
+#: The environment variable that, set to "0", keeps ``auto`` from starting background
+#: compiles (a test suite or a timed job that must not share its cores with one).
+BUILD_ENV = "DIGITNET_BACKGROUND_BUILD"
 
 
 def resolve_kernel(config: TrainConfig, dtype: type = np.float32, *, build: bool = False) -> str:
@@ -116,7 +119,8 @@ def resolve_kernel(config: TrainConfig, dtype: type = np.float32, *, build: bool
        (``compile_in_background``): detached from this one and from any terminal, at
        low priority, it writes numba's cache and exits, so the next run (from a
        terminal, a script or a notebook alike) finds the loop built.  ``fit`` builds;
-       asking which loop would run does not.
+       asking which loop would run does not; nor does a process whose environment
+       sets ``BUILD_ENV`` to "0".
     """
     if config.kernel == "compiled" and not kernel.AVAILABLE:
         raise ValueError("the compiled kernel needs numba: pip install 'digitnet[fast]'")
@@ -130,7 +134,7 @@ def resolve_kernel(config: TrainConfig, dtype: type = np.float32, *, build: bool
     key = repr(([f.__qualname__ for f in math_of(config)], len(config.sizes)))
     for started in BACKGROUND.values():
         started.poll()  # a finished build leaves no zombie behind
-    if build and key not in BACKGROUND:
+    if build and key not in BACKGROUND and os.environ.get(BUILD_ENV) != "0":
         started = compile_in_background(config)
         if started is not None:
             BACKGROUND[key] = started
