@@ -151,7 +151,7 @@ def test_the_api_refuses_bad_bodies(client, content, status, fragment):
 
 def test_the_api_says_what_may_be_asked(client):
     body = client.get("/api/train").json()
-    assert body["defaults"] == {**defaults(), "pace": 0.0}
+    assert body["defaults"] == {**defaults(), "pace": 0}  # pace: not a training setting
     assert body["limits"]["epochs"] == PAGE_EPOCHS
     assert body["limits"]["hidden_layers"] == MAX_HIDDEN_LAYERS
     assert body["limits"]["hidden_width"] == MAX_HIDDEN_WIDTH
