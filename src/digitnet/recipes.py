@@ -1,7 +1,8 @@
 """Named training recipes: more than one ``TrainConfig``, for the best a fixed shape can do.
 
 A recipe trains the network its ``student`` config describes (for ``best``, the video's
-784-16-16-10) on MNIST's training images only, in three stages:
+784-16-16-10) on MNIST's training images only, in up to three stages (``best`` skips
+the second: measured on the held-out images, the teacher did not help this student):
 
 1. **Distort.** ``copies`` new pictures of every training image, each moved by an
    elastic distortion (Simard et al. 2003: a random displacement field smoothed by a
@@ -12,7 +13,8 @@ A recipe trains the network its ``student`` config describes (for ``best``, the 
    (Hinton et al. 2015): a 7 that looks a little like a 1 says so, which one-hot labels
    cannot.
 3. **Learn.** The student trains on the same pictures against the targets
-   ``(1 - w) · onehot + w · softmax(z_teacher / T)``.
+   ``(1 - w) · onehot + w · softmax(z_teacher / T)``, or the one-hot labels without a
+   teacher.
 
 ``validation`` training images are held out before any of this and never trained on:
 they score each stage (``RecipeRun.validation``), and chose the recipe's settings.  The
