@@ -292,6 +292,12 @@ class TrainConfig:
         1, "shift each batch by up to this many pixels; 0 turns it off", low=0, high=MAX_INT,
         page=Page(high=4, limit="augment"),
     )
+    # each epoch shows this share of the images as their distorted twin
+    # (learn/distort.py: turned, slanted, scaled, thicker or thinner pen)
+    distort: float = setting(
+        0.5, "share of each epoch's images seen as a distorted twin; 0 turns it off",
+        low=0, high=1,
+    )
     # measured 0.5-1 point worse on the test set for the default network, so off
     normalize: bool = setting(False, "train on standardised pixels (folded into the saved model)")
     validation: int = setting(

@@ -316,6 +316,47 @@ def _fit(crop: Array) -> tuple[Array, float, str]:
     return _unit(box), drawn, done
 
 
+#: The slants MNIST's writers stay within: x moved per row down the digit, from the
+#: ink's second moments (cov(row, column) / var(row)); the 1st and 99th percentiles
+#: over its 60,000 training digits are -0.78 and 0.53 (median -0.10, leaning right).
+SLANT = (-0.75, 0.5)
+
+
+def slant(ink: Array) -> float:
+    """How far the ink (H, W) leans: cov(r, c) / var(r) from its second moments, the
+    columns it moves per row down (negative: the top leans right, as most writers')."""
+    total = float(ink.sum())
+    if total <= 0:
+        return 0.0
+    r, c = np.indices(ink.shape)
+    cy, cx = (r * ink).sum() / total, (c * ink).sum() / total
+    var = ((r - cy) ** 2 * ink).sum() / total
+    return float(((r - cy) * (c - cx) * ink).sum() / total / var) if var > 0 else 0.0
+
+
+def deskew(crop: Array) -> Array:
+    """Cropped ink (h, w) sheared back, if it leans further than MNIST's writers ever do
+    (``SLANT``), to the nearest slant they use, and cropped again: x' = x - e (y - ȳ),
+    e the excess slant.  Ink within MNIST's range is returned as it is (deskewing
+    every digit would change MNIST's own inputs, which the network was trained on)."""
+    s = slant(crop)
+    excess = s - float(np.clip(s, *SLANT))
+    if excess == 0:
+        return crop
+    h, w = crop.shape
+    pad = int(np.ceil(abs(excess) * h)) + 1
+    cy = (np.indices(crop.shape)[0] * crop).sum() / crop.sum()
+    image = Image.fromarray(crop.astype(np.float32))
+    # output (x, y) takes the input at (x - pad / 2 + e (y - ȳ), y)
+    sheared = image.transform(
+        (w + pad, h), Image.Transform.AFFINE,
+        (1, excess, -pad / 2 - excess * cy, 0, 1, 0), resample=Image.Resampling.BILINEAR,
+    )
+    out = np.asarray(sheared)
+    top, left, bottom, right = _bounds(out > 0)
+    return out[top:bottom, left:right]
+
+
 def fit_box(ink: Array) -> Array:
     """Crop ink (H, W) to its bounding box and scale the longer side to 20 px, the
     strokes brought to MNIST's width (see ``_fit``)."""
@@ -357,7 +398,7 @@ def steps(picture: Array | Image.Image) -> Steps:
         raise PictureError("no ink found: the picture looks empty (one flat colour)")
     bounds = _bounds(ink)
     top, left, bottom, right = bounds
-    box, stroke, pen = _fit(ink[top:bottom, left:right])
+    box, stroke, pen = _fit(deskew(ink[top:bottom, left:right]))
     field, offset = _place(box)
     return Steps(ink, bounds, stroke, pen, box.astype(np.float32), offset, field)
 
