@@ -43,7 +43,9 @@ from digitnet.vision.preprocess import PictureError, to_mnist
 Points = list[tuple[float, float]]
 
 
-def arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, n: int = 24) -> Points:
+def arc(
+    cx: float, cy: float, rx: float, ry: float, start: float, end: float, n: int = 24
+) -> Points:
     """Points along an ellipse from angle start to end (degrees, y pointing down)."""
     t = np.radians(np.linspace(start, end, n + 1))
     return list(zip(cx + rx * np.cos(t), cy + ry * np.sin(t), strict=True))
@@ -89,7 +91,11 @@ STYLES: dict[int, list[list[Points]]] = {
     9: [
         [arc(140, 95, 55, 52, 0, 360, 28) + [(195, 95), (185, 170), (160, 245)]],
         [arc(135, 95, 55, 52, 10, 370, 28) + [(190, 95), (190, 245)]],
-        [arc(140, 95, 55, 52, 0, 360, 28) + [(195, 95), (190, 190)] + arc(150, 195, 40, 45, 0, 120, 8)],
+        [
+            arc(140, 95, 55, 52, 0, 360, 28)
+            + [(195, 95), (190, 190)]
+            + arc(150, 195, 40, 45, 0, 120, 8)
+        ],
     ],
 }
 
@@ -97,8 +103,15 @@ STYLES: dict[int, list[list[Points]]] = {
 NORMAL_PEN = 20
 
 
-def warp(strokes: list[Points], rng: np.random.Generator, *, slant: float, turn: float,
-         squeeze: float, wobble: float) -> list[np.ndarray]:
+def warp(
+    strokes: list[Points],
+    rng: np.random.Generator,
+    *,
+    slant: float,
+    turn: float,
+    squeeze: float,
+    wobble: float,
+) -> list[np.ndarray]:
     """Strokes (as points around the pad's centre) bent as one hand writes: a smooth
     random displacement of up to ``wobble`` px (two low sine waves per axis), then
     x' = squeeze·x - slant·y, rotated by ``turn`` degrees.  Returns (n, 2) arrays."""
@@ -120,8 +133,13 @@ def warp(strokes: list[Points], rng: np.random.Generator, *, slant: float, turn:
     return out
 
 
-def render(strokes: list[np.ndarray], size: tuple[int, int], height: float,
-           centre: tuple[float, float], pen: float) -> Image.Image:
+def render(
+    strokes: list[np.ndarray],
+    size: tuple[int, int],
+    height: float,
+    centre: tuple[float, float],
+    pen: float,
+) -> Image.Image:
     """Dark strokes with a round pen on white paper (W, H): the drawing scaled so it
     spans ``height`` px (from the pad's 280) and centred at ``centre``."""
     scale = height / 220
@@ -146,8 +164,14 @@ def drawn_set(kind: str, count: int, rng: np.random.Generator) -> tuple[list, np
             if kind == "slanted":
                 slant = rng.choice([-1, 1]) * rng.uniform(0.35, 0.6)
                 turn = rng.uniform(-20, 20)
-            strokes = warp(style, rng, slant=slant, turn=turn,
-                           squeeze=rng.uniform(0.7, 1.1), wobble=rng.uniform(4, 14))
+            strokes = warp(
+                style,
+                rng,
+                slant=slant,
+                turn=turn,
+                squeeze=rng.uniform(0.7, 1.1),
+                wobble=rng.uniform(4, 14),
+            )
             height, pen = rng.uniform(170, 230), rng.uniform(16, 24)
             centre = (140 + rng.uniform(-15, 15), 140 + rng.uniform(-10, 10))
             if kind == "thick":
@@ -158,8 +182,10 @@ def drawn_set(kind: str, count: int, rng: np.random.Generator) -> tuple[list, np
                 height = rng.uniform(45, 90)
                 pen = height / 200 * rng.uniform(16, 24) * rng.uniform(1, 2)
                 edge = height / 2 + 12
-                centre = (rng.choice([edge, 280 - edge]) + rng.uniform(-8, 8),
-                          rng.choice([edge, 280 - edge]) + rng.uniform(-8, 8))
+                centre = (
+                    rng.choice([edge, 280 - edge]) + rng.uniform(-8, 8),
+                    rng.choice([edge, 280 - edge]) + rng.uniform(-8, 8),
+                )
             if kind == "photo":
                 pictures.append(photo(strokes, height * 1.2, pen * 1.2, rng))
             else:
@@ -168,18 +194,26 @@ def drawn_set(kind: str, count: int, rng: np.random.Generator) -> tuple[list, np
     return pictures, np.array(labels)
 
 
-def photo(strokes: list[np.ndarray], height: float, pen: float, rng: np.random.Generator) -> np.ndarray:
+def photo(
+    strokes: list[np.ndarray], height: float, pen: float, rng: np.random.Generator
+) -> np.ndarray:
     """A drawing as a phone photo of paper, (300, 400) uint8: grey paper lit unevenly
     (a linear shadow and a darker corner), ink not quite black, blur and sensor noise."""
     ink = np.asarray(render(strokes, (400, 300), height, (200 + rng.uniform(-30, 30), 150), pen))
     ink = np.asarray(Image.fromarray(ink).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2))))
     yy, xx = np.mgrid[0:300, 0:400] / 400.0
     angle = rng.uniform(0, 2 * math.pi)
-    light = rng.uniform(150, 215) + rng.uniform(30, 70) * (math.cos(angle) * xx + math.sin(angle) * yy - 0.5)
-    corner = rng.uniform(0, 50) * np.exp(-((xx - rng.choice([0, 1])) ** 2 + (yy - rng.choice([0, 0.75])) ** 2) / 0.1)
+    light = rng.uniform(150, 215) + rng.uniform(30, 70) * (
+        math.cos(angle) * xx + math.sin(angle) * yy - 0.5
+    )
+    corner = rng.uniform(0, 50) * np.exp(
+        -((xx - rng.choice([0, 1])) ** 2 + (yy - rng.choice([0, 0.75])) ** 2) / 0.1
+    )
     paper = light - corner
     dark = rng.uniform(20, 80)
-    picture = paper * (ink / 255) + dark * (1 - ink / 255) + rng.normal(0, rng.uniform(2, 8), paper.shape)
+    picture = (
+        paper * (ink / 255) + dark * (1 - ink / 255) + rng.normal(0, rng.uniform(2, 8), paper.shape)
+    )
     return np.clip(picture, 0, 255).astype(np.uint8)
 
 
@@ -199,8 +233,9 @@ def printed_set(rng: np.random.Generator) -> tuple[list, np.ndarray]:
 
 def _font_files() -> list[Path]:
     try:
-        out = subprocess.run(["fc-list", "--format", "%{file}\n"], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            ["fc-list", "--format", "%{file}\n"], capture_output=True, text=True, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return []
     return [Path(line) for line in out.splitlines() if line]
@@ -212,8 +247,11 @@ def other_writers() -> tuple[list, np.ndarray]:
 
     digits = load_digits()
     pictures = [
-        np.asarray(Image.fromarray((im / 16 * 255).astype(np.uint8)).resize(
-            (80, 80), Image.Resampling.BICUBIC))
+        np.asarray(
+            Image.fromarray((im / 16 * 255).astype(np.uint8)).resize(
+                (80, 80), Image.Resampling.BICUBIC
+            )
+        )
         for im in digits.images
     ]
     return pictures, digits.target.astype(np.int64)
@@ -227,7 +265,9 @@ def build(count: int, seed: int = 0) -> dict[str, tuple[list, np.ndarray]]:
     }
     sets["printed"] = printed_set
     sets["other writers"] = lambda rng: other_writers()
-    return {name: make(np.random.default_rng([seed, i])) for i, (name, make) in enumerate(sets.items())}
+    return {
+        name: make(np.random.default_rng([seed, i])) for i, (name, make) in enumerate(sets.items())
+    }
 
 
 def inputs(pictures: list) -> np.ndarray:
@@ -247,8 +287,11 @@ def score(models: list[Path], count: int) -> tuple[dict[str, list[float]], dict[
     set first; and each set's size."""
     nets = [load(m).network for m in models]
     mnist = load_mnist()
-    table = {"MNIST test": [float(np.mean(n.predict(mnist.test_images) == mnist.test_labels))
-                            for n in nets]}
+    table = {
+        "MNIST test": [
+            float(np.mean(n.predict(mnist.test_images) == mnist.test_labels)) for n in nets
+        ]
+    }
     sizes = {"MNIST test": len(mnist.test_labels)}
     for name, (pictures, labels) in build(count).items():
         x = inputs(pictures)
@@ -270,7 +313,9 @@ def report(table: dict[str, list[float]], sizes: dict[str, int], names: list[str
         "| --- | ---: | " + " | ".join("---:" for _ in names) + " |",
     ]
     for name, scores in table.items():
-        lines.append(f"| {name} | {sizes[name]:,} | " + " | ".join(f"{s:.1%}" for s in scores) + " |")
+        lines.append(
+            f"| {name} | {sizes[name]:,} | " + " | ".join(f"{s:.1%}" for s in scores) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,8 @@ the best weights become a listed model under that same id.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import TrainConfig
+from ..files.data import MAX_ADD_WEIGHT
 from ..files.modelfile import Model
 from ..files.paths import OutputError
 from ..learn.network import Network
@@ -41,6 +44,8 @@ KEPT_JOBS = 4
 LINE_LIMIT = 64 * 1024 * 1024
 #: Seconds a stopped worker gets to hand over its weights before it is killed at shutdown.
 STOP_GRACE = 5.0
+#: The most digits of one's own a request may add to MNIST (``add``), each 28x28.
+MAX_ADDED = 5000
 
 
 class RequestError(ValueError):
@@ -112,6 +117,42 @@ def train_config(body: object) -> TrainConfig:
         raise RequestError(culprit, str(e)) from None
 
 
+def added_digits(body: object) -> tuple[dict, bytes | None]:
+    """A request's JSON object without its ``add`` and ``add_weight``, and those two as
+    the one JSON line the worker reads (None without ``add``): ``add`` is
+    ``{"images": [base64 of 784 uint8, white ink on black, row by row, ...], "labels":
+    [0-9, ...]}`` (at most ``MAX_ADDED``), ``add_weight`` how many times an epoch each
+    is shown (1-``MAX_ADD_WEIGHT``, default 1).  RequestError naming a bad field."""
+    if not isinstance(body, dict) or ("add" not in body and "add_weight" not in body):
+        return body, None
+    rest = {k: v for k, v in body.items() if k not in ("add", "add_weight")}
+    add, weight = body.get("add"), body.get("add_weight", 1)
+    if type(weight) is not int or not 1 <= weight <= MAX_ADD_WEIGHT:
+        expected = f"expected a whole number 1-{MAX_ADD_WEIGHT}"
+        raise RequestError("add_weight", f"{expected}, got {short(weight)}")
+    if not isinstance(add, dict) or set(add) != {"images", "labels"}:
+        raise RequestError("add", f"expected {{images: [...], labels: [...]}}, got {short(add)}")
+    images, labels = add["images"], add["labels"]
+    if not isinstance(images, list) or not isinstance(labels, list) or len(images) != len(labels):
+        raise RequestError("add", "expected lists of images and labels of the same length")
+    if not 1 <= len(images) <= MAX_ADDED:
+        raise RequestError("add", f"expected 1-{MAX_ADDED} digits, got {len(images)}")
+    if not all(type(x) is int and 0 <= x <= 9 for x in labels):
+        raise RequestError("add", "expected labels that are whole numbers 0-9")
+    pixels = bytearray()
+    for i, text in enumerate(images):
+        try:
+            raw = base64.b64decode(text, validate=True) if isinstance(text, str) else b""
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 784:
+            raise RequestError("add", f"images[{i}]: expected base64 of 784 bytes (28x28 uint8)")
+        pixels += raw
+    line = {"images": base64.b64encode(bytes(pixels)).decode("ascii"), "labels": labels,
+            "weight": weight}  # fmt: skip
+    return rest, json.dumps(line).encode() + b"\n"
+
+
 def first_layer(net: Network, digits: int = 3) -> list[list[float]]:
     """The incoming weights of the first ``PICTURES`` neurons of layer 1, rounded:
     each row (784,) is one neuron's weight picture."""
@@ -172,8 +213,9 @@ class Trainer:
         self.on_warning = on_warning or logging.getLogger("uvicorn.error").warning
         self._tasks: set[asyncio.Task] = set()
 
-    async def start(self, config: TrainConfig) -> Job:
-        """A new run of ``config`` in a worker process; Busy while another runs."""
+    async def start(self, config: TrainConfig, added: bytes | None = None) -> Job:
+        """A new run of ``config`` in a worker process; Busy while another runs.
+        ``added`` (``added_digits``' line) is handed to the worker on its stdin."""
         if self.running is not None:
             raise Busy(
                 f"a training is already running ({self.running.id}); wait for it to end or "
@@ -184,6 +226,7 @@ class Trainer:
         try:
             job.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "digitnet.server.worker", json.dumps(config.to_dict()),
+                *(["--add"] if added else []),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -193,6 +236,8 @@ class Trainer:
         except BaseException:
             self.running = None
             raise
+        if added:
+            job.process.stdin.write(added)
         self.jobs[job.id] = job
         while len(self.jobs) > KEPT_JOBS:
             oldest = next(iter(self.jobs))

@@ -12,9 +12,10 @@ the server, and writes one JSON object a line to stdout:
   best weights, ready for ``modelfile.save``;
 - ``{"event": "error", "message": "..."}`` when it cannot train.
 
-A line ``stop`` on stdin, or stdin closing (the server has gone), ends the run after
-the batch in progress; the best weights so far are kept, as Ctrl-C does for
-``digitnet train``.  Nothing is written to disk.
+With ``--add`` after the config, the first line on stdin holds digits to train on
+besides MNIST (``read_added``).  A line ``stop`` on stdin, or stdin closing (the
+server has gone), ends the run after the batch in progress; the best weights so far
+are kept, as Ctrl-C does for ``digitnet train``.  Nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from .. import service
 from ..config import TrainConfig
-from ..files.data import load_mnist
+from ..files.data import load_mnist, with_added
 from ..train import resolve_kernel
 
 #: Priority the run gets below the server's (Unix ``nice``), so predictions go first.
@@ -69,11 +70,20 @@ def emit(message: dict) -> None:
     sys.stdout.flush()
 
 
-def run(config: TrainConfig, stop: threading.Event) -> dict:
-    """Train as ``config`` says (``service.train``); the last message (done or error)."""
+def read_added(line: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The digits to add (``jobs.added_digits``' line): images (M, 784) uint8, labels
+    (M,), and how many times an epoch each is shown."""
+    added = json.loads(line)
+    images = np.frombuffer(base64.b64decode(added["images"]), np.uint8).reshape(-1, 784)
+    return images, np.array(added["labels"], np.uint8), int(added["weight"])
+
+
+def run(config: TrainConfig, stop: threading.Event, added=None) -> dict:
+    """Train as ``config`` says (``service.train``), on MNIST plus ``added`` (images,
+    labels, weight: ``files.data.with_added``) if given; the last message."""
     nothing = {"event": "error", "message": "stopped before the first epoch ended: nothing kept"}
     config = replace(config, kernel=resolve_kernel(config))  # compiled only if already built
-    data = load_mnist()
+    data = load_mnist() if added is None else with_added(load_mnist(), *added)
     if stop.is_set():
         return nothing
     newest: dict = {}
@@ -99,12 +109,14 @@ def main(argv: list[str]) -> int:
     if hasattr(os, "nice"):
         os.nice(NICENESS)
     stop = threading.Event()
-    threading.Thread(target=watch_for_stop, args=(stop,), daemon=True).start()
     try:
         try:
+            # "--add": the first line on stdin is the digits to add (before any "stop")
+            added = read_added(sys.stdin.readline()) if "--add" in argv[2:] else None
+            threading.Thread(target=watch_for_stop, args=(stop,), daemon=True).start()
             config = TrainConfig.from_dict(json.loads(argv[1]))
             with threadpool_limits(1), np.errstate(over="ignore", invalid="ignore"):
-                last = run(config, stop)
+                last = run(config, stop, added)
         except (ValueError, MemoryError) as e:  # TrainingDiverged, SizeError, ...
             last = {"event": "error", "message": str(e) or type(e).__name__}
         emit(last)

@@ -147,9 +147,7 @@ def ink_map(grey: Array) -> Array:
     own shading is estimated from the paper alone (``_paper``) and subtracted; weak
     leftovers below ``NOISE`` are set to 0.
     """
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    paper = float(np.median(border))
-    away = grey - paper  # ink is what stands out from the paper, darker or lighter
+    away = grey - _lighting(grey)  # ink is what stands out from the paper, darker or lighter
     marked = np.abs(away) > 0.15
     if marked.any() and away[marked].sum() < 0:
         grey = 1 - grey  # dark ink on light paper: make the ink the bright part
@@ -164,6 +162,32 @@ def ink_map(grey: Array) -> Array:
     # one pixel thin.
     ink[(ink < NOISE) | (_mean3(ink) < NOISE / 2)] = 0
     return ink
+
+
+def _lighting(grey: Array, rounds: int = 3) -> Array:
+    """The paper's brightness as a smooth surface over grey (H, W): a quadratic in x and
+    y, fitted to the pixels near it and refitted ``rounds`` times, starting from the
+    border's median.  A photo's shadow or a lamp's falloff is such a surface; strokes,
+    however wide, are not, so they stay off it.  Fitted on at most 64x64 pixels."""
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    small = _shrink(grey, 64).astype(np.float64)
+    h, w = small.shape
+    y, x = np.mgrid[0:h, 0:w]
+    y, x = y / max(h - 1, 1) - 0.5, x / max(w - 1, 1) - 0.5
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)  # (h, w, 6)
+    level = np.full_like(small, float(np.median(border)))
+    for _ in range(rounds):
+        paper = np.abs(small - level) <= 0.15
+        if paper.sum() < 24:  # too little paper to fit a surface to: keep what we have
+            break
+        coef, *_ = np.linalg.lstsq(terms[paper], small[paper], rcond=None)
+        level = terms @ coef
+    H, W = grey.shape
+    y, x = np.mgrid[0:H, 0:W]
+    y, x = y / max(H - 1, 1) - 0.5, x / max(W - 1, 1) - 0.5
+    if np.all(level == level.flat[0]):
+        return np.full_like(grey, level.flat[0])
+    return (np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], -1) @ coef).astype(grey.dtype)
 
 
 def _paper(grey: Array, marked: Array) -> Array:

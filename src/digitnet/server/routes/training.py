@@ -52,11 +52,12 @@ async def start_training(request: Request, state: State) -> JSONResponse:
     except (ValueError, UnicodeDecodeError):
         raise HTTPException(400, "malformed JSON body") from None
     try:
+        body, added = jobs.added_digits(body)
         config = jobs.train_config(body)
     except jobs.RequestError as e:  # the answer names the field, for the page to mark
         return JSONResponse({"error": str(e), "field": e.field}, status_code=422)
     try:
-        job = await state.trainer.start(config)
+        job = await state.trainer.start(config, added)
     except jobs.Busy as e:
         raise HTTPException(409, str(e)) from None
     return JSONResponse({"id": job.id}, status_code=202)
