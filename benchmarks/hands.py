@@ -1,7 +1,7 @@
 """How well a model reads hands it never saw: held-out sets made here, scored.
 
     .venv/bin/python benchmarks/hands.py MODEL [MODEL ...] [--names before,after]
-                                  [--count 50] [--out benchmarks/results/hands.md]
+                                  [--count 50] [--most N] [--out benchmarks/results/hands.md]
 
 Every set is built from seed 0, the same pictures on every run, and none comes from
 MNIST: each picture is a whole picture as a person makes it (a 280x280 pad, a photo of
@@ -257,17 +257,22 @@ def other_writers() -> tuple[list, np.ndarray]:
     return pictures, digits.target.astype(np.int64)
 
 
-def build(count: int, seed: int = 0) -> dict[str, tuple[list, np.ndarray]]:
-    """Every held-out set: name -> (pictures, labels (N,)); the same for one seed."""
+def build(
+    count: int, seed: int = 0, most: int | None = None
+) -> dict[str, tuple[list, np.ndarray]]:
+    """Every held-out set: name -> (pictures, labels (N,)), at most ``most`` pictures
+    each (every one when None); the same for one seed."""
     sets: dict[str, Callable[[np.random.Generator], tuple[list, np.ndarray]]] = {
         kind: (lambda rng, kind=kind: drawn_set(kind, count, rng))
         for kind in ("canvas", "thick", "thin", "slanted", "small-corner", "photo")
     }
     sets["printed"] = printed_set
     sets["other writers"] = lambda rng: other_writers()
-    return {
-        name: make(np.random.default_rng([seed, i])) for i, (name, make) in enumerate(sets.items())
-    }
+    out = {}
+    for i, (name, make) in enumerate(sets.items()):
+        pictures, labels = make(np.random.default_rng([seed, i]))
+        out[name] = pictures[:most], labels[:most]
+    return out
 
 
 def inputs(pictures: list) -> np.ndarray:
@@ -282,7 +287,9 @@ def inputs(pictures: list) -> np.ndarray:
     return out
 
 
-def score(models: list[Path], count: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+def score(
+    models: list[Path], count: int, most: int | None = None
+) -> tuple[dict[str, list[float]], dict[str, int]]:
     """Accuracy of each model on each set (name -> one per model), with MNIST's test
     set first; and each set's size."""
     nets = [load(m).network for m in models]
@@ -293,7 +300,7 @@ def score(models: list[Path], count: int) -> tuple[dict[str, list[float]], dict[
         ]
     }
     sizes = {"MNIST test": len(mnist.test_labels)}
-    for name, (pictures, labels) in build(count).items():
+    for name, (pictures, labels) in build(count, most=most).items():
         x = inputs(pictures)
         table[name] = [float(np.mean(n.predict(x) == labels)) for n in nets]
         sizes[name] = len(labels)
@@ -324,12 +331,13 @@ def main() -> None:
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--names", help="column names, comma-separated (default: the files)")
     parser.add_argument("--count", type=int, default=50, help="drawings per digit per set")
+    parser.add_argument("--most", type=int, help="at most this many pictures a set (a smoke run)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hands.md"))
     args = parser.parse_args()
     names = args.names.split(",") if args.names else [m.name for m in args.models]
     if len(names) != len(args.models):
         parser.error(f"--names gives {len(names)} names for {len(args.models)} models")
-    table, sizes = score(args.models, args.count)
+    table, sizes = score(args.models, args.count, args.most)
     text = report(table, sizes, names)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -50,3 +50,21 @@ def test_load_smoke(trained, tmp_path):
     ]
     assert len(rows) == 4
     assert all(line.rstrip(" |").endswith("| 0") for line in rows)  # no errors
+
+
+def test_hands_smoke(trained, tmp_path):
+    _, model = trained
+    out = tmp_path / "hands.md"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "hands.py"), str(model), str(model), "--names", "a,b",
+         "--count", "1", "--most", "10", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in out.read_text().splitlines()
+            if line.startswith("| ") and "---" not in line}  # fmt: skip
+    assert set(rows) >= {"MNIST test", "canvas", "thick", "photo", "other writers", "set"}
+    cells = rows["canvas"].strip(" |").split("|")
+    assert cells[1].strip() == "10" and cells[2] == cells[3]  # the same model twice

@@ -165,7 +165,7 @@ def test_twins_are_the_same_digits_drawn_otherwise(mnist):
     identity = np.tile(np.eye(2), (len(images), 1, 1))
     assert np.array_equal(affine(images, identity), images)
     turned = affine(images[:1], np.array([[[0.0, 1.0], [-1.0, 0.0]]]))  # a quarter turn
-    assert np.array_equal(turned.reshape(28, 28), np.rot90(images[0].reshape(28, 28), -1))
+    assert np.array_equal(turned.reshape(28, 28), np.rot90(images[0].reshape(28, 28)))
 
 
 # -- digits that lean -------------------------------------------------------------------
@@ -190,3 +190,48 @@ def test_digits_leaning_further_than_mnist_are_sheared_back(mnist):
     # MNIST's own digits almost all lean within the range: they pass unchanged
     slants = np.array([slant(d.reshape(28, 28) / 255) for d in mnist.train_images[:2000]])
     assert np.mean((slants >= SLANT[0]) & (slants <= SLANT[1])) > 0.97
+
+
+# -- digits added to the page's training ------------------------------------------------
+
+
+def test_a_training_request_may_add_digits(capsys):
+    """``add`` and ``add_weight`` are checked by name, and the worker trains on them:
+    50 blank-white pictures called 3, each 100 times an epoch, are read as 3."""
+    import base64
+    import threading
+
+    from digitnet.config import TrainConfig
+    from digitnet.server import jobs, worker
+
+    white = base64.b64encode(bytes([255] * 784)).decode()
+    body = {"epochs": 1, "add": {"images": [white] * 50, "labels": [3] * 50}, "add_weight": 100}
+    rest, line = jobs.added_digits(body)
+    assert rest == {"epochs": 1}
+    bad = [
+        ({**body, "add_weight": 0}, "add_weight", "1-100"),
+        ({**body, "add": {"images": [white], "labels": [3, 4]}}, "add", "same length"),
+        ({**body, "add": {"images": ["abc"], "labels": [3]}}, "add", "784 bytes"),
+        ({**body, "add": {"images": [white], "labels": [10]}}, "add", "0-9"),
+        ({**body, "add": [white]}, "add", "images"),
+    ]
+    for request, field, message in bad:
+        with pytest.raises(jobs.RequestError, match=message) as e:
+            jobs.added_digits(request)
+        assert e.value.field == field
+    assert jobs.added_digits({"epochs": 1}) == ({"epochs": 1}, None)
+    added = worker.read_added(line.decode())
+    assert added[0].shape == (50, 784) and added[2] == 100
+    config = TrainConfig(sizes=(784, 8, 10), epochs=1, batch_size=256, distort=0, kernel="numpy")
+    last = worker.run(config, threading.Event(), added)
+    assert last["event"] == "done", last
+    assert last["info"]["data"] == "MNIST + 50 added digits x100"
+    net = worker_network(config, last["params"])
+    assert net.predict(np.full((1, 784), 255, np.uint8))[0] == 3
+    capsys.readouterr()
+
+
+def worker_network(config, params):
+    from digitnet.server.jobs import network_of
+
+    return network_of(config, params)

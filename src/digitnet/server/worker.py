@@ -83,7 +83,10 @@ def run(config: TrainConfig, stop: threading.Event, added=None) -> dict:
     labels, weight: ``files.data.with_added``) if given; the last message."""
     nothing = {"event": "error", "message": "stopped before the first epoch ended: nothing kept"}
     config = replace(config, kernel=resolve_kernel(config))  # compiled only if already built
-    data = load_mnist() if added is None else with_added(load_mnist(), *added)
+    data, name = load_mnist(), "MNIST"
+    if added is not None:
+        data = with_added(data, *added)
+        name = f"MNIST + {len(added[1]):,} added digits x{added[2]}"
     if stop.is_set():
         return nothing
     newest: dict = {}
@@ -98,7 +101,9 @@ def run(config: TrainConfig, stop: threading.Event, added=None) -> dict:
     def on_epoch(epoch) -> None:
         emit({"event": "epoch", "record": asdict(epoch), "params": encode(newest["params"])})
 
-    run = service.train(config, data, on_batch=on_batch, on_epoch=on_epoch, on_state=on_state)
+    run = service.train(
+        config, data, on_batch=on_batch, on_epoch=on_epoch, on_state=on_state, data_name=name
+    )
     if not run.kept:
         return nothing
     return {"event": "done", "info": run.info, "params": encode(run.net.params)}
