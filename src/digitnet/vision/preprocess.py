@@ -164,30 +164,36 @@ def ink_map(grey: Array) -> Array:
     return ink
 
 
+def _quadratic(coef: Array, h: int, w: int) -> Array:
+    """The surface c0 + c1 x + c2 y + c3 x² + c4 x y + c5 y² on an (h, w) grid, x and y
+    running over [-0.5, 0.5] across it."""
+    x = np.linspace(-0.5, 0.5, w)[None, :] if w > 1 else np.zeros((1, 1))
+    y = np.linspace(-0.5, 0.5, h)[:, None] if h > 1 else np.zeros((1, 1))
+    c0, c1, c2, c3, c4, c5 = coef
+    return c0 + c1 * x + c2 * y + c3 * x * x + c4 * x * y + c5 * y * y + np.zeros((h, w))
+
+
 def _lighting(grey: Array, rounds: int = 3) -> Array:
     """The paper's brightness as a smooth surface over grey (H, W): a quadratic in x and
-    y, fitted to the pixels near it and refitted ``rounds`` times, starting from the
-    border's median.  A photo's shadow or a lamp's falloff is such a surface; strokes,
-    however wide, are not, so they stay off it.  Fitted on at most 64x64 pixels."""
+    y (``_quadratic``), fitted by least squares to the pixels near it and refitted
+    ``rounds`` times, starting from the border's median.  A photo's shadow or a lamp's
+    falloff is such a surface; strokes, however wide, are not, so they stay off it.
+    Fitted on at most 64x64 pixels."""
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     small = _shrink(grey, 64).astype(np.float64)
     h, w = small.shape
-    y, x = np.mgrid[0:h, 0:w]
-    y, x = y / max(h - 1, 1) - 0.5, x / max(w - 1, 1) - 0.5
-    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)  # (h, w, 6)
-    level = np.full_like(small, float(np.median(border)))
+    x = np.broadcast_to(np.linspace(-0.5, 0.5, w)[None, :] if w > 1 else 0.0, (h, w))
+    y = np.broadcast_to(np.linspace(-0.5, 0.5, h)[:, None] if h > 1 else 0.0, (h, w))
+    terms = np.stack([np.ones((h, w)), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
+    coef = np.array([float(np.median(border)), 0, 0, 0, 0, 0])
     for _ in range(rounds):
-        paper = np.abs(small - level) <= 0.15
+        paper = (np.abs(small - _quadratic(coef, h, w)) <= 0.15).reshape(-1)
         if paper.sum() < 24:  # too little paper to fit a surface to: keep what we have
             break
-        coef, *_ = np.linalg.lstsq(terms[paper], small[paper], rcond=None)
-        level = terms @ coef
-    H, W = grey.shape
-    y, x = np.mgrid[0:H, 0:W]
-    y, x = y / max(H - 1, 1) - 0.5, x / max(W - 1, 1) - 0.5
-    if np.all(level == level.flat[0]):
-        return np.full_like(grey, level.flat[0])
-    return (np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], -1) @ coef).astype(grey.dtype)
+        a = terms[paper]
+        normal = a.T @ a + 1e-9 * np.eye(6)  # (6, 6): a tiny ridge keeps it solvable
+        coef = np.linalg.solve(normal, a.T @ small.reshape(-1)[paper])
+    return _quadratic(coef, *grey.shape).astype(grey.dtype)
 
 
 def _paper(grey: Array, marked: Array) -> Array:
@@ -352,10 +358,12 @@ def slant(ink: Array) -> float:
     total = float(ink.sum())
     if total <= 0:
         return 0.0
-    r, c = np.indices(ink.shape)
-    cy, cx = (r * ink).sum() / total, (c * ink).sum() / total
-    var = ((r - cy) ** 2 * ink).sum() / total
-    return float(((r - cy) * (c - cx) * ink).sum() / total / var) if var > 0 else 0.0
+    rows, cols = ink.sum(axis=1), ink.sum(axis=0)  # (H,), (W,)
+    r, c = np.arange(len(rows)), np.arange(len(cols))
+    cy, cx = (r @ rows) / total, (c @ cols) / total
+    var = ((r - cy) ** 2 @ rows) / total
+    cov = float((r - cy) @ ink @ (c - cx)) / total
+    return cov / var if var > 0 else 0.0
 
 
 def deskew(crop: Array) -> Array:
@@ -369,7 +377,7 @@ def deskew(crop: Array) -> Array:
         return crop
     h, w = crop.shape
     pad = int(np.ceil(abs(excess) * h)) + 1
-    cy = (np.indices(crop.shape)[0] * crop).sum() / crop.sum()
+    cy = np.arange(h) @ crop.sum(axis=1) / crop.sum()
     image = Image.fromarray(crop.astype(np.float32))
     # output (x, y) takes the input at (x - pad / 2 + e (y - ȳ), y)
     sheared = image.transform(
