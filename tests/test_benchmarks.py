@@ -67,4 +67,4 @@ def test_hands_smoke(trained, tmp_path):
             if line.startswith("| ") and "---" not in line}  # fmt: skip
     assert set(rows) >= {"MNIST test", "canvas", "thick", "photo", "other writers", "set"}
     cells = rows["canvas"].strip(" |").split("|")
-    assert cells[1].strip() == "10" and cells[2] == cells[3]  # the same model twice
+    assert cells[1].strip() == "10" and cells[2].strip() == cells[3].strip()  # one model twice
