@@ -76,3 +76,21 @@ def test_class_load_smoke(trained, tmp_path):
     costs = [r for r in rows if len(r) == 8]  # sends, body, request, decode, ..., in all
     assert [r[0].strip() for r in costs] == ["png", "grey"]
     assert all(float(v) >= 0 for r in costs for v in r[1:])
+
+
+def test_hands_smoke(trained, tmp_path):
+    _, model = trained
+    out = tmp_path / "hands.md"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "hands.py"), str(model), str(model), "--names", "a,b",
+         "--count", "1", "--most", "10", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in out.read_text().splitlines()
+            if line.startswith("| ") and "---" not in line}  # fmt: skip
+    assert set(rows) >= {"MNIST test", "canvas", "thick", "photo", "other writers", "set"}
+    cells = rows["canvas"].strip(" |").split("|")
+    assert cells[1].strip() == "10" and cells[2].strip() == cells[3].strip()  # one model twice

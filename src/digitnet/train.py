@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .config import Epoch, History, TrainConfig, TrainingDiverged
-from .learn import kernel
+from .learn import distort, kernel
 from .learn.activations import ACTIVATIONS, LOSSES, OUTPUTS, lookup
 from .learn.loop import batch_input, train_batches
 from .learn.network import Network
@@ -151,7 +151,7 @@ def example_arguments(config: TrainConfig) -> tuple:
     """Arguments of the types a run of ``config`` hands ``train_batches``, for two
     4x4 images: enough to compile the loop for it, or to ask whether it is compiled."""
     sizes = (16,) + (2,) * (len(config.sizes) - 2) + (config.sizes[-1],)
-    tiny = replace(config, sizes=sizes, validation=0, augment=min(config.augment, 1))
+    tiny = replace(config, sizes=sizes, validation=0, augment=min(config.augment, 1), distort=0)
     net = Network(sizes, config.activation, config.output)
     images, labels = np.zeros((2, 16), np.uint8), np.zeros(2, np.int64)
     run = _Run(net, images, labels, tiny, np.random.default_rng(0), None, None)
@@ -209,8 +209,9 @@ def _check(net: Network, images: Array, labels: Array, config: TrainConfig) -> N
             f"got {images.shape} and {labels.shape}"
         )
     side = math.isqrt(images.shape[1])
-    if config.augment and side**2 != images.shape[1]:
-        raise ValueError(f"augment needs square images, got {images.shape[1]} pixels")
+    for name in ("augment", "distort"):
+        if getattr(config, name) and side**2 != images.shape[1]:
+            raise ValueError(f"{name} needs square images, got {images.shape[1]} pixels")
     if config.augment >= max(side, 1):
         raise ValueError(
             f"augment moves {side}x{side} pictures by at most {side - 1} pixels, "
@@ -262,6 +263,9 @@ class _Run:
         self.net, self.config, self.rng = net, config, rng
         order = rng.permutation(len(images))
         self.train_idx, val_idx = order[config.validation :], order[: config.validation]
+        self.twin_base = len(images)  # twin j of train_idx[j] is row twin_base + j
+        if config.distort:
+            images, targets, labels = _with_twins(images, targets, labels, self.train_idx, rng)
         self.scale, self.shift = (
             input_transform(images[self.train_idx]) if config.normalize else (1.0, 0.0)
         )
@@ -310,7 +314,10 @@ class _Run:
         progress, and so that Ctrl-C or a stop is felt within a few hundredths of a
         second): (Σ cost, correct guesses, last η)."""
         n, B, k = len(self.train_idx), self.config.batch_size, self.batches
-        rows = self.train_idx[self.rng.permutation(n)]
+        order = self.rng.permutation(n)
+        rows = self.train_idx[order]
+        if self.config.distort:  # some images seen as their distorted twin
+            rows = np.where(self.rng.random(n) < self.config.distort, self.twin_base + order, rows)
         moves = self.moves[self.rng.integers(len(self.moves), size=k)]
         total = k * self.config.epochs
         lrs = np.array([lr_at(self.config, self.step + i, total) for i in range(k)])
@@ -395,6 +402,19 @@ class _Run:
         if self.config.normalize:
             self.net.params[...] = self.net.fold_input_transform(self.scale, self.shift).params
         return self.history
+
+
+def _with_twins(images: Array, targets: Array, labels: Array, train_idx: Array,
+                rng: np.random.Generator) -> tuple[Array, Array, Array]:
+    """images (N, n_0), targets (N, n_L), labels (N,) with a distorted twin of each
+    training image appended (``learn.distort.twins``; row N + j is the twin of
+    train_idx[j]), drawn from a generator seeded by ``rng``."""
+    twins = distort.twins(images[train_idx], np.random.default_rng(rng.integers(2**63)))
+    return (
+        np.concatenate([images, twins]),
+        np.concatenate([targets, targets[train_idx]]),
+        np.concatenate([labels, labels[train_idx]]),
+    )
 
 
 def _read_only(a: Array) -> Array:

@@ -21,11 +21,14 @@ def option(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
-def check_fits(model_path: Path, net, images: np.ndarray, labels: np.ndarray) -> None:
-    """The model reads these images (N, n_0) and has an output for each of their labels."""
+def check_fits(
+    model_path: Path, net, images: np.ndarray, labels: np.ndarray, source: str = "the test images"
+) -> None:
+    """The model reads these images (N, n_0) and has an output for each of their labels;
+    ``source`` names the images in the error."""
     if images.shape[1] != net.sizes[0]:
         raise UsageError(
-            f"{model_path} takes {net.sizes[0]} inputs but the test images "
+            f"{model_path} takes {net.sizes[0]} inputs but {source} "
             f"have {images.shape[1]} pixels"
         )
     classes = int(labels.max()) + 1 if len(labels) else 0

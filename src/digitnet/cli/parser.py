@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
+from ..files.data import MAX_ADD_WEIGHT
 from ..settings import MAX_INT, SETTINGS, Setting, layer_sizes
 from .base import DEFAULT_MODEL, EXIT_USAGE
 
@@ -137,6 +138,11 @@ def add_train(parser: ArgumentParser, commands, spec: dict[str, Setting] = SETTI
                    help="where to save the model (default: %(default)s)")  # fmt: skip
     add_settings(t, spec)
     t.add_argument("--data", type=Path, help=DATA_HELP)
+    t.add_argument("--add", type=Path, metavar="DIR", help="also train on the "
+                   "images-idx3-ubyte.gz and labels-idx1-ubyte.gz in DIR")  # fmt: skip
+    add_weight = Setting("add_weight", "int", 1, "", low=1, high=MAX_ADD_WEIGHT)
+    t.add_argument("--add-weight", type=number_type(add_weight), default=1, metavar="K",
+                   help="show each added image K times an epoch (default: 1)")  # fmt: skip
     t.add_argument("--quiet", action="store_true", help="print only the final result")
     t.add_argument(
         "--checkpoint-every",
@@ -163,7 +169,8 @@ def add_train(parser: ArgumentParser, commands, spec: dict[str, Setting] = SETTI
 def add_evaluate_predict(parser: ArgumentParser, commands) -> None:
     e = parser.command(commands, "evaluate", "score a model on the test set")
     e.add_argument("model", type=Path, metavar="PATH")
-    e.add_argument("--data", type=Path, help=DATA_HELP)
+    e.add_argument("--data", type=Path, help=DATA_HELP + ", or a folder holding only "
+                   "images-idx3-ubyte.gz and labels-idx1-ubyte.gz")  # fmt: skip
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = parser.command(commands, "predict", "read the digit in each picture")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import service
 from ..config import Epoch, TrainConfig
-from ..files.data import FILES, Dataset, load_mnist
+from ..files.data import FILES, PAIR, Dataset, load_mnist, load_pair, with_added
 from ..files.modelfile import expected_bytes
 from ..files.paths import OutputError, check_output, same_file
 from ..limits import check_training_size
@@ -40,6 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = TrainConfig(**{name: getattr(args, name) for name in SETTINGS})
     checkpoint, every = _checkpoint_plan(args)
+    added = _added(args)
     return train_and_save(
         config,
         args.out,
@@ -49,6 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint=checkpoint,
         checkpoint_every=every,
         inputs=[args.resume] if args.resume is not None else [],
+        added=added,
     )
 
 
@@ -59,8 +61,8 @@ def train_recipe(args: argparse.Namespace) -> int:
     from .. import recipes
 
     recipe = recipes.RECIPES[args.recipe]
-    refused = sorted(args.given & (set(SETTINGS) | {"resume", "checkpoint", "checkpoint_every"})
-                     - {"seed", "kernel", "recipe"})
+    own = {"resume", "checkpoint", "checkpoint_every", "add", "add_weight"}
+    refused = sorted(args.given & (set(SETTINGS) | own) - {"seed", "kernel", "recipe"})
     if refused:
         flags = ", ".join(option(name) for name in refused)
         raise UsageError(
@@ -82,6 +84,17 @@ def train_recipe(args: argparse.Namespace) -> int:
         print("interrupted before the student trained: no model saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     return _finish(run, config, args.out, None, progress)
+
+
+def _added(args: argparse.Namespace) -> tuple[Path, object, object, int] | None:
+    """--add DIR read (every file checked) before any work: (DIR, images (M, 784),
+    labels (M,), --add-weight), or None."""
+    if args.add is None:
+        if "add_weight" in args.given:
+            raise UsageError("--add-weight needs --add DIR (the images to show K times an epoch)")
+        return None
+    images, labels = load_pair(args.add)
+    return args.add, images, labels, args.add_weight
 
 
 def _refuse_changes_on_resume(given: set[str]) -> None:
@@ -237,16 +250,28 @@ def train_and_save(
     checkpoint_every: int = 0,
     inputs: Sequence[Path] = (),
     keep_interrupted: bool = True,
+    added: tuple[Path, object, object, int] | None = None,
 ) -> int:
     """Train as ``config`` says, report each epoch, save to ``out``; an exit code.
 
     Output paths and sizes are checked before anything is loaded; a checkpoint that
     cannot be written is a warning, not the end of the run; an interrupted run saves
-    the best model so far unless ``keep_interrupted`` is False."""
+    the best model so far unless ``keep_interrupted`` is False.  ``added`` is (DIR,
+    images, labels, K): images trained on besides the data, each K times an epoch."""
     if config.kernel == "compiled":
         resolve_kernel(config)  # needs numba: said before any work
-    _check_outputs(config, out, checkpoint, data_dir, inputs)
+    added_files = [] if added is None else [added[0] / f"{n}{gz}" for n in PAIR.values()
+                                            for gz in ("", ".gz")]  # fmt: skip
+    _check_outputs(config, out, checkpoint, data_dir, [*inputs, *added_files])
     data = load_mnist(data_dir)
+    data_name = "MNIST" if data_dir is None else str(data_dir)
+    if added is not None:
+        directory, images, labels, weight = added
+        try:
+            data = with_added(data, images, labels, weight)
+        except ValueError as e:
+            raise UsageError(f"--add {directory}: {e}") from None
+        data_name += f" + {directory} ({len(labels):,} images x{weight})"
     _check_data(config, data)
     progress = Progress(config, quiet, checkpoint, checkpoint_every)
     progress.say(
@@ -267,7 +292,7 @@ def train_and_save(
             on_epoch=progress.on_epoch,
             on_state=progress.on_state if checkpoint is not None else None,
             keep_interrupted=keep_interrupted,
-            data_name="MNIST" if data_dir is None else str(data_dir),
+            data_name=data_name,
         )
     finally:
         progress.close_bar()

@@ -71,7 +71,8 @@ def load_checkpoint(path: str | os.PathLike):
             version = raw.get("format_version") if isinstance(raw, dict) else None
             raise MetadataError(f"unknown checkpoint version {version!r}")
         record = checkpoint_record(raw)
-        config = TrainConfig.from_dict(record["config"])
+        # a checkpoint from before distorted twins existed continues without them
+        config = TrainConfig.from_dict({"distort": 0, **record["config"]})
         history = History.from_dict(record["history"])
         n = count_parameters(config.sizes)
         names = {"params", "best_params"} | {

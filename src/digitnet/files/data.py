@@ -37,6 +37,12 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
+#: A pair of extra images and their labels, as ``digitnet evaluate --data`` and
+#: ``digitnet train --add`` read it and the page's "Download my digits" writes it.
+PAIR = {"images": "images-idx3-ubyte", "labels": "labels-idx1-ubyte"}
+#: The most times an added image may be shown per epoch (``with_added``).
+MAX_ADD_WEIGHT = 100
+
 #: Refuse to read more than this many bytes of values from one file.
 MAX_PAYLOAD = 1 << 31
 _CHUNK = 1 << 20
@@ -71,6 +77,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with open_regular(path, DataError, "an IDX file") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
+        if path.suffix == ".gz" and not gzipped:
+            raise DataError(f"{path}: not a gzip file (it does not start with gzip's 1f 8b)")
         stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
         head = _read_exactly(stream, 4, path, "header")
         if head[:2] != b"\0\0":
@@ -183,6 +191,63 @@ def load_mnist(directory: str | os.PathLike | None = None) -> Dataset:
             f"test images of {test_images.shape[1]}"
         )
     return Dataset(train_images, train_labels, test_images, test_labels)
+
+
+def load_pair(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The pair ``images-idx3-ubyte`` and ``labels-idx1-ubyte`` (raw or ``.gz``) in a
+    folder: uint8 images (N, rows·cols) and labels (N,), every header checked."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: not a directory of IDX files")
+    images = _images(_find(directory, PAIR["images"]))
+    return images, _labels(_find(directory, PAIR["labels"]), len(images))
+
+
+def has_pair(directory: str | os.PathLike) -> bool:
+    """Whether a folder holds an images file of ``PAIR`` (raw or ``.gz``)."""
+    return any((Path(directory) / f"{PAIR['images']}{gz}").exists() for gz in ("", ".gz"))
+
+
+def load_scored(directory: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels a model is scored on: a folder's MNIST-style test split
+    (the shipped MNIST's by default) or, in a folder without one, its ``PAIR``."""
+    if directory is not None and Path(directory).is_dir() and has_pair(directory):
+        test = [Path(directory) / f"{FILES['test_images']}{gz}" for gz in ("", ".gz")]
+        if not any(p.exists() for p in test):
+            return load_pair(directory)
+    return load_split(directory, "test")
+
+
+def with_added(data: Dataset, images: np.ndarray, labels: np.ndarray, weight: int = 1) -> Dataset:
+    """``data`` with extra uint8 images (M, n_0) and labels (M,) in its training set,
+    each ``weight`` times (1-``MAX_ADD_WEIGHT``), so an epoch shows each of them that
+    often: train_images (N + weight·M, n_0).  The test set is left as it is."""
+    if isinstance(weight, bool) or not isinstance(weight, int | np.integer):
+        raise ValueError(f"add weight: expected a whole number 1-{MAX_ADD_WEIGHT}, got {weight!r}")
+    if not 1 <= weight <= MAX_ADD_WEIGHT:
+        raise ValueError(f"add weight: expected a whole number 1-{MAX_ADD_WEIGHT}, got {weight}")
+    images, labels = np.asarray(images), np.asarray(labels)
+    pixels = data.train_images.shape[1]
+    if images.ndim != 2 or images.shape[1] != pixels or images.dtype != np.uint8:
+        raise ValueError(
+            f"added images: expected uint8 (M, {pixels}) like the training images, "
+            f"got {images.dtype} of shape {images.shape}"
+        )
+    if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"added labels: expected {len(images)} whole numbers (one per image), "
+            f"got {labels.dtype} of shape {labels.shape}"
+        )
+    classes = int(data.train_labels.max()) + 1
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        found = f"{labels.min()}-{labels.max()}"
+        raise ValueError(f"added labels: expected 0-{classes - 1}, found {found}")
+    return Dataset(
+        np.concatenate([data.train_images, np.tile(images, (weight, 1))]),
+        np.concatenate([data.train_labels, np.tile(labels.astype(np.uint8), weight)]),
+        data.test_images,
+        data.test_labels,
+    )
 
 
 def sha256_uncompressed(path: str | os.PathLike) -> str:

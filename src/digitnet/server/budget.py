@@ -41,22 +41,25 @@ class Refused(RuntimeError):
         self.status = status
 
 
-def estimate_seconds(config: TrainConfig, pace: float = 0.0) -> float:
+def estimate_seconds(config: TrainConfig, pace: float = 0.0, extra: int = 0) -> float:
     """Seconds ``config`` should take on this machine, from its work: per epoch,
     ⌈N/B⌉ batches of (BATCH_SECONDS + P·PARAM_SECONDS + 6·P·B / GEMM_RATE), and the
-    validation's 2·P·V / GEMM_RATE, N = 60,000 − V training images, or ``pace`` if
+    validation's 2·P·V / GEMM_RATE, N = 60,000 − V training images (and ``extra``
+    pictures an epoch, added to MNIST's), or ``pace`` if
     longer (a paced run waits that long between epochs); plus STARTUP_SECONDS."""
     p, b, v = count_parameters(config.sizes), config.batch_size, min(config.validation, MNIST_TRAIN)
-    batches = -(-(MNIST_TRAIN - v) // b)
+    batches = -(-(MNIST_TRAIN - v + extra) // b)
     batch = BATCH_SECONDS + p * PARAM_SECONDS + 6 * p * b / GEMM_RATE
     epoch = batches * batch + 2 * p * v / GEMM_RATE
     return STARTUP_SECONDS + config.epochs * max(epoch, pace)
 
 
-def check_budget(config: TrainConfig, budget: float = WORK_BUDGET, pace: float = 0.0) -> float:
-    """``estimate_seconds(config, pace)``, or Refused (413) naming the estimate and the
-    budget."""
-    seconds = estimate_seconds(config, pace)
+def check_budget(
+    config: TrainConfig, budget: float = WORK_BUDGET, pace: float = 0.0, extra: int = 0
+) -> float:
+    """``estimate_seconds(config, pace, extra)``, or Refused (413) naming the estimate
+    and the budget."""
+    seconds = estimate_seconds(config, pace, extra)
     if seconds > budget:
         raise Refused(
             413,

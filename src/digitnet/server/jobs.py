@@ -20,6 +20,8 @@ the best weights become a listed model under that same id.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import TrainConfig
+from ..files.data import MAX_ADD_WEIGHT
 from ..files.modelfile import Model
 from ..files.paths import OutputError
 from ..learn.network import Network
@@ -57,6 +60,8 @@ QUEUE_LIMIT = 40
 PER_CLIENT = 1
 #: Longest name a run may be given.
 NAME_LENGTH = 40
+#: The most digits of one's own a request may add to MNIST (``add``), each 28x28.
+MAX_ADDED = 5000
 
 
 class RequestError(ValueError):
@@ -130,6 +135,50 @@ def train_config(body: object) -> TrainConfig:
         raise RequestError(culprit, str(e)) from None
 
 
+def added_digits(body: object) -> tuple[dict, bytes | None]:
+    """A request's JSON object without its ``add`` and ``add_weight``, and those two as
+    the one JSON line the worker reads (None without ``add``): ``add`` is
+    ``{"images": [base64 of 784 uint8, white ink on black, row by row, ...], "labels":
+    [0-9, ...]}`` (at most ``MAX_ADDED``), ``add_weight`` how many times an epoch each
+    is shown (1-``MAX_ADD_WEIGHT``, default 1).  RequestError naming a bad field."""
+    if not isinstance(body, dict) or ("add" not in body and "add_weight" not in body):
+        return body, None
+    rest = {k: v for k, v in body.items() if k not in ("add", "add_weight")}
+    add, weight = body.get("add"), body.get("add_weight", 1)
+    if type(weight) is not int or not 1 <= weight <= MAX_ADD_WEIGHT:
+        expected = f"expected a whole number 1-{MAX_ADD_WEIGHT}"
+        raise RequestError("add_weight", f"{expected}, got {short(weight)}")
+    if not isinstance(add, dict) or set(add) != {"images", "labels"}:
+        raise RequestError("add", f"expected {{images: [...], labels: [...]}}, got {short(add)}")
+    images, labels = add["images"], add["labels"]
+    if not isinstance(images, list) or not isinstance(labels, list) or len(images) != len(labels):
+        raise RequestError("add", "expected lists of images and labels of the same length")
+    if not 1 <= len(images) <= MAX_ADDED:
+        raise RequestError("add", f"expected 1-{MAX_ADDED} digits, got {len(images)}")
+    if not all(type(x) is int and 0 <= x <= 9 for x in labels):
+        raise RequestError("add", "expected labels that are whole numbers 0-9")
+    pixels = bytearray()
+    for i, text in enumerate(images):
+        try:
+            raw = base64.b64decode(text, validate=True) if isinstance(text, str) else b""
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 784:
+            raise RequestError("add", f"images[{i}]: expected base64 of 784 bytes (28x28 uint8)")
+        pixels += raw
+    line = {"images": base64.b64encode(bytes(pixels)).decode("ascii"), "labels": labels,
+            "weight": weight}  # fmt: skip
+    return rest, json.dumps(line).encode() + b"\n"
+
+
+def added_images(line: bytes | None) -> int:
+    """How many pictures ``added_digits``' line adds to an epoch: digits × weight."""
+    if line is None:
+        return 0
+    added = json.loads(line)
+    return len(added["labels"]) * added["weight"]
+
+
 def first_layer(net: Network, digits: int = 3) -> list[list[float]]:
     """The incoming weights of the first ``PICTURES`` neurons of layer 1, rounded:
     each row (784,) is one neuron's weight picture."""
@@ -172,6 +221,7 @@ class Job:
     name: str = ""
     estimate: float = 0.0
     pace: float = 0.0  # seconds at least from one epoch to the next
+    added: bytes | None = None  # digits to train on besides MNIST (``added_digits``)
     events: list[str] = field(default_factory=list)
     state: str = "queued"  # queued, running, stopping, done, error
     stopped_by: str | None = None  # owner, teacher or budget, when stopped
@@ -238,14 +288,20 @@ class Trainer:
         return [job.public(client, self.position(job)) for job in jobs]
 
     async def start(
-        self, config: TrainConfig, owner: str = "", name: str | None = None, pace: float = 0.0
+        self,
+        config: TrainConfig,
+        owner: str = "",
+        name: str | None = None,
+        pace: float = 0.0,
+        added: bytes | None = None,
     ) -> Job:
         """Queue a run of ``config`` for the client ``owner`` (it trains at once when
-        none does), at least ``pace`` seconds from one epoch to the next; Refused,
-        before any work, when it cannot be queued."""
+        none does), at least ``pace`` seconds from one epoch to the next, on MNIST and
+        the digits of ``added`` (``added_digits``' line, handed to the worker on its
+        stdin); Refused, before any work, when it cannot be queued."""
         if not self.enabled:
             raise Refused(403, "training is switched off for now by the teacher")
-        estimate = check_budget(config, self.budget, pace)
+        estimate = check_budget(config, self.budget, pace, added_images(added))
         mine = [j for j in self.jobs.values() if owner and j.owner == owner and not j.finished]
         if len(mine) >= PER_CLIENT:
             raise Refused(
@@ -256,7 +312,7 @@ class Trainer:
             raise Refused(503, f"the queue is full ({QUEUE_LIMIT} runs waiting); try again later")
         name = name or f"{'-'.join(map(str, config.sizes))} by {tag(owner)}"
         job_id = self.models.new_id(taken=self.jobs, claim=True)
-        job = Job(job_id, config, owner, name, estimate, pace)
+        job = Job(job_id, config, owner, name, estimate, pace, added)
         self.models.owners[job.id], self.models.names[job.id] = owner, name
         self.jobs[job.id] = job
         ended = [i for i, j in self.jobs.items() if j.finished]
@@ -373,6 +429,7 @@ class Trainer:
             job.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "digitnet.server.worker",
                 json.dumps({**job.config.to_dict(), "pace": job.pace}), str(os.getpid()),
+                *(["--add"] if job.added else []),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -384,6 +441,9 @@ class Trainer:
             self.models.drop(job.id)
             await job.add("error", {"message": f"cannot start a training process ({e})"}, "error")
             return
+        if job.added:  # the worker reads them first; the memory is let go
+            job.process.stdin.write(job.added)
+            job.added = None
         if job.told:  # it waited: say it has begun
             await job.add("started", {"position": 0})
         job.deadline = asyncio.get_running_loop().call_later(self.budget, self._over_budget, job)

@@ -14,11 +14,13 @@ the server, and writes one JSON object a line to stdout:
   best weights, ready for ``modelfile.save``;
 - ``{"event": "error", "message": "..."}`` when it cannot train.
 
-A line ``stop`` on stdin, or stdin closing (the server has gone), ends the run after
-the batch in progress; the best weights so far are kept, as Ctrl-C does for
-``digitnet train``.  Nothing is written to disk.  The worker never outlives its
-server: on Linux the kernel kills it when the server dies (``PR_SET_PDEATHSIG``), even
-by SIGKILL; elsewhere stdin closing ends it after the batch in progress.
+With ``--add`` after the parent's pid, the first line on stdin holds digits to train
+on besides MNIST (``read_added``).  A line ``stop`` on stdin, or stdin closing (the
+server has gone), ends the run after the batch in progress; the best weights so far
+are kept, as Ctrl-C does for ``digitnet train``.  Nothing is written to disk.  The
+worker never outlives its server: on Linux the kernel kills it when the server dies
+(``PR_SET_PDEATHSIG``), even by SIGKILL; elsewhere stdin closing ends it after the
+batch in progress.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from threadpoolctl import threadpool_limits
 
 from .. import service
 from ..config import TrainConfig
-from ..files.data import load_mnist
+from ..files.data import load_mnist, with_added
 from ..train import resolve_kernel
 
 #: Priority the run gets below the server's (Unix ``nice``), so predictions go first.
@@ -92,12 +94,24 @@ def emit(message: dict) -> None:
     sys.stdout.flush()
 
 
-def run(config: TrainConfig, stop: threading.Event, pace: float = 0.0) -> dict:
-    """Train as ``config`` says (``service.train``), each epoch's event at least ``pace``
-    seconds after the one before; the last message (done or error)."""
+def read_added(line: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The digits to add (``jobs.added_digits``' line): images (M, 784) uint8, labels
+    (M,), and how many times an epoch each is shown."""
+    added = json.loads(line)
+    images = np.frombuffer(base64.b64decode(added["images"]), np.uint8).reshape(-1, 784)
+    return images, np.array(added["labels"], np.uint8), int(added["weight"])
+
+
+def run(config: TrainConfig, stop: threading.Event, pace: float = 0.0, added=None) -> dict:
+    """Train as ``config`` says (``service.train``), on MNIST plus ``added`` (images,
+    labels, weight: ``files.data.with_added``) if given, each epoch's event at least
+    ``pace`` seconds after the one before; the last message (done or error)."""
     nothing = {"event": "error", "message": "stopped before the first epoch ended: nothing kept"}
     config = replace(config, kernel=resolve_kernel(config))  # compiled only if already built
-    data = load_mnist()
+    data, name = load_mnist(), "MNIST"
+    if added is not None:
+        data = with_added(data, *added)
+        name = f"MNIST + {len(added[1]):,} added digits x{added[2]}"
     if stop.is_set():
         return nothing
     newest: dict = {"at": time.monotonic()}
@@ -114,7 +128,9 @@ def run(config: TrainConfig, stop: threading.Event, pace: float = 0.0) -> dict:
         newest["at"] = time.monotonic()
         emit({"event": "epoch", "record": asdict(epoch), "params": encode(newest["params"])})
 
-    run = service.train(config, data, on_batch=on_batch, on_epoch=on_epoch, on_state=on_state)
+    run = service.train(
+        config, data, on_batch=on_batch, on_epoch=on_epoch, on_state=on_state, data_name=name
+    )
     if not run.kept:
         return nothing
     return {"event": "done", "info": run.info, "params": encode(run.net.params)}
@@ -128,13 +144,15 @@ def main(argv: list[str]) -> int:
     if hasattr(os, "nice"):
         os.nice(NICENESS)
     stop = threading.Event()
-    threading.Thread(target=watch_for_stop, args=(stop,), daemon=True).start()
     try:
         try:
             request = json.loads(argv[1])
+            # "--add": the first line on stdin is the digits to add (before any "stop")
+            added = read_added(sys.stdin.readline()) if "--add" in argv[2:] else None
+            threading.Thread(target=watch_for_stop, args=(stop,), daemon=True).start()
             config = TrainConfig.from_dict(request)
             with threadpool_limits(1), np.errstate(over="ignore", invalid="ignore"):
-                last = run(config, stop, float(request.get("pace", 0.0)))
+                last = run(config, stop, float(request.get("pace", 0.0)), added)
         except (ValueError, MemoryError) as e:  # TrainingDiverged, SizeError, ...
             last = {"event": "error", "message": str(e) or type(e).__name__}
         emit(last)

@@ -13,6 +13,7 @@ import { setupSections } from "./sections.js";
 import { showSteps } from "./steps.js";
 import { squash, writeLede } from "./story.js";
 import { Tour } from "./tour.js";
+import { setupTeach } from "./teach.js";
 import { setupTraining } from "./train.js";
 
 const $ = (id) => document.getElementById(id);
@@ -192,6 +193,7 @@ function settled(answer) {
   describePad(nudge);
   training.drawingChanged();
   learn.drawingChanged(answer.input);
+  teach.drawingChanged(state.strokes.length && !state.base ? answer.input : null);
 }
 
 function nudgeNote(answer) {
@@ -289,6 +291,7 @@ function showBlank() {
   refresh();
   training.drawingChanged();
   learn.drawingChanged(null);
+  teach.drawingChanged(null);
 }
 
 // ---- the diagram and the chosen neuron ----------------------------------------------------
@@ -519,6 +522,7 @@ async function useModel(id) {
 }
 
 const training = setupTraining({ drawing, useModel });
+const teach = setupTeach({ model: () => state.pageModel, training, announce });
 
 const tour = new Tour({
   announce,

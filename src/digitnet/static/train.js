@@ -261,6 +261,7 @@ export function setupTraining({ drawing, useModel }) {
     models: [],         // /api/models
     ready: false,
     guessSeq: 0,
+    waiter: null,       // {resolve, reject} of launch(), for the run it started
   };
 
   function status(text, isError = false) {
@@ -385,6 +386,7 @@ export function setupTraining({ drawing, useModel }) {
         + `${percent(data.test_accuracy)} of the 10,000 test digits right.`);
       $("train-status").dataset.state = "done";
       await refreshModels(data.model);
+      settle("resolve", data);
     });
     source.addEventListener("error", (event) => {
       if (event.data === undefined) {
@@ -397,13 +399,20 @@ export function setupTraining({ drawing, useModel }) {
       running(false);
       status(`Training failed: ${JSON.parse(event.data).message}`, true);
       $("train-status").dataset.state = "error";
+      settle("reject", new Error(JSON.parse(event.data).message));
     });
   }
 
-  $("train-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
+  function settle(how, value) {
+    const waiter = panel.waiter;
+    panel.waiter = null;
+    if (waiter) waiter[how](value);
+  }
+
+  async function run(request) {
+    // Start a run of request (a POST /api/train body) and follow it here; false if it
+    // could not start.
     if (panel.source) panel.source.close();
-    const request = readForm();
     markField(null);
     running(true);
     $("train-status").dataset.state = "running";
@@ -413,13 +422,21 @@ export function setupTraining({ drawing, useModel }) {
       const pace = request.pace > 0 ? `, an epoch every ${request.pace} s at least` : "";
       status(position ? waitingText(position, name)
         : `Training ${name} (${id}${pace}): loading the digits…`);
-      follow(id, request.epochs, name);
+      follow(id, request.epochs || panel.defaults.epochs, name);
+      return true;
     } catch (err) {
       running(false);
       $("train-status").dataset.state = "error";
       status(`Cannot train: ${err.message}`, true);
       markField(err.field);
+      settle("reject", err);
+      return false;
     }
+  }
+
+  $("train-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run(readForm());
   });
 
   $("train-stop").addEventListener("click", async () => {
@@ -498,6 +515,15 @@ export function setupTraining({ drawing, useModel }) {
   start();
 
   return {
+    launch(request) {
+      // A run of request through this panel (its events and curves): a promise of its
+      // "done" event's data, rejected if it cannot start or fails.
+      return new Promise((resolve, reject) => {
+        settle("reject", new Error("another run was started"));
+        panel.waiter = { resolve, reject };
+        run(request);
+      });
+    },
     drawingChanged() {
       // The pad settled on a new drawing: read it again with the run's and the compared networks.
       if (!panel.ready) return;

@@ -92,11 +92,12 @@ async def start_training(request: Request, state: State, client: Client) -> JSON
         named = isinstance(body, dict) and "name" in body
         name = jobs.check_name(body.pop("name")) if named else None
         pace = pace_of(body)
+        body, added = jobs.added_digits(body)
         config = jobs.train_config(body)
     except jobs.RequestError as e:  # the answer names the field, for the page to mark
         return JSONResponse({"error": str(e), "field": e.field}, status_code=422)
     try:
-        job = await state.trainer.start(config, client, name, pace)
+        job = await state.trainer.start(config, client, name, pace, added)
     except jobs.Refused as e:
         raise HTTPException(e.status, str(e)) from None
     answer = {
