@@ -136,6 +136,11 @@ def centre(page, layer, index):
     return [round(float(c.get_attribute("cx"))), round(float(c.get_attribute("cy")))]
 
 
+def near(a: list[int], b: list[int]) -> bool:
+    """Two rounded points the same within a pixel (x.5 may round either way)."""
+    return all(abs(p - q) <= 1 for p, q in zip(a, b, strict=True))
+
+
 def test_a_pinned_neurons_connections_are_drawn(browser, server, model):
     with page_at(browser, server, viewport={"width": 1366, "height": 768}) as page:
         draw_seven(page)
@@ -143,15 +148,11 @@ def test_a_pinned_neurons_connections_are_drawn(browser, server, model):
         page.locator('#layer-2 .neuron[data-index="5"]').click()
         lines = ends(page)
         here = centre(page, 2, 5)
-        incoming = [line for line in lines if line[2:] == here]
-        outgoing = [line for line in lines if line[:2] == here]
+        incoming = [line for line in lines if near(line[2:], here)]
+        outgoing = [line for line in lines if near(line[:2], here)]
         assert len(incoming) == 16 and len(outgoing) == 10 and len(lines) == 26
-        assert sorted(line[:2] for line in incoming) == sorted(
-            centre(page, 1, k) for k in range(16)
-        )
-        assert sorted(line[2:] for line in outgoing) == sorted(
-            centre(page, 3, k) for k in range(10)
-        )
+        assert all(any(near(line[:2], centre(page, 1, k)) for line in incoming) for k in range(16))
+        assert all(any(near(line[2:], centre(page, 3, k)) for line in outgoing) for k in range(10))
         # the others stay, dimmed
         others = page.locator("#links line:not(.pin-link)")
         assert others.count() > 40

@@ -175,7 +175,7 @@ function drawing() {
 async function predictBody() {
   // drawing(), the pad as grey bytes where the browser can make them (pad.js greyPicture).
   const body = drawing();
-  const grey = body.image ? await greyPicture(pad) : null;
+  const grey = body && body.image ? await greyPicture(pad) : null;
   if (!grey) return body;
   const sent = { ...body, grey };
   delete sent.image;
@@ -521,7 +521,7 @@ async function useModel(id) {
   announce(`The page now uses ${id ? `network ${id}` : "the served network"}.`);
 }
 
-const training = setupTraining({ drawing, useModel });
+const training = setupTraining({ drawing: predictBody, useModel });
 const teach = setupTeach({ model: () => state.pageModel, training, announce });
 
 const tour = new Tour({

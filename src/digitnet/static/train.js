@@ -254,7 +254,8 @@ function drawWeights(container, rows) {
 // ---- the panel --------------------------------------------------------------------------
 
 export function setupTraining({ drawing, useModel }) {
-  // drawing(): the pad as /api/predict takes it, or null; useModel(id): switch the page.
+  // drawing(): a promise of the pad as /api/predict takes it, or of null;
+  // useModel(id): switch the page.
   const panel = {
     job: null,          // the run followed: {id, planned, epochs: [...]}
     source: null,       // its EventSource
@@ -282,7 +283,7 @@ export function setupTraining({ drawing, useModel }) {
 
   async function showNewestGuess() {
     // The current drawing read by the run's newest weights.
-    const body = drawing();
+    const body = await drawing();
     const out = $("train-guess");
     if (!panel.job || !panel.job.epochs.length) return;
     if (!body) {
@@ -329,7 +330,7 @@ export function setupTraining({ drawing, useModel }) {
 
   async function compare() {
     // Both chosen networks on the current drawing, side by side.
-    const body = drawing();
+    const body = await drawing();
     for (const side of ["a", "b"]) {
       const id = $(`compare-${side}`).value;
       const guess = $(`compare-${side}-guess`);
