@@ -223,7 +223,7 @@ def test_a_training_request_may_add_digits(capsys):
     added = worker.read_added(line.decode())
     assert added[0].shape == (50, 784) and added[2] == 100
     config = TrainConfig(sizes=(784, 8, 10), epochs=1, batch_size=256, distort=0, kernel="numpy")
-    last = worker.run(config, threading.Event(), added)
+    last = worker.run(config, threading.Event(), added=added)
     assert last["event"] == "done", last
     assert last["info"]["data"] == "MNIST + 50 added digits x100"
     net = worker_network(config, last["params"])

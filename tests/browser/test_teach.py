@@ -40,7 +40,7 @@ RECORD_INPUTS = """() => {
     const real = window.fetch;
     window.fetch = async (url, options) => {
         const response = await real(url, options);
-        const drawn = options && String(options.body).includes('image');
+        const drawn = options && /"(image|grey)"/.test(String(options.body));
         if (String(url).endsWith('/api/predict') && drawn) {
             window.lastInput = (await response.clone().json()).input;
         }

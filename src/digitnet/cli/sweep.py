@@ -73,6 +73,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if left:
             started = workers.start_workers(job, args.workers)
             workers.watch(study, started, on_change)
+        sweeps.release_stale(study)  # this machine's dead workers' trials are not waited for
+        workers.wait_for_others(study, on_change, say)
     except KeyboardInterrupt:
         interrupted = True
         bar.write("interrupted: stopping the workers; finished trials are kept", file=sys.stderr)

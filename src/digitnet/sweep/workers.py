@@ -332,6 +332,26 @@ def worker_errors(started) -> list[str]:
     return errors
 
 
+#: Longest a sweep whose own trials are done waits for those other machines train.
+OTHERS_WAIT = 600.0
+
+
+def wait_for_others(
+    study, on_change: Callable[[list[TrialResult], list[dict]], None], say,
+    poll: float = 0.5, limit: float = OTHERS_WAIT,
+) -> None:  # fmt: skip
+    """After this machine's workers have exited: wait, at most ``limit`` seconds, for
+    the trials that other machines sharing the study are still training, so that the
+    report shows the whole study; ``on_change`` as in ``watch``."""
+    deadline, told = time.monotonic() + limit, False
+    while (training := running(study)) and time.monotonic() < deadline:
+        if not told:
+            say(f"waiting for {len(training)} trial(s) other machines are training", flush=True)
+            told = True
+        on_change(results(study), training)
+        time.sleep(poll)
+
+
 def watch(
     study, started, on_change: Callable[[list[TrialResult], list[dict]], None], poll: float = 0.5
 ) -> None:
