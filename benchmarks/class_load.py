@@ -42,7 +42,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import blas, machine  # noqa: E402
-from load import connect, start_server  # noqa: E402
+from load import connect, publish, start_server  # noqa: E402
 from strokes import (  # noqa: E402
     BODIES,
     PENS,
@@ -411,11 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = costs(model, pad, args.repeat)
     loads = (before, os.getloadavg()[0])
     text = report(rows, parts, args.trainers, args.seconds, loads, args.repeat)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    print(text)
-    return 1 if any(r["errors"] for r in rows) else 0
+    return publish(text, args.out, rows)
 
 
 if __name__ == "__main__":

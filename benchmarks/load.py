@@ -179,10 +179,15 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['body']} | {r['concurrency']} | {r['requests']} | "
             f"{r['throughput']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |"
         )
-    text = "\n".join(table) + "\n"
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    return publish("\n".join(table) + "\n", args.out, rows)
+
+
+def publish(text: str, out: Path | None, rows: list[dict]) -> int:
+    """Print ``text`` and write it to ``out`` (if given); the exit code: 1 if any
+    row of the run had errors."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     print(text)
     return 1 if any(r["errors"] for r in rows) else 0
 
