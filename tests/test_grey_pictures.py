@@ -76,7 +76,8 @@ def test_grey_bytes_read_as_the_png_does(client, pads):
         old, new = old.json(), new.json()
         assert new.keys() == old.keys()
         assert new["digit"] == old["digit"]
-        assert np.abs(np.subtract(new["input"], old["input"])).max() <= 1e-4
+        # the answer's input is rounded to 4 decimals: one step of that rounding apart
+        assert np.abs(np.subtract(new["input"], old["input"])).max() <= 1e-4 + 1e-9
         assert np.abs(np.subtract(new["probabilities"], old["probabilities"])).max() <= 1e-5
         agree += 1
     assert agree == len(pads) == 45
