@@ -5,6 +5,7 @@ lean further than MNIST's writers do."""
 import gzip
 import json
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -147,6 +148,21 @@ def test_train_with_added_digits(pair, small_mnist, tmp_path):
 
 
 # -- distorted twins --------------------------------------------------------------------
+
+
+def test_twins_are_written_in_place_in_little_memory(mnist):
+    """Twins of 30,000 digits written into a given array take a few MB beyond it (the
+    whole-array way took over 250 MB), and are the twins of those rows."""
+    rows = np.arange(0, 60_000, 2)
+    out = np.empty((len(rows), 784), np.uint8)
+    tracemalloc.start()
+    try:
+        twins(mnist.train_images, np.random.default_rng(3), rows, out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 24 * 2**20
+    assert np.array_equal(out, twins(mnist.train_images[rows], np.random.default_rng(3)))
 
 
 def test_twins_are_the_same_digits_drawn_otherwise(mnist):

@@ -408,10 +408,14 @@ def _with_twins(images: Array, targets: Array, labels: Array, train_idx: Array,
                 rng: np.random.Generator) -> tuple[Array, Array, Array]:
     """images (N, n_0), targets (N, n_L), labels (N,) with a distorted twin of each
     training image appended (``learn.distort.twins``; row N + j is the twin of
-    train_idx[j]), drawn from a generator seeded by ``rng``."""
-    twins = distort.twins(images[train_idx], np.random.default_rng(rng.integers(2**63)))
+    train_idx[j]), drawn from a generator seeded by ``rng``.  The twins are written
+    straight into the longer array: no copy of the images is made on the way."""
+    n = len(images)
+    both = np.empty((n + len(train_idx), images.shape[1]), images.dtype)
+    both[:n] = images
+    distort.twins(images, np.random.default_rng(rng.integers(2**63)), train_idx, both[n:])
     return (
-        np.concatenate([images, twins]),
+        both,
         np.concatenate([targets, targets[train_idx]]),
         np.concatenate([labels, labels[train_idx]]),
     )

@@ -19,7 +19,7 @@ Array = np.ndarray
 #: The largest turn (degrees), slant (x moved per row, as a fraction of a row) and
 #: change of scale of a twin.
 TURN, SLANT, SCALE = 12.0, 0.3, 0.12
-_CHUNK = 4096
+_CHUNK = 256
 
 
 def affine(images: Array, maps: Array) -> Array:
@@ -62,13 +62,18 @@ def random_maps(n: int, rng: np.random.Generator) -> Array:
     return turn @ shear
 
 
-def twins(images: Array, rng: np.random.Generator) -> Array:
-    """One distorted twin of each square uint8 image (N, side²) -> (N, side²) uint8,
-    through a random affine map (``random_maps``).  The same generator state gives the
-    same twins."""
-    maps = random_maps(len(images), rng)
-    out = np.empty_like(images)
-    for s in range(0, len(images), _CHUNK):
+def twins(
+    images: Array, rng: np.random.Generator, rows: Array | None = None, out: Array | None = None
+) -> Array:
+    """One distorted twin of each square uint8 image images[rows] (all of them when
+    ``rows`` is None) -> out (len(rows), side²) uint8, made if not given, through a
+    random affine map (``random_maps``).  The same generator state gives the same
+    twins.  Worked a few hundred images at a time, so that the memory it needs beyond
+    ``out`` is a few MB whatever the number of images."""
+    rows = np.arange(len(images)) if rows is None else rows
+    maps = random_maps(len(rows), rng)
+    out = np.empty((len(rows), images.shape[1]), np.uint8) if out is None else out
+    for s in range(0, len(rows), _CHUNK):
         part = slice(s, s + _CHUNK)
-        out[part] = affine(images[part], maps[part])
+        out[part] = affine(images[rows[part]], maps[part])
     return out
