@@ -34,6 +34,7 @@ import io
 import os
 import warnings
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -164,36 +165,61 @@ def ink_map(grey: Array) -> Array:
     return ink
 
 
-def _quadratic(coef: Array, h: int, w: int) -> Array:
+def _axes(h: int, w: int) -> tuple[Array, Array]:
+    """x (w,) and y (h,) running over [-0.5, 0.5] across an (h, w) grid (0 for a side
+    of one pixel)."""
+    x = np.linspace(-0.5, 0.5, w) if w > 1 else np.zeros(1)
+    y = np.linspace(-0.5, 0.5, h) if h > 1 else np.zeros(1)
+    return x, y
+
+
+def _quadratic(coef: Array, h: int, w: int, dtype: type = np.float64) -> Array:
     """The surface c0 + c1 x + c2 y + c3 x² + c4 x y + c5 y² on an (h, w) grid, x and y
-    running over [-0.5, 0.5] across it."""
-    x = np.linspace(-0.5, 0.5, w)[None, :] if w > 1 else np.zeros((1, 1))
-    y = np.linspace(-0.5, 0.5, h)[:, None] if h > 1 else np.zeros((1, 1))
+    running over [-0.5, 0.5] across it (``_axes``), as ``dtype``: the part in x alone,
+    the part in y alone, and x y, summed in two passes over the grid."""
+    x, y = _axes(h, w)
     c0, c1, c2, c3, c4, c5 = coef
-    return c0 + c1 * x + c2 * y + c3 * x * x + c4 * x * y + c5 * y * y + np.zeros((h, w))
+    in_x = (c0 + c1 * x + c3 * x * x).astype(dtype)  # (w,)
+    in_y = (c2 * y + c5 * y * y).astype(dtype)  # (h,)
+    surface = np.add.outer(in_y, in_x)  # (h, w)
+    if c4:
+        surface += np.multiply.outer((c4 * y).astype(dtype), x.astype(dtype))
+    return surface
+
+
+@cache
+def _terms(h: int, w: int) -> Array:
+    """The quadratic's six terms 1, x, y, x², x y, y² at each pixel of an (h, w) grid,
+    (h·w, 6), row by row: what ``_lighting`` fits to (made once per grid size)."""
+    x, y = _axes(h, w)
+    x, y = np.broadcast_to(x[None, :], (h, w)), np.broadcast_to(y[:, None], (h, w))
+    terms = np.stack([np.ones((h, w)), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
+    terms.flags.writeable = False
+    return terms
 
 
 def _lighting(grey: Array, rounds: int = 3) -> Array:
     """The paper's brightness as a smooth surface over grey (H, W): a quadratic in x and
     y (``_quadratic``), fitted by least squares to the pixels near it and refitted
-    ``rounds`` times, starting from the border's median.  A photo's shadow or a lamp's
-    falloff is such a surface; strokes, however wide, are not, so they stay off it.
-    Fitted on at most 64x64 pixels."""
+    ``rounds`` times (fewer once the pixels counted as paper stop changing: the fit
+    would come out the same), starting from the border's median.  A photo's shadow or
+    a lamp's falloff is such a surface; strokes, however wide, are not, so they stay
+    off it.  Fitted on at most 64x64 pixels."""
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     small = _shrink(grey, 64).astype(np.float64)
-    h, w = small.shape
-    x = np.broadcast_to(np.linspace(-0.5, 0.5, w)[None, :] if w > 1 else 0.0, (h, w))
-    y = np.broadcast_to(np.linspace(-0.5, 0.5, h)[:, None] if h > 1 else 0.0, (h, w))
-    terms = np.stack([np.ones((h, w)), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
+    terms, small = _terms(*small.shape), small.reshape(-1)
     coef = np.array([float(np.median(border)), 0, 0, 0, 0, 0])
+    before = None
     for _ in range(rounds):
-        paper = (np.abs(small - _quadratic(coef, h, w)) <= 0.15).reshape(-1)
+        paper = np.abs(small - terms @ coef) <= 0.15
         if paper.sum() < 24:  # too little paper to fit a surface to: keep what we have
+            break
+        if before is not None and np.array_equal(paper, before):
             break
         a = terms[paper]
         normal = a.T @ a + 1e-9 * np.eye(6)  # (6, 6): a tiny ridge keeps it solvable
-        coef = np.linalg.solve(normal, a.T @ small.reshape(-1)[paper])
-    return _quadratic(coef, *grey.shape).astype(grey.dtype)
+        coef, before = np.linalg.solve(normal, a.T @ small[paper]), paper
+    return _quadratic(coef, *grey.shape, dtype=grey.dtype)
 
 
 def _paper(grey: Array, marked: Array) -> Array:
@@ -252,10 +278,12 @@ def _grow(mask: Array, r: int) -> Array:
 
 
 def _sum3(a: Array) -> Array:
-    """The sum of each cell's 3x3 neighbourhood (zero outside)."""
+    """The sum of each cell's 3x3 neighbourhood (zero outside): three rows summed, then
+    three columns of those sums."""
     padded = np.pad(a, 1)
     h, w = a.shape
-    return sum(padded[i : i + h, j : j + w] for i in range(3) for j in range(3))
+    rows = padded[:, :w] + padded[:, 1 : w + 1] + padded[:, 2:]  # (h + 2, w)
+    return rows[:h] + rows[1 : h + 1] + rows[2:]
 
 
 def _mean3(a: Array) -> Array:
