@@ -5,6 +5,8 @@ grey bytes are refused with one line each."""
 
 import base64
 import io
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -132,3 +134,32 @@ def test_a_picture_declares_its_pixels_before_it_is_decoded(pads):
     assert declared_pixels(GreyPicture(**as_grey(pads[0][:100, :30])["grey"])) == 3000
     for junk in ["data:image/png;base64,@@@", "data:image/png;base64,AAAA", "hello", ""]:
         assert declared_pixels(junk) is None
+
+
+#: Reads a pad 30 times with the server's malloc settings: page faults per read.
+_FAULTS = """
+import resource, sys
+import numpy as np
+from PIL import Image
+from digitnet.server.memory import map_large_blocks
+from digitnet.vision.preprocess import to_mnist
+pad = np.load(sys.argv[1])
+map_large_blocks()
+to_mnist(Image.fromarray(pad))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(30):
+    to_mnist(Image.fromarray(pad))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 30)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_a_pads_arrays_stay_in_the_servers_heap(tmp_path):
+    """The server gives large blocks back to the system at once (``map_large_blocks``);
+    the arrays of a small picture must still be reused, not handed back and faulted in
+    again for every picture (739 page faults a pad when they were, twice the time)."""
+    path = tmp_path / "pad.npy"
+    np.save(path, drawn(STROKES["4"]))
+    done = subprocess.run([sys.executable, "-c", _FAULTS, str(path)], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert float(done.stdout) < 50
