@@ -13,8 +13,9 @@ Measures, for the 784-16-16-10 sigmoid network on MNIST (cross-entropy, Adam):
 - wall time from process start to a saved model for the default ``digitnet train``,
   and for the same recipe in PyTorch and (as close as it allows) scikit-learn, with
   the test accuracy each reached and the peak memory of each process;
-- seconds per epoch at batch 32 for every activation of the registry on each loop
-  (NumPy, compiled, and ``auto`` once the compiled loop is built);
+- seconds per epoch at batch 32 for every activation, output, cost and optimiser of the
+  registries, one at a time in the default network, on each loop (NumPy, compiled, and
+  ``auto`` once the compiled loop is built);
 - predicting the 10,000 test images in one call, and one image;
 - the arithmetic floor: an epoch's matrix-product FLOPs over this machine's one-core
   float32 GEMM rate, and each loop's distance from it ("x floor").
@@ -41,9 +42,10 @@ from threadpoolctl import threadpool_limits
 
 from digitnet.files.data import load_mnist
 from digitnet.files.modelfile import load
-from digitnet.learn.activations import ACTIVATIONS
+from digitnet.learn.activations import ACTIVATIONS, LOSS_NAMES, OUTPUTS
 from digitnet.learn.kernel import AVAILABLE as KERNEL_AVAILABLE
 from digitnet.learn.network import Network
+from digitnet.learn.optimizers import OPTIMIZERS
 from digitnet.train import TrainConfig, evaluate, train_network
 
 HERE = Path(__file__).resolve().parent
@@ -63,46 +65,60 @@ def have(module: str) -> bool:
 
 
 def digitnet_epochs(
-    images, labels, batch: int, epochs: int, kernel: str = "numpy", activation: str = "sigmoid"
+    images, labels, batch: int, epochs: int, kernel: str = "numpy", **settings
 ) -> list[float]:
+    """Seconds of each epoch of the default network at this batch size on this loop,
+    with ``settings`` (activation, output, loss, optimizer) changed."""
     config = TrainConfig(
-        activation=activation,
         batch_size=batch,
         epochs=epochs,
         validation=0,
         augment=0,
+        distort=0,
         lr=LR,
         schedule="constant",
         weight_decay=0,
         kernel=kernel,
+        **settings,
     )
     _, history = train_network(images, labels, config)
     return [e.seconds for e in history.epochs]
 
 
-def compiled_epochs(
-    images, labels, batch: int, epochs: int, activation: str = "sigmoid"
-) -> list[float]:
-    digitnet_epochs(images[:64], labels[:64], batch, 1, "compiled", activation)  # compile first
-    return digitnet_epochs(images, labels, batch, epochs, "compiled", activation)
+def compiled_epochs(images, labels, batch: int, epochs: int, **settings) -> list[float]:
+    digitnet_epochs(images[:64], labels[:64], batch, 1, "compiled", **settings)  # compile first
+    return digitnet_epochs(images, labels, batch, epochs, "compiled", **settings)
 
 
-def activation_epochs(images, labels, epochs: int, rounds: int) -> dict[str, dict[str, float]]:
-    """Median seconds per epoch at batch 32 for each activation of the registry, on
-    each loop: NumPy, compiled, and ``auto`` once the compiled loop is built (which it
-    then takes); the loops take turns, as the contenders do."""
-    loops = {
-        "numpy": lambda a: digitnet_epochs(images, labels, 32, epochs, "numpy", a),
-        "compiled": lambda a: compiled_epochs(images, labels, 32, epochs, a),
-        "auto": lambda a: digitnet_epochs(images, labels, 32, epochs, "auto", a),
+def variants() -> dict[str, dict[str, str]]:
+    """The default network (sigmoid, softmax, cross-entropy, Adam) with one setting
+    changed: every activation, every output with every cost, every optimiser."""
+    out = {name: {"activation": name} for name in ACTIVATIONS}
+    out |= {
+        f"{output} output, {loss}": {"output": output, "loss": loss}
+        for output in OUTPUTS
+        for loss in LOSS_NAMES
+        if (output, loss) != ("softmax", "cross-entropy")
     }
-    counted = {a: {loop: [] for loop in loops} for a in ACTIVATIONS}
+    return out | {name: {"optimizer": name} for name in OPTIMIZERS if name != "adam"}
+
+
+def variant_epochs(images, labels, epochs: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Median seconds per epoch at batch 32 for each of ``variants``, on each loop:
+    NumPy, compiled, and ``auto`` once the compiled loop is built (which it then takes);
+    the loops take turns, as the contenders do."""
+    loops = {
+        "numpy": lambda v: digitnet_epochs(images, labels, 32, epochs, "numpy", **v),
+        "compiled": lambda v: compiled_epochs(images, labels, 32, epochs, **v),
+        "auto": lambda v: digitnet_epochs(images, labels, 32, epochs, "auto", **v),
+    }
+    counted = {name: {loop: [] for loop in loops} for name in variants()}
     for turn in range(rounds):
-        for activation in ACTIVATIONS:
+        for name, settings in variants().items():
             for loop, run in loops.items():
-                counted[activation][loop] += run(activation)[1:]
-                print(f"round {turn + 1}/{rounds} {activation} {loop}: "
-                      f"{counted[activation][loop][-1]:.3f} s/epoch", flush=True)  # fmt: skip
+                counted[name][loop] += run(settings)[1:]
+                print(f"round {turn + 1}/{rounds} {name} {loop}: "
+                      f"{counted[name][loop][-1]:.3f} s/epoch", flush=True)  # fmt: skip
     return {a: {loop: float(np.median(t)) for loop, t in c.items()} for a, c in counted.items()}
 
 
@@ -400,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     per_epoch = {name: {b: float(np.median(counted[name][b])) for b in batches} for name in peers}
     measured = len(counted[next(iter(peers))][batches[0]])
-    by_activation = activation_epochs(images, labels, epochs, rounds) if KERNEL_AVAILABLE else {}
+    by_variant = variant_epochs(images, labels, epochs, rounds) if KERNEL_AVAILABLE else {}
 
     runs, seeds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -546,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| digitnet vs PyTorch | {predict['torch_batch'] / predict['digitnet_batch']:.2f}x "
             f"faster | {predict['torch_one'] / predict['digitnet_one']:.2f}x faster |"
         )
-    lines += activation_lines(by_activation, floor)
+    lines += variant_lines(by_variant, floor)
     lines += [
         "",
         f"The floor: an epoch is {flops / 1e9:.2f} GFLOP of matrix products; float32 GEMM "
@@ -574,24 +590,26 @@ def _fastest(per_epoch: dict, batch: int) -> float:
     return min(t[batch] for p, t in per_epoch.items() if p.startswith("digitnet"))
 
 
-def activation_lines(by_activation: dict, floor: float) -> list[str]:
-    """The table of seconds per epoch for each activation, on each loop."""
-    if not by_activation:
+def variant_lines(by_variant: dict, floor: float) -> list[str]:
+    """The table of seconds per epoch for each of ``variants``, on each loop."""
+    if not by_variant:
         return []
-    base = by_activation["sigmoid"]["compiled"]
+    base = by_variant["sigmoid"]["compiled"]
     lines = [
         "",
-        "Every activation, one epoch at batch 32 (softmax, cross-entropy, Adam; median, the "
-        "loops taking turns; `auto` with the compiled loop built, which it then takes):",
+        "Every activation, output, cost and optimiser, one at a time in the default network "
+        "(sigmoid, softmax, cross-entropy, Adam), one epoch at batch 32 (median, the loops "
+        "taking turns; `auto` with the compiled loop built, which it then takes):",
         "",
-        "| activation | NumPy | compiled | auto | compiled vs sigmoid compiled "
+        "| changed | NumPy | compiled | auto | compiled vs the default compiled "
         "| auto vs the faster loop | compiled x floor |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, t in by_activation.items():
+    for name, t in by_variant.items():
         faster = min(t["numpy"], t["compiled"])
+        shown = "nothing (sigmoid)" if name == "sigmoid" else name
         lines.append(
-            f"| {name} | {t['numpy']:.3f} s | {t['compiled']:.3f} s | {t['auto']:.3f} s | "
+            f"| {shown} | {t['numpy']:.3f} s | {t['compiled']:.3f} s | {t['auto']:.3f} s | "
             f"{t['compiled'] / base:.2f}x | {t['auto'] / faster:.2f}x | "
             f"{t['compiled'] / floor:.2f}x |"
         )
