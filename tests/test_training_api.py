@@ -19,6 +19,7 @@ from digitnet.files.modelfile import load
 from digitnet.learn.activations import ACTIVATIONS, LOSSES
 from digitnet.learn.optimizers import OPTIMIZERS
 from digitnet.server import SHUTDOWN_TIMEOUT
+from digitnet.server.worker import NICENESS
 
 pytestmark = pytest.mark.slow
 
@@ -355,3 +356,27 @@ def test_a_killed_server_leaves_no_worker(trained):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def niceness(pid: int) -> int:
+    """The Unix nice value of process ``pid`` (Linux's /proc)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
+def test_a_run_trains_below_the_servers_priority_from_its_start(trained):
+    """The worker is low priority from the moment it exists, not only once it has
+    imported and read the digits (seconds of CPU that used to compete with the
+    answers of a class drawing at each run's start)."""
+    process, port, _ = start_server(trained[1])
+    try:
+        status, body = call(port, "POST", "/api/train", LONG_PIECES)
+        assert status == 202, body
+        while not children(process.pid):
+            time.sleep(0.001)
+        (worker,) = children(process.pid)
+        first = niceness(worker)
+        assert cpu_seconds(worker) < 1  # still starting
+        assert first == min(19, niceness(process.pid) + NICENESS)
+    finally:
+        stop(process)

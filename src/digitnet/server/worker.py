@@ -44,7 +44,10 @@ from ..config import TrainConfig
 from ..files.data import load_mnist, with_added
 from ..train import resolve_kernel
 
-#: Priority the run gets below the server's (Unix ``nice``), so predictions go first.
+#: Priority the run gets below the server's (Unix ``nice``), so predictions go first:
+#: set by the server (``jobs``) the moment the worker starts, so that its start-up
+#: (importing, reading the digits, making the distorted twins: seconds of CPU) is
+#: low priority too.
 NICENESS = 10
 #: Linux's prctl option: the signal a process gets when its parent dies.
 PR_SET_PDEATHSIG = 1
@@ -141,8 +144,6 @@ def main(argv: list[str]) -> int:
     now), telling the server on stdout; exit code 0 when a model was made."""
     die_with_parent(int(argv[2]) if len(argv) > 2 else os.getppid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the server's
-    if hasattr(os, "nice"):
-        os.nice(NICENESS)
     stop = threading.Event()
     try:
         try:
