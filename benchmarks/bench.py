@@ -331,7 +331,18 @@ def gemm_rate(threads: int, sizes: tuple[int, ...] = (512, 1024, 2048)) -> float
 
 
 def machine() -> str:
-    """The processor's name, as ``lscpu`` gives it (else /proc/cpuinfo)."""
+    """The processor's name, as ``lscpu`` gives it (else /proc/cpuinfo), and whether
+    it has AVX-512: two machines both called "AMD EPYC" may differ by that, and
+    OpenBLAS picks its kernels by it."""
+    name = _processor()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return name
+    return f"{name} with AVX-512" if " avx512f" in flags else f"{name} without AVX-512"
+
+
+def _processor() -> str:
     try:
         listing = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=30).stdout
         for line in listing.splitlines():
@@ -487,8 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         + ". One BLAS / intra-op thread for every contender.",
         "",
         f"Seconds per epoch over {len(images):,} training images (784-16-16-10 sigmoid, "
-        "cross-entropy, Adam; `digitnet` is the NumPy path, `digitnet compiled` the same loop "
-        f"compiled by numba (`pip install digitnet[fast]`); median of {measured} epochs, taken in "
+        "cross-entropy, Adam; \"digitnet\" is the NumPy path, \"digitnet compiled\" the same loop "
+        f"compiled by numba (the `fast` extra); median of {measured} epochs, taken in "
         f"{rounds} turns of {epochs - 1} after a warm-up, the contenders taking turns"
         f"{' — SMOKE RUN on 3,000 images' if args.smoke else ''}):",
         "",
