@@ -10,6 +10,8 @@ moves out of ``learn/`` is still covered, and such a move is caught here."""
 import ast
 import importlib.util
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,16 @@ def test_the_cache_key_follows_the_calls_into_any_file(tmp_path, monkeypatch):
     (tmp_path / "helper_math.py").write_text("def helper(z):\n    return z + 2\n")
     kernel.fingerprint.cache_clear()
     assert kernel.fingerprint((outer.f,)) != before
+
+
+def test_a_training_worker_imports_no_web_framework():
+    """``python -m digitnet.server.worker`` starts at each run: it imports what trains,
+    not FastAPI and uvicorn (half a second of CPU a run when it did), while every name
+    ``digitnet.server`` offers is still there."""
+    probe = (
+        "import sys, digitnet.server.worker, digitnet.server as s; "
+        "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules)); "
+        "print(all(getattr(s, n) is not None for n in s.__all__))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]

@@ -84,21 +84,68 @@ Where each part lives:
 - ``memory``: giving a picture's memory back to the system.
 """
 
-from .app import create_app
-from .middleware import BODY_TIMEOUT, MAX_BODY_BYTES, BodyLimit, HostCheck, JSONErrors
-from .pictures import MAX_IMAGE_PIXELS, PICTURE_BYTES, PICTURE_QUEUE, PICTURE_WORKERS
-from .protocol import (
-    HEADER_TIMEOUT,
-    KEEP_ALIVE_TIMEOUT,
-    MAX_CONNECTIONS,
-    SHUTDOWN_TIMEOUT,
-    GuardedProtocol,
-    bind,
-    is_loopback,
-    loopback_names,
-    serve,
-)
-from .state import ServerState, atlases
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+#: Where each name this package offers lives: imported on first use, so that a
+#: training worker (``python -m digitnet.server.worker``) does not import the web
+#: framework it never uses (half a second of CPU at each run's start).
+_HOMES = {
+    "create_app": "app",
+    "BODY_TIMEOUT": "middleware",
+    "MAX_BODY_BYTES": "middleware",
+    "BodyLimit": "middleware",
+    "HostCheck": "middleware",
+    "JSONErrors": "middleware",
+    "MAX_IMAGE_PIXELS": "pictures",
+    "PICTURE_BYTES": "pictures",
+    "PICTURE_QUEUE": "pictures",
+    "PICTURE_WORKERS": "pictures",
+    "HEADER_TIMEOUT": "protocol",
+    "KEEP_ALIVE_TIMEOUT": "protocol",
+    "MAX_CONNECTIONS": "protocol",
+    "SHUTDOWN_TIMEOUT": "protocol",
+    "GuardedProtocol": "protocol",
+    "bind": "protocol",
+    "is_loopback": "protocol",
+    "loopback_names": "protocol",
+    "serve": "protocol",
+    "ServerState": "state",
+    "atlases": "state",
+}
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .middleware import BODY_TIMEOUT, MAX_BODY_BYTES, BodyLimit, HostCheck, JSONErrors
+    from .pictures import MAX_IMAGE_PIXELS, PICTURE_BYTES, PICTURE_QUEUE, PICTURE_WORKERS
+    from .protocol import (
+        HEADER_TIMEOUT,
+        KEEP_ALIVE_TIMEOUT,
+        MAX_CONNECTIONS,
+        SHUTDOWN_TIMEOUT,
+        GuardedProtocol,
+        bind,
+        is_loopback,
+        loopback_names,
+        serve,
+    )
+    from .state import ServerState, atlases
+
+
+def __getattr__(name: str):
+    """A name of ``__all__``, imported from its module on first use (PEP 562)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(f".{home}", __name__), name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "BODY_TIMEOUT",
