@@ -33,13 +33,20 @@ def test_the_pad_goes_as_grey_bytes_that_read_as_its_png(page):
     )
     stroke(page, DIGITS["7"][0])
     expect(page.locator("#guess")).to_have_text("7", timeout=5000)
-    drawn = [body for body in sent if "pixels" not in body]  # not the blank pad's
-    assert drawn and all("grey" in body and "image" not in body for body in drawn)
-    grey = drawn[-1]["grey"]
-    both = page.evaluate(ASK_BOTH, grey)
-    pixels = np.frombuffer(zlib.decompress(base64.b64decode(grey["data"])), np.uint8)
-    png = Image.open(io.BytesIO(base64.b64decode(both["image"].split(",", 1)[1])))
-    assert (grey["width"], grey["height"]) == png.size == (280, 280)
+    # The guess may come from a picture sent while the stroke grew; the finished pad
+    # goes once the request in flight is answered: wait (10 s at most) for it.
+    for _ in range(100):
+        drawn = [body for body in sent if "pixels" not in body]  # not the blank pad's
+        grey = drawn[-1]["grey"]
+        pixels = np.frombuffer(zlib.decompress(base64.b64decode(grey["data"])), np.uint8)
+        url = page.evaluate("document.getElementById('pad').toDataURL('image/png')")
+        png = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+        assert (grey["width"], grey["height"]) == png.size == (280, 280)
+        if np.array_equal(pixels.reshape(280, 280), np.asarray(png.convert("L"))):
+            break
+        page.wait_for_timeout(100)
+    assert all("grey" in body and "image" not in body for body in drawn)
     assert np.array_equal(pixels.reshape(280, 280), np.asarray(png.convert("L")))
+    both = page.evaluate(ASK_BOTH, grey)
     assert both["fromGrey"]["digit"] == both["fromPng"]["digit"] == 7
     assert both["fromGrey"]["input"] == both["fromPng"]["input"]

@@ -443,11 +443,14 @@ export function setupTraining({ drawing, useModel }) {
   $("train-stop").addEventListener("click", async () => {
     if (!panel.job) return;
     $("train-stop").disabled = true;
+    // The run may end (its last event read) before the answer to the stop arrives: then
+    // the end's words stay, not "Stopping…" under a finished run.
+    const stillRunning = () => $("train-status").dataset.state === "running";
     try {
       await call(`/api/train/${encodeURIComponent(panel.job.id)}`, { method: "DELETE" });
-      status("Stopping after the current batch…");
+      if (stillRunning()) status("Stopping after the current batch…");
     } catch (err) {
-      status(`Cannot stop: ${err.message}`, true);
+      if (stillRunning()) status(`Cannot stop: ${err.message}`, true);
     }
   });
 
