@@ -222,8 +222,8 @@ def test_a_training_request_may_add_digits(capsys):
 
     white = base64.b64encode(bytes([255] * 784)).decode()
     body = {"epochs": 1, "add": {"images": [white] * 50, "labels": [3] * 50}, "add_weight": 100}
-    rest, line = jobs.added_digits(body)
-    assert rest == {"epochs": 1}
+    rest, added = jobs.added_digits(body)
+    assert rest == {"epochs": 1} and added.pictures == 50 * 100
     bad = [
         ({**body, "add_weight": 0}, "add_weight", "1-100"),
         ({**body, "add": {"images": [white], "labels": [3, 4]}}, "add", "same length"),
@@ -236,7 +236,7 @@ def test_a_training_request_may_add_digits(capsys):
             jobs.added_digits(request)
         assert e.value.field == field
     assert jobs.added_digits({"epochs": 1}) == ({"epochs": 1}, None)
-    added = worker.read_added(line.decode())
+    added = worker.read_added(added.line.decode())
     assert added[0].shape == (50, 784) and added[2] == 100
     config = TrainConfig(sizes=(784, 8, 10), epochs=1, batch_size=256, distort=0, kernel="numpy")
     last = worker.run(config, threading.Event(), added=added)

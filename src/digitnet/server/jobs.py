@@ -31,6 +31,7 @@ import signal
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -136,9 +137,17 @@ def train_config(body: object) -> TrainConfig:
         raise RequestError(culprit, str(e)) from None
 
 
-def added_digits(body: object) -> tuple[dict, bytes | None]:
+class Added(NamedTuple):
+    """Digits a run trains on besides MNIST: the one JSON line the worker reads on its
+    stdin, and the pictures they add to an epoch (digits × weight, for the budget)."""
+
+    line: bytes
+    pictures: int
+
+
+def added_digits(body: object) -> tuple[dict, Added | None]:
     """A request's JSON object without its ``add`` and ``add_weight``, and those two as
-    the one JSON line the worker reads (None without ``add``): ``add`` is
+    ``Added`` (None without ``add``): ``add`` is
     ``{"images": [base64 of 784 uint8, white ink on black, row by row, ...], "labels":
     [0-9, ...]}`` (at most ``MAX_ADDED``), ``add_weight`` how many times an epoch each
     is shown (1-``MAX_ADD_WEIGHT``, default 1).  RequestError naming a bad field."""
@@ -169,15 +178,7 @@ def added_digits(body: object) -> tuple[dict, bytes | None]:
         pixels += raw
     line = {"images": base64.b64encode(bytes(pixels)).decode("ascii"), "labels": labels,
             "weight": weight}  # fmt: skip
-    return rest, json.dumps(line).encode() + b"\n"
-
-
-def added_images(line: bytes | None) -> int:
-    """How many pictures ``added_digits``' line adds to an epoch: digits × weight."""
-    if line is None:
-        return 0
-    added = json.loads(line)
-    return len(added["labels"]) * added["weight"]
+    return rest, Added(json.dumps(line).encode() + b"\n", len(labels) * weight)
 
 
 def first_layer(net: Network, digits: int = 3) -> list[list[float]]:
@@ -222,7 +223,7 @@ class Job:
     name: str = ""
     estimate: float = 0.0
     pace: float = 0.0  # seconds at least from one epoch to the next
-    added: bytes | None = None  # digits to train on besides MNIST (``added_digits``)
+    added: Added | None = None  # digits to train on besides MNIST (``added_digits``)
     events: list[str] = field(default_factory=list)
     state: str = "queued"  # queued, running, stopping, done, error
     stopped_by: str | None = None  # owner, teacher or budget, when stopped
@@ -294,15 +295,15 @@ class Trainer:
         owner: str = "",
         name: str | None = None,
         pace: float = 0.0,
-        added: bytes | None = None,
+        added: Added | None = None,
     ) -> Job:
         """Queue a run of ``config`` for the client ``owner`` (it trains at once when
         none does), at least ``pace`` seconds from one epoch to the next, on MNIST and
-        the digits of ``added`` (``added_digits``' line, handed to the worker on its
-        stdin); Refused, before any work, when it cannot be queued."""
+        the digits of ``added`` (``added_digits``, its line handed to the worker on
+        its stdin); Refused, before any work, when it cannot be queued."""
         if not self.enabled:
             raise Refused(403, "training is switched off for now by the teacher")
-        estimate = check_budget(config, self.budget, pace, added_images(added))
+        estimate = check_budget(config, self.budget, pace, added.pictures if added else 0)
         mine = [j for j in self.jobs.values() if owner and j.owner == owner and not j.finished]
         if len(mine) >= PER_CLIENT:
             raise Refused(
@@ -444,7 +445,7 @@ class Trainer:
             return
         lower_priority(job.process.pid)
         if job.added:  # the worker reads them first; the memory is let go
-            job.process.stdin.write(job.added)
+            job.process.stdin.write(job.added.line)
             job.added = None
         if job.told:  # it waited: say it has begun
             await job.add("started", {"position": 0})
